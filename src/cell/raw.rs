@@ -1,0 +1,218 @@
+//! `RawValue<T>` and `RawArray<T>`: shared cells without a lock (Python's `RawValue` and
+//! `RawArray`, or `lock=False`), for callers who synchronise themselves.
+//!
+//! Every access is a volatile copy of one element: no reference to shared memory is ever made,
+//! so a racing writer in another process can give a *torn* value (some bytes old, some new) but
+//! never undefined behaviour in this process, because `T: Pod` accepts any bit pattern. Use
+//! them when a higher-level protocol (a [`Value`](crate::Value)'s lock, a barrier, a single
+//! writer that finishes before readers start) orders the accesses.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytemuck::Pod;
+
+use super::core::CellCore;
+use crate::error::{Error, Result};
+use crate::shm::{DEFAULT_OPEN_WAIT, Kind, SegmentName};
+
+/// One value of type `T` in shared memory with no lock. See the [module docs](self).
+pub struct RawValue<T> {
+    core: Arc<CellCore<T>>,
+}
+
+/// A fixed-length array of `T` in shared memory with no lock. See the [module docs](self).
+pub struct RawArray<T> {
+    core: Arc<CellCore<T>>,
+}
+
+impl<T: Pod> RawValue<T> {
+    /// Creates an anonymous raw value.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the segment cannot be created or mapped.
+    pub fn new(init: T) -> Result<Self> {
+        Self::wrap(CellCore::create(
+            SegmentName::anonymous()?,
+            Kind::RawValue,
+            1,
+            Some(std::slice::from_ref(&init)),
+        ))
+    }
+
+    /// Creates the raw value `name`; fails if it exists. This process owns the name.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::AlreadyExists`] or [`Error::Io`].
+    pub fn create(name: &str, init: T) -> Result<Self> {
+        Self::wrap(CellCore::create(
+            SegmentName::new(name)?,
+            Kind::RawValue,
+            1,
+            Some(std::slice::from_ref(&init)),
+        ))
+    }
+
+    /// Opens the existing raw value `name`, checking kind and type.
+    ///
+    /// # Errors
+    /// As [`Value::open`](crate::Value::open).
+    pub fn open(name: &str) -> Result<Self> {
+        Self::wrap(CellCore::open(
+            SegmentName::new(name)?,
+            Kind::RawValue,
+            Some(1),
+            DEFAULT_OPEN_WAIT,
+        ))
+    }
+
+    fn wrap(core: Result<CellCore<T>>) -> Result<Self> {
+        Ok(RawValue {
+            core: Arc::new(core?),
+        })
+    }
+
+    /// The segment's name.
+    pub fn name(&self) -> &str {
+        self.core.name()
+    }
+
+    /// Reads the value (a volatile copy; may be torn by a concurrent writer).
+    pub fn get(&self) -> T {
+        self.core.read(0).unwrap_or_else(T::zeroed)
+    }
+
+    /// Writes the value (a volatile copy).
+    pub fn set(&self, value: T) {
+        self.core.write(0, value);
+    }
+}
+
+impl<T: Pod> RawArray<T> {
+    /// Creates an anonymous raw array of `len` zeroed elements.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] or [`Error::Io`].
+    pub fn new(len: usize) -> Result<Self> {
+        Self::wrap(CellCore::create(
+            SegmentName::anonymous()?,
+            Kind::RawArray,
+            len,
+            None,
+        ))
+    }
+
+    /// Creates an anonymous raw array holding a copy of `values`.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn from_slice(values: &[T]) -> Result<Self> {
+        Self::wrap(CellCore::create(
+            SegmentName::anonymous()?,
+            Kind::RawArray,
+            values.len(),
+            Some(values),
+        ))
+    }
+
+    /// Creates the raw array `name` with `len` zeroed elements; fails if it exists.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::TooLarge`] or [`Error::Io`].
+    pub fn create(name: &str, len: usize) -> Result<Self> {
+        Self::wrap(CellCore::create(
+            SegmentName::new(name)?,
+            Kind::RawArray,
+            len,
+            None,
+        ))
+    }
+
+    /// Opens the existing raw array `name`, whatever its length.
+    ///
+    /// # Errors
+    /// As [`Array::open`](crate::Array::open).
+    pub fn open(name: &str) -> Result<Self> {
+        Self::wrap(CellCore::open(
+            SegmentName::new(name)?,
+            Kind::RawArray,
+            None,
+            DEFAULT_OPEN_WAIT,
+        ))
+    }
+
+    fn wrap(core: Result<CellCore<T>>) -> Result<Self> {
+        Ok(RawArray {
+            core: Arc::new(core?),
+        })
+    }
+
+    /// The segment's name.
+    pub fn name(&self) -> &str {
+        self.core.name()
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.core.len()
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads element `index` (a volatile copy).
+    ///
+    /// # Errors
+    /// [`Error::OutOfRange`].
+    pub fn get(&self, index: usize) -> Result<T> {
+        self.core.read(index).ok_or(Error::OutOfRange {
+            index,
+            len: self.len(),
+        })
+    }
+
+    /// Writes element `index` (a volatile copy).
+    ///
+    /// # Errors
+    /// [`Error::OutOfRange`] (nothing written).
+    pub fn set(&self, index: usize, value: T) -> Result<()> {
+        if self.core.write(index, value) {
+            Ok(())
+        } else {
+            Err(Error::OutOfRange {
+                index,
+                len: self.len(),
+            })
+        }
+    }
+
+    /// Copies all elements out, element by element.
+    pub fn to_vec(&self) -> Vec<T> {
+        self.core.read_all()
+    }
+}
+
+macro_rules! raw_common {
+    ($ty:ident) => {
+        impl<T> Clone for $ty<T> {
+            fn clone(&self) -> Self {
+                $ty {
+                    core: Arc::clone(&self.core),
+                }
+            }
+        }
+        impl<T: Pod> fmt::Debug for $ty<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("name", &self.name())
+                    .field("type", &std::any::type_name::<T>())
+                    .finish()
+            }
+        }
+        super::serde_by_name!($ty);
+    };
+}
+raw_common!(RawValue);
+raw_common!(RawArray);

@@ -1,0 +1,154 @@
+//! The crate-wide error for setting up, opening and removing shared objects.
+//!
+//! Hot-path operations (locking, element access) have small errors of their own that hand the
+//! value or guard back; see [`crate::LockError`] and [`crate::AccessError`]. Every one of them
+//! converts into this type, so `?` works in a function returning [`Result`].
+
+use std::io;
+use std::time::Duration;
+
+use crate::shm::Kind;
+
+/// A specialised `Result` for shmkit's setup and OS operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong creating, opening or using a shared segment.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The name cannot be used for a segment.
+    #[error("invalid segment name {name:?}: {reason}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// An exclusive create found a segment of that name already there.
+    #[error("segment {name:?} already exists")]
+    AlreadyExists {
+        /// The segment's name.
+        name: String,
+    },
+    /// No segment of that name exists.
+    #[error("segment {name:?} does not exist")]
+    NotFound {
+        /// The segment's name.
+        name: String,
+    },
+    /// The segment exists but its creator has not published its header (it may still be
+    /// starting, or it died while creating it).
+    #[error("segment {name:?} was not initialised within {waited:?} (its creator may have died)")]
+    Uninitialized {
+        /// The segment's name.
+        name: String,
+        /// How long the opener waited.
+        waited: Duration,
+    },
+    /// The segment is smaller than its header says it must be.
+    #[error("segment {name:?} is truncated: {actual} bytes, needs {needed}")]
+    Truncated {
+        /// The segment's name.
+        name: String,
+        /// Its size in bytes.
+        actual: u64,
+        /// The size it needs.
+        needed: u64,
+    },
+    /// The segment does not start with shmkit's magic number.
+    #[error("segment {name:?} is not a shmkit segment (bad magic number)")]
+    BadMagic {
+        /// The segment's name.
+        name: String,
+    },
+    /// The segment was written by a build of shmkit with another layout version.
+    #[error("segment {name:?} has format version {found}; this build reads version {expected}")]
+    VersionMismatch {
+        /// The segment's name.
+        name: String,
+        /// The version this build reads and writes.
+        expected: u32,
+        /// The version found in the segment.
+        found: u32,
+    },
+    /// The segment holds another kind of object.
+    #[error("segment {name:?} holds {found}, not {expected}")]
+    KindMismatch {
+        /// The segment's name.
+        name: String,
+        /// The kind asked for.
+        expected: Kind,
+        /// The kind found (its name, or its number if this build does not know it).
+        found: String,
+    },
+    /// The segment stores elements of another type.
+    #[error("segment {name:?} stores {found}, not {expected}")]
+    TypeMismatch {
+        /// The segment's name.
+        name: String,
+        /// The element type asked for, with its size and alignment.
+        expected: String,
+        /// The element type found, with its size and alignment.
+        found: String,
+    },
+    /// The segment has another number of elements than asked for.
+    #[error("segment {name:?} has {found} elements, expected {expected}")]
+    LengthMismatch {
+        /// The segment's name.
+        name: String,
+        /// The length asked for.
+        expected: u64,
+        /// The length found.
+        found: u64,
+    },
+    /// The segment's header or control block is inconsistent: written by a broken or hostile
+    /// process, or not a shmkit segment at all.
+    #[error("segment {name:?} is corrupt: {reason}")]
+    Corrupt {
+        /// The segment's name.
+        name: String,
+        /// What failed to check out.
+        reason: String,
+    },
+    /// The requested object does not fit in a segment (its size overflows).
+    #[error("{what} is too large for a shared segment")]
+    TooLarge {
+        /// What was being sized.
+        what: String,
+    },
+    /// A system call failed.
+    #[error("{op} failed: {source}")]
+    Io {
+        /// The operation that failed.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A lock's previous holder died (or panicked) while holding it. See [`crate::LockError`].
+    #[error("the previous holder of the lock died while holding it; the data may be inconsistent")]
+    OwnerDied,
+    /// The calling thread already holds the lock.
+    #[error("this thread already holds the lock")]
+    Deadlock,
+    /// A lock could not be acquired in time.
+    #[error("the lock could not be acquired in time")]
+    WouldBlock,
+    /// A lock in shared memory is unusable (not recoverable, or overwritten by a broken peer).
+    #[error("the lock is unusable: {0}")]
+    LockBroken(String),
+    /// An element index was out of range.
+    #[error("index {index} is out of range for length {len}")]
+    OutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// The number of elements.
+        len: usize,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, source: io::Error) -> Self {
+        Error::Io { op, source }
+    }
+}

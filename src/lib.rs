@@ -1,0 +1,53 @@
+//! # shmkit
+//!
+//! What Python's `multiprocessing` gives Python programs, for Rust programs, over shared memory
+//! and free of its traps: typed shared values and arrays today; queues, processes, pools,
+//! locks and pipes as they land.
+//!
+//! ```
+//! # fn main() -> shmkit::Result<()> {
+//! use shmkit::{Array, Value};
+//!
+//! let counter = Value::new(0.0f64)?;           // Python: Value('d', 0.0)
+//! let squares = Array::from_slice(&[0i32; 10])?; // Python: Array('i', 10)
+//!
+//! counter.update(|v| *v += 1.0)?;
+//! squares.update(|s| s.iter_mut().enumerate().for_each(|(i, x)| *x = (i * i) as i32))?;
+//!
+//! // Handles travel to other processes as their names (they implement serde), and the other
+//! // process opens the same memory with full type checks:
+//! let same: Value<f64> = Value::open(counter.name())?;
+//! assert_eq!(same.get()?, 1.0);
+//! assert_eq!(squares.get(3)?, 9);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Robustness
+//! Every shared object lives in a segment that starts with a validated header: opening the
+//! wrong kind, type or length, or a truncated or garbage segment, is an [`Error`], never
+//! undefined behaviour. Each [`Value`] and [`Array`] has a robust process-shared lock: if a
+//! process dies while holding it, the next locker gets [`LockError::OwnerDied`] with the guard,
+//! instead of hanging. Segments are owned by their creator and unlinked when it drops them;
+//! [`shm::segments`] and [`shm::remove_stale`] find and remove what crashed creators left.
+//!
+//! ## Layers
+//! `sys` (the only code that calls libc) → `shm` (segments and headers) → `sync` (the robust
+//! lock) → `cell` (`Value`, `Array`). `unsafe` is denied crate-wide and allowed only in
+//! `sys`, `shm::segment`, `shm::registry`, `sync::raw_lock`, `sync::guard` and `cell::core`, each
+//! block with a `// SAFETY:` argument.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod cell;
+mod error;
+pub mod shm;
+mod sync;
+#[allow(unsafe_code)]
+mod sys;
+
+#[doc(hidden)]
+pub mod fuzzing;
+
+pub use cell::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};
+pub use error::{Error, Result};
+pub use sync::{AccessError, LockError, LockGuard, TryLockError};

@@ -1,0 +1,20 @@
+//! Shared segments: named POSIX shared memory with a validated header.
+//!
+//! [`Segment`] is the building block of every shared object. Its header, validation and
+//! ownership rules are described in `header.rs` and `segment.rs`. The public part of this
+//! module lets a program list and clean up segments: [`segments`], [`remove_stale`], [`remove`].
+
+mod header;
+mod name;
+#[allow(unsafe_code)]
+mod registry;
+#[allow(unsafe_code)]
+mod segment;
+
+pub use header::Kind;
+pub use name::MAX_NAME_LEN;
+pub use registry::{SegmentInfo, remove, remove_stale, segments};
+
+pub(crate) use header::{Expect, Spec, TypeInfo, fix_header_for_fuzzing};
+pub(crate) use name::SegmentName;
+pub(crate) use segment::{DEFAULT_OPEN_WAIT, Segment, ShmShared};

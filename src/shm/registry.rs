@@ -1,0 +1,131 @@
+//! Finding and removing shmkit segments: `segments()`, `remove_stale()`, `remove()`.
+//!
+//! A segment whose creator died (SIGKILL, abort, power cut of the process) is never unlinked by
+//! its owner. These functions let an operator or a supervisor list what is in `/dev/shm` and
+//! remove what nobody will clean up.
+
+use std::io;
+use std::sync::atomic::Ordering;
+
+use memmap2::MmapOptions;
+
+use super::header::{HEADER_SIZE, Header, HeaderFields, Kind, MAGIC, READY};
+use super::name::{PREFIX, SegmentName};
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// What [`segments`] knows about one shmkit segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SegmentInfo {
+    /// The segment's name, as given to `create`/`open` (without the `shmkit-` prefix).
+    pub name: String,
+    /// The kind of object, if the header is published and this build knows the kind.
+    pub kind: Option<Kind>,
+    /// The size of the segment in bytes.
+    pub size: u64,
+    /// The pid of the process that created it, if the header says.
+    pub creator_pid: Option<u32>,
+    /// Whether that process is still running (checked with its start time, so a reused pid
+    /// does not count). `false` also when the creator is unknown.
+    pub creator_alive: bool,
+    /// Whether the creator finished and published the header.
+    pub ready: bool,
+}
+
+impl SegmentInfo {
+    /// A segment is stale when its creator is known to be gone, or when it was never published
+    /// and no creator is recorded: nobody will ever unlink it.
+    pub fn is_stale(&self) -> bool {
+        !self.creator_alive
+    }
+}
+
+/// Lists the shmkit segments in `/dev/shm`, with their kind, size and creator.
+///
+/// # Errors
+/// [`Error::Io`] if `/dev/shm` cannot be read. Segments that vanish or cannot be opened while
+/// listing are skipped.
+pub fn segments() -> Result<Vec<SegmentInfo>> {
+    let names = sys::shm_list(PREFIX).map_err(|e| Error::io("read /dev/shm", e))?;
+    Ok(names
+        .iter()
+        .filter_map(|file| inspect(file).ok().flatten())
+        .collect())
+}
+
+fn inspect(file_name: &str) -> io::Result<Option<SegmentInfo>> {
+    let Some(name) = SegmentName::from_file_name(file_name) else {
+        return Ok(None);
+    };
+    let file = sys::shm_open_existing(&name.os_name(), false)?;
+    let size = sys::file_size(&file)?;
+    let mut info = SegmentInfo {
+        name: name.as_str().to_owned(),
+        kind: None,
+        size,
+        creator_pid: None,
+        creator_alive: false,
+        ready: false,
+    };
+    if size >= HEADER_SIZE {
+        let map = MmapOptions::new()
+            .len(HEADER_SIZE as usize)
+            .map_raw_read_only(&file)?;
+        let header = map.as_ptr().cast::<Header>();
+        // SAFETY: the file holds at least HEADER_SIZE bytes, all mapped, and the mapping is
+        // page-aligned; `state` is an atomic.
+        info.ready = unsafe { (*header).state.load(Ordering::Acquire) } == READY; // SYNC: publish-header
+        // SAFETY: as above; a volatile copy of plain data, believed only as far as checked.
+        let fields: HeaderFields = unsafe { (&raw const (*header).fields).read_volatile() };
+        if fields.magic == MAGIC && fields.creator_pid != 0 {
+            info.kind = Kind::from_u32(fields.kind);
+            info.creator_pid = Some(fields.creator_pid);
+            let start = (fields.creator_start != 0).then_some(fields.creator_start);
+            info.creator_alive = sys::process_alive(fields.creator_pid, start);
+        }
+    }
+    Ok(Some(info))
+}
+
+/// Removes the name of one shmkit segment. Processes that have it open keep using it; nobody
+/// can open it any more.
+///
+/// # Errors
+/// [`Error::InvalidName`], [`Error::NotFound`], or [`Error::Io`].
+pub fn remove(name: &str) -> Result<()> {
+    let name = SegmentName::new(name)?;
+    sys::shm_unlink(&name.os_name()).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => Error::NotFound {
+            name: name.as_str().to_owned(),
+        },
+        _ => Error::io("shm_unlink", e),
+    })
+}
+
+/// Removes every stale segment (see [`SegmentInfo::is_stale`]) and returns what it removed.
+///
+/// A segment whose creator has just called `create` and not yet written its header also has no
+/// recorded creator; to leave such a segment alone, this only removes unpublished segments
+/// that were found unpublished twice, 100 ms apart.
+///
+/// # Errors
+/// [`Error::Io`] if `/dev/shm` cannot be read.
+pub fn remove_stale() -> Result<Vec<SegmentInfo>> {
+    let mut stale: Vec<SegmentInfo> = segments()?
+        .into_iter()
+        .filter(SegmentInfo::is_stale)
+        .collect();
+    if stale.iter().any(|s| s.creator_pid.is_none()) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let again = segments()?;
+        stale.retain(|s| {
+            s.creator_pid.is_some()
+                || again
+                    .iter()
+                    .any(|a| a.name == s.name && a.creator_pid.is_none())
+        });
+    }
+    stale.retain(|s| remove(&s.name).is_ok());
+    Ok(stale)
+}

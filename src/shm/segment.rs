@@ -1,0 +1,273 @@
+//! `Segment`: a named POSIX shared memory object, mapped, with a validated header.
+//!
+//! # Ownership
+//! The process that *creates* a segment owns its name: when the last handle to it in that
+//! process is dropped, the name is unlinked from `/dev/shm`. Processes that had already opened
+//! it keep a valid mapping until they drop their handles (POSIX keeps the memory while anyone
+//! maps it); new `open`s fail with [`Error::NotFound`]. Openers never unlink. Before unlinking,
+//! the owner checks that the name still refers to *its* segment, so it never removes a newer
+//! segment someone created under the same name. A creator that dies cannot unlink: its
+//! segment stays until [`remove_stale`](crate::shm::remove_stale) or [`remove`](crate::shm::remove)
+//! takes it away.
+
+use std::fs::File;
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use super::header::{
+    CONTROL_OFFSET, Expect, HEADER_SIZE, Header, HeaderFields, Kind, Layout, READY, Spec,
+};
+use super::name::SegmentName;
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// How long `open` waits, by default, for a creator to publish a segment's header.
+pub(crate) const DEFAULT_OPEN_WAIT: Duration = Duration::from_secs(2);
+
+/// Types that may be viewed through a shared reference in memory another process writes:
+/// every bit pattern is a valid value and all mutation goes through interior mutability
+/// (atomics, `UnsafeCell` behind a process-shared lock).
+///
+/// # Safety
+/// Implementors must be `#[repr(C)]` or `#[repr(transparent)]`, valid for any bit pattern,
+/// `Sync`, and must never hand out `&mut` to their contents without synchronisation that works
+/// across processes.
+pub(crate) unsafe trait ShmShared: Sync {}
+
+/// A mapped shared segment whose header has been published (by us) or validated (by us).
+pub(crate) struct Segment {
+    name: SegmentName,
+    file: File,
+    map: MmapRaw,
+    kind: Kind,
+    len: u64,
+    layout: Layout,
+    owner: bool,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("name", &self.name.as_str())
+            .field("kind", &self.kind)
+            .field("len", &self.len)
+            .field("size", &self.layout.total_size)
+            .field("owner", &self.owner)
+            .finish()
+    }
+}
+
+fn map(file: &File, len: u64) -> io::Result<MmapRaw> {
+    MmapOptions::new().len(len as usize).map_raw(file)
+}
+
+/// Unlinks a freshly created name if creation fails part-way.
+struct UnlinkOnError<'a>(Option<&'a str>);
+
+impl Drop for UnlinkOnError<'_> {
+    fn drop(&mut self) {
+        if let Some(name) = self.0 {
+            let _ = sys::shm_unlink(name);
+        }
+    }
+}
+
+impl Segment {
+    /// Creates a new segment exclusively, fills in its header, lets `init` set up the control
+    /// block and payload, and then publishes the header. On any error the name is removed.
+    pub(crate) fn create(
+        name: SegmentName,
+        spec: &Spec,
+        init: impl FnOnce(&Segment) -> Result<()>,
+    ) -> Result<Segment> {
+        let os_name = name.os_name();
+        let file = sys::shm_create_exclusive(&os_name).map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => Error::AlreadyExists {
+                name: name.as_str().to_owned(),
+            },
+            _ => Error::io("shm_open(create)", e),
+        })?;
+        let mut cleanup = UnlinkOnError(Some(&os_name));
+        file.set_len(spec.layout.total_size)
+            .map_err(|e| Error::io("ftruncate", e))?;
+        let map = map(&file, spec.layout.total_size).map_err(|e| Error::io("mmap", e))?;
+        let pid = sys::current_pid();
+        let fields = spec.fields(pid, sys::process_start_time(pid).unwrap_or(0));
+        let mut seg = Segment {
+            name,
+            file,
+            map,
+            kind: spec.kind,
+            len: spec.len,
+            layout: spec.layout,
+            owner: false,
+        };
+        let header = seg.header();
+        // SAFETY: the mapping is at least HEADER_SIZE bytes and page-aligned, so `fields` is in
+        // bounds and aligned; no other process reads the fields before the state word says
+        // READY (they wait for it with an Acquire load), so this write races with nothing.
+        unsafe { (&raw mut (*header).fields).write(fields) };
+        init(&seg)?;
+        // SAFETY: `header` points into our live mapping; `state` is an atomic.
+        let state = unsafe { &(*header).state };
+        state.store(READY, Ordering::Release); // SYNC: publish-header
+        cleanup.0 = None;
+        seg.owner = true;
+        Ok(seg)
+    }
+
+    /// Opens an existing segment and validates its header against `expect`, waiting up to
+    /// `wait` for its creator to publish it.
+    pub(crate) fn open(name: SegmentName, expect: &Expect, wait: Duration) -> Result<Segment> {
+        let user = || name.as_str().to_owned();
+        let file = sys::shm_open_existing(&name.os_name(), true).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::NotFound { name: user() },
+            _ => Error::io("shm_open", e),
+        })?;
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(50);
+        let fields = loop {
+            if let Some(fields) = Self::published_fields(&file, &name)? {
+                break fields;
+            }
+            if start.elapsed() >= wait {
+                return Err(Error::Uninitialized {
+                    name: user(),
+                    waited: wait,
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
+        };
+        let size = sys::file_size(&file).map_err(|e| Error::io("fstat", e))?;
+        let (layout, len) =
+            fields.validate(name.as_str(), expect, size, sys::page_size() as u64)?;
+        let map = map(&file, layout.total_size).map_err(|e| Error::io("mmap", e))?;
+        Ok(Segment {
+            name,
+            file,
+            map,
+            kind: expect.kind,
+            len,
+            layout,
+            owner: false,
+        })
+    }
+
+    /// A copy of the header fields if the header has been published, `None` if not yet.
+    fn published_fields(file: &File, name: &SegmentName) -> Result<Option<HeaderFields>> {
+        let size = sys::file_size(file).map_err(|e| Error::io("fstat", e))?;
+        if size == 0 {
+            return Ok(None); // created, not yet sized
+        }
+        if size < HEADER_SIZE {
+            return Err(Error::Truncated {
+                name: name.as_str().to_owned(),
+                actual: size,
+                needed: HEADER_SIZE,
+            });
+        }
+        let map = map(file, HEADER_SIZE).map_err(|e| Error::io("mmap", e))?;
+        let header = map.as_mut_ptr().cast::<Header>();
+        // SAFETY: the file is at least HEADER_SIZE bytes, so the whole header is mapped and
+        // backed (no SIGBUS); the mapping is page-aligned; `state` is an atomic.
+        let state = unsafe { (*header).state.load(Ordering::Acquire) }; // SYNC: publish-header
+        match state {
+            READY => {}
+            0 => return Ok(None),
+            _ => {
+                return Err(Error::Corrupt {
+                    name: name.as_str().to_owned(),
+                    reason: format!("header state word is {state:#x}"),
+                });
+            }
+        }
+        // SAFETY: in bounds and aligned as above. A volatile read copies the fields out once;
+        // the copy is plain data (any bits are a valid `HeaderFields`) and is validated next.
+        Ok(Some(unsafe {
+            (&raw const (*header).fields).read_volatile()
+        }))
+    }
+
+    fn header(&self) -> *mut Header {
+        self.map.as_mut_ptr().cast()
+    }
+
+    /// The name the user gave (or the generated anonymous one).
+    pub(crate) fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// A shared reference to the control block, which starts at `CONTROL_OFFSET`.
+    /// Errors if `T` does not fit between the header and the payload.
+    pub(crate) fn control<T: ShmShared>(&self) -> Result<&T> {
+        let room = self.layout.payload_offset - CONTROL_OFFSET;
+        if std::mem::size_of::<T>() as u64 > room
+            || CONTROL_OFFSET % std::mem::align_of::<T>() as u64 != 0
+        {
+            return Err(Error::Corrupt {
+                name: self.name().to_owned(),
+                reason: "control block does not fit".into(),
+            });
+        }
+        // SAFETY: CONTROL_OFFSET + size_of::<T>() <= payload_offset <= total_size, the mapped
+        // length (validated on open, set on create), and the offset is aligned for T. `T:
+        // ShmShared` is valid for any bits and mutated only through interior mutability, so a
+        // shared reference to memory other processes write is sound. The reference borrows
+        // `self`, which keeps the mapping alive.
+        Ok(unsafe {
+            &*self
+                .map
+                .as_mut_ptr()
+                .add(CONTROL_OFFSET as usize)
+                .cast::<T>()
+        })
+    }
+
+    /// A pointer to the payload, viewed as `len` elements of `T`.
+    /// Errors if the payload is not big enough or not aligned for `T`.
+    pub(crate) fn payload<T: bytemuck::Pod>(&self) -> Result<NonNull<[T]>> {
+        let bytes = (std::mem::size_of::<T>() as u64).checked_mul(self.len);
+        let fits = bytes
+            .and_then(|b| b.checked_add(self.layout.payload_offset))
+            .is_some_and(|end| end <= self.layout.total_size);
+        if !fits || self.layout.payload_offset % std::mem::align_of::<T>() as u64 != 0 {
+            return Err(Error::Corrupt {
+                name: self.name().to_owned(),
+                reason: "payload does not fit".into(),
+            });
+        }
+        // SAFETY: payload_offset + len * size_of::<T>() <= total_size (checked above), the mapped
+        // length, so the offset pointer stays inside the mapping.
+        let start = unsafe {
+            self.map
+                .as_mut_ptr()
+                .add(self.layout.payload_offset as usize)
+        };
+        let slice = std::ptr::slice_from_raw_parts_mut(start.cast::<T>(), self.len as usize);
+        NonNull::new(slice).ok_or_else(|| Error::Corrupt {
+            name: self.name().to_owned(),
+            reason: "null mapping".into(),
+        })
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if !self.owner {
+            return;
+        }
+        // Unlink only if the name still refers to our object: it may have been removed and
+        // re-created by someone else in the meantime.
+        let os_name = self.name.os_name();
+        if let Ok(current) = sys::shm_open_existing(&os_name, false) {
+            if sys::same_file(&current, &self.file).unwrap_or(false) {
+                let _ = sys::shm_unlink(&os_name);
+            }
+        }
+    }
+}
