@@ -44,12 +44,12 @@ pub fn open_segment_bytes(data: &[u8]) {
             0 => exercise_value::<f64>(&name, short),
             1 => exercise_array::<i32>(&name, short),
             2 => {
-                if let Ok(v) = RawValue::<u64>::open(&name) {
+                if let Ok(v) = RawValue::<u64>::open_timeout(&name, Duration::ZERO) {
                     let _ = v.get();
                 }
             }
             _ => {
-                if let Ok(a) = RawArray::<u8>::open(&name) {
+                if let Ok(a) = RawArray::<u8>::open_timeout(&name, Duration::ZERO) {
                     let _ = a.to_vec();
                 }
             }

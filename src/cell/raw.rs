@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytemuck::Pod;
 
@@ -58,11 +59,19 @@ impl<T: Pod> RawValue<T> {
     /// # Errors
     /// As [`Value::open`](crate::Value::open).
     pub fn open(name: &str) -> Result<Self> {
+        Self::open_timeout(name, DEFAULT_OPEN_WAIT)
+    }
+
+    /// Like [`open`](Self::open), waiting at most `wait` for the creator to publish the segment.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_timeout(name: &str, wait: Duration) -> Result<Self> {
         Self::wrap(CellCore::open(
             SegmentName::new(name)?,
             Kind::RawValue,
             Some(1),
-            DEFAULT_OPEN_WAIT,
+            wait,
         ))
     }
 
@@ -133,11 +142,19 @@ impl<T: Pod> RawArray<T> {
     /// # Errors
     /// As [`Array::open`](crate::Array::open).
     pub fn open(name: &str) -> Result<Self> {
+        Self::open_timeout(name, DEFAULT_OPEN_WAIT)
+    }
+
+    /// Like [`open`](Self::open), waiting at most `wait` for the creator to publish the segment.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_timeout(name: &str, wait: Duration) -> Result<Self> {
         Self::wrap(CellCore::open(
             SegmentName::new(name)?,
             Kind::RawArray,
             None,
-            DEFAULT_OPEN_WAIT,
+            wait,
         ))
     }
 

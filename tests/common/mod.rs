@@ -1,0 +1,109 @@
+//! Helpers for multi-process tests: re-execute this test binary to run one test in a child
+//! process with a role (ipc-channel's and procspawn's pattern), wait with timeouts, and make
+//! sure a hang fails the test instead of freezing CI.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+const ROLE: &str = "SHMKIT_TEST_ROLE";
+
+/// The role this process was started with, if it is a child of a test.
+pub fn role() -> Option<String> {
+    std::env::var(ROLE).ok()
+}
+
+/// The value of a variable the parent passed to the child.
+pub fn arg(key: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| panic!("child started without {key}"))
+}
+
+/// Starts this test binary again, running only `test`, with `role` and the given variables.
+pub fn spawn(test: &str, role: &str, vars: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.args([test, "--exact", "--nocapture", "--test-threads=1", "-q"])
+        .env(ROLE, role);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    // The child's own libtest summary would only confuse a reader; its panics go to stderr.
+    cmd.stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn child test process")
+}
+
+/// Waits for `child`; kills it and fails the test if it takes longer than `limit`.
+pub fn wait(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child {} did not finish within {limit:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Waits until `cond` holds; fails the test after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Aborts the whole test process if it is still running after `limit`: a hang anywhere in a
+/// test (a lock that never returns) becomes a failure instead of a frozen CI job.
+pub fn watchdog(limit: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        eprintln!("watchdog: test process still running after {limit:?}; aborting");
+        std::process::abort();
+    });
+}
+
+/// A segment name no other test (or test run) uses.
+pub fn unique(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "test-{tag}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Where segment `name` is visible in the file system.
+pub fn shm_path(name: &str) -> PathBuf {
+    PathBuf::from(format!("/dev/shm/shmkit-{name}"))
+}
+
+/// Fails if segment `name` still exists.
+pub fn assert_gone(name: &str) {
+    assert!(
+        !shm_path(name).exists(),
+        "segment {name} was left in /dev/shm"
+    );
+}
+
+/// Removes `name` when dropped, for segments a test writes by hand.
+pub struct Remove(pub String);
+
+impl Drop for Remove {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(shm_path(&self.0));
+    }
+}

@@ -1,0 +1,193 @@
+//! Opening with the wrong kind, type or length, and opening truncated, uninitialised or garbage
+//! segments: each gives its own precise error, never a panic or a fault.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Remove, assert_gone, shm_path, unique, watchdog};
+use shmkit::{Array, Error, RawArray, RawValue, Value};
+
+#[test]
+fn wrong_type_kind_or_length_is_refused_precisely() {
+    watchdog(Duration::from_secs(60));
+    let vname = unique("wrong-v");
+    let aname = unique("wrong-a");
+    let v = Value::create(&vname, 1.5f64).unwrap();
+    let a = Array::create_from_slice(&aname, &[1i32; 10]).unwrap();
+
+    let e = Value::<i64>::open(&vname).unwrap_err();
+    assert!(
+        matches!(&e, Error::TypeMismatch { expected, found, .. } if expected.starts_with("i64") && found.starts_with("f64")),
+        "{e}"
+    );
+    assert!(matches!(
+        Value::<f32>::open(&vname),
+        Err(Error::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        Array::<f64>::open(&vname),
+        Err(Error::KindMismatch { .. })
+    ));
+    assert!(matches!(
+        RawValue::<f64>::open(&vname),
+        Err(Error::KindMismatch { .. })
+    ));
+    // Same size and alignment, another type: the name fingerprint tells them apart.
+    assert!(matches!(
+        Array::<u32>::open(&aname),
+        Err(Error::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        Array::<i32>::open_with_len(&aname, 11),
+        Err(Error::LengthMismatch {
+            expected: 11,
+            found: 10,
+            ..
+        })
+    ));
+    assert!(matches!(
+        Value::<i32>::open(&aname),
+        Err(Error::KindMismatch { .. })
+    ));
+    assert!(matches!(
+        RawArray::<i32>::open(&aname),
+        Err(Error::KindMismatch { .. })
+    ));
+    assert_eq!(
+        Array::<i32>::open_with_len(&aname, 10)
+            .unwrap()
+            .to_vec()
+            .unwrap(),
+        vec![1; 10]
+    );
+
+    assert!(matches!(
+        Value::create(&vname, 0.0f64),
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        Value::<f64>::open(&unique("missing")),
+        Err(Error::NotFound { .. })
+    ));
+    for bad in ["", "a/b", "x y", ".dot"] {
+        assert!(
+            matches!(Value::create(bad, 0u8), Err(Error::InvalidName { .. })),
+            "{bad:?}"
+        );
+    }
+    drop((v, a));
+    assert_gone(&vname);
+    assert_gone(&aname);
+}
+
+/// Writes `bytes` as the whole content of segment `name`, as a broken or hostile peer could.
+fn write_segment(name: &str, bytes: &[u8]) -> Remove {
+    std::fs::write(shm_path(name), bytes).unwrap();
+    Remove(name.to_owned())
+}
+
+#[test]
+fn uninitialised_truncated_and_garbage_segments_fail_cleanly() {
+    watchdog(Duration::from_secs(60));
+    let short = Duration::from_millis(50);
+
+    // Created but never sized or published (a creator that died at once).
+    let n = unique("empty");
+    let _r = write_segment(&n, &[]);
+    assert!(matches!(
+        Value::<f64>::open_timeout(&n, short),
+        Err(Error::Uninitialized { .. })
+    ));
+
+    // Sized but the header was never published.
+    let n = unique("zeros");
+    let _r = write_segment(&n, &[0; 4096]);
+    assert!(matches!(
+        Value::<f64>::open_timeout(&n, short),
+        Err(Error::Uninitialized { .. })
+    ));
+
+    // Shorter than a header.
+    let n = unique("tiny");
+    let _r = write_segment(&n, &[0x5a; 100]);
+    assert!(matches!(
+        Value::<f64>::open(&n),
+        Err(Error::Truncated { actual: 100, .. })
+    ));
+
+    // Garbage: the state word is neither "being built" nor "ready".
+    let n = unique("garbage");
+    let junk: Vec<u8> = (0..8192u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let _r = write_segment(&n, &junk);
+    assert!(matches!(Value::<f64>::open(&n), Err(Error::Corrupt { .. })));
+
+    // A real header copied into a file that is too short for the payload it describes.
+    let real = unique("real");
+    let a = Array::<i32>::create(&real, 10_000).unwrap();
+    let image = std::fs::read(shm_path(&real)).unwrap();
+    let n = unique("cut");
+    let _r = write_segment(&n, &image[..4096]);
+    assert!(matches!(
+        Array::<i32>::open(&n),
+        Err(Error::Truncated {
+            actual: 4096,
+            needed: 45_056,
+            ..
+        })
+    ));
+
+    // Published state, but not our magic.
+    let mut not_ours = image.clone();
+    not_ours[8] ^= 0xff;
+    let n = unique("magic");
+    let _r = write_segment(&n, &not_ours);
+    let e = Array::<i32>::open(&n).unwrap_err();
+    assert!(matches!(e, Error::BadMagic { .. }), "{e:?}");
+
+    // One flipped bit in the fields: the checksum catches it.
+    let mut flipped = image.clone();
+    flipped[60] ^= 0x01;
+    let n = unique("flip");
+    let _r = write_segment(&n, &flipped);
+    assert!(matches!(Array::<i32>::open(&n), Err(Error::Corrupt { .. })));
+
+    // A valid header whose lock bytes were overwritten with garbage.
+    let mut bad_lock = image.clone();
+    bad_lock[256..296].fill(0xee);
+    let n = unique("lock");
+    let _r = write_segment(&n, &bad_lock);
+    assert!(matches!(Array::<i32>::open(&n), Err(Error::Corrupt { .. })));
+
+    // The intact copy opens and reads.
+    let n = unique("copy");
+    let _r = write_segment(&n, &image);
+    assert_eq!(Array::<i32>::open(&n).unwrap().len(), 10_000);
+    drop(a);
+    assert_gone(&real);
+}
+
+#[test]
+fn replayed_fuzz_inputs_return_without_panicking() {
+    watchdog(Duration::from_secs(60));
+    // Seeds in the shapes the fuzzer explores; plus every committed regression input.
+    let real = unique("seed");
+    let v = Value::create(&real, 3.0f64).unwrap();
+    let image = std::fs::read(shm_path(&real)).unwrap();
+    drop(v);
+    for ctrl in 0..8u8 {
+        let mut data = vec![ctrl];
+        data.extend_from_slice(&image);
+        shmkit::fuzzing::open_segment_bytes(&data);
+        data.truncate(300);
+        shmkit::fuzzing::open_segment_bytes(&data);
+        shmkit::fuzzing::open_segment_bytes(&[ctrl]);
+    }
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/segment_open");
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        shmkit::fuzzing::open_segment_bytes(&std::fs::read(entry.path()).unwrap());
+    }
+}
