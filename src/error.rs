@@ -72,7 +72,7 @@ pub enum Error {
         found: u32,
     },
     /// The segment holds another kind of object.
-    #[error("segment {name:?} holds {found}, not {expected}")]
+    #[error("segment {name:?} holds {found}, not the {expected} asked for")]
     KindMismatch {
         /// The segment's name.
         name: String,

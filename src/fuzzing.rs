@@ -13,14 +13,29 @@ use crate::sys;
 /// cell kinds (chosen by `data[0]`), then, if that succeeds, locks it briefly and reads every
 /// element. Opening must return `Ok` or `Err`; it must never panic, hang or fault.
 ///
-/// If bit 0 of `data[0]` is set, the harness first writes a correct state word and header
-/// checksum, so the fuzzer also reaches the checks behind them (kind, type, layout, the lock).
+/// If bit 3 of `data[0]` is set, the contents are instead a valid image of a real segment of the
+/// chosen kind, patched by the rest of `data` read as (offset: u16, xor: u8) triples, so the
+/// fuzzer starts from deep inside the format. If bit 0 is set, the harness then writes a correct
+/// state word and header checksum, so the fuzzer also reaches the checks behind them (kind,
+/// type, layout, the lock).
 pub fn open_segment_bytes(data: &[u8]) {
-    let Some((&ctrl, contents)) = data.split_first() else {
+    let Some((&ctrl, rest)) = data.split_first() else {
         return;
     };
-    let contents = &contents[..contents.len().min(1 << 16)];
-    let mut contents = contents.to_vec();
+    let mut contents = if ctrl & 8 != 0 {
+        let Some(mut image) = valid_image((ctrl >> 1) & 3) else {
+            return;
+        };
+        for patch in rest.chunks_exact(3) {
+            let at = usize::from(u16::from_le_bytes([patch[0], patch[1]]));
+            if let Some(b) = image.get_mut(at) {
+                *b ^= patch[2];
+            }
+        }
+        image
+    } else {
+        rest[..rest.len().min(1 << 16)].to_vec()
+    };
     if ctrl & 1 != 0 {
         crate::shm::fix_header_for_fuzzing(&mut contents);
     }
@@ -56,6 +71,17 @@ pub fn open_segment_bytes(data: &[u8]) {
         }
     }
     let _ = remove(&name);
+}
+
+/// The bytes of a freshly created segment of each kind the harness opens.
+fn valid_image(kind: u8) -> Option<Vec<u8>> {
+    let read = |name: &str| std::fs::read(format!("{}/shmkit-{name}", sys::SHM_DIR)).ok();
+    match kind {
+        0 => read(Value::new(1.0f64).ok()?.name()),
+        1 => read(Array::from_slice(&[1i32, 2, 3]).ok()?.name()),
+        2 => read(RawValue::new(7u64).ok()?.name()),
+        _ => read(RawArray::from_slice(&[1u8; 10]).ok()?.name()),
+    }
 }
 
 fn exercise_value<T: bytemuck::Pod>(name: &str, short: Duration) {

@@ -177,13 +177,15 @@ fn replayed_fuzz_inputs_return_without_panicking() {
     let v = Value::create(&real, 3.0f64).unwrap();
     let image = std::fs::read(shm_path(&real)).unwrap();
     drop(v);
-    for ctrl in 0..8u8 {
+    for ctrl in 0..16u8 {
         let mut data = vec![ctrl];
         data.extend_from_slice(&image);
         shmkit::fuzzing::open_segment_bytes(&data);
         data.truncate(300);
         shmkit::fuzzing::open_segment_bytes(&data);
         shmkit::fuzzing::open_segment_bytes(&[ctrl]);
+        // Patches that flip the lock's owner-died bit and the kind, from a valid image.
+        shmkit::fuzzing::open_segment_bytes(&[ctrl | 8, 3, 1, 0x40, 24, 0, 1]);
     }
     let dir =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/segment_open");

@@ -5,7 +5,7 @@
 //! ```text
 //! 0     state word (AtomicU32): 0 while the creator builds the segment, READY once published
 //! 8     HeaderFields: magic, version, kind, element type fingerprint, length, layout, creator
-//! 256   control block of the object (its lock, ...), CONTROL_SIZE bytes at most
+//! 256   control block of the object (a cell's lock: 48 bytes)
 //! ...   payload: inline after the control block for a single value, from the next page for arrays
 //! ```
 //!
@@ -31,8 +31,9 @@ pub(crate) const READY: u32 = 0x5245_4459; // "READ" "Y"
 pub(crate) const HEADER_SIZE: u64 = 256;
 /// Where an object's control block (its lock, ...) starts.
 pub(crate) const CONTROL_OFFSET: u64 = HEADER_SIZE;
-/// The room for a cell's control block.
-pub(crate) const CELL_CONTROL_SIZE: u64 = 64;
+/// The room for a cell's control block (its 48-byte lock). A small value follows it in the same
+/// 64-byte cache line, so a contended lock and its data move between cores as one line.
+pub(crate) const CELL_CONTROL_SIZE: u64 = 48;
 /// The longest element type name kept in the header (longer names are cut; the hash covers all).
 const TYPE_NAME_CAP: usize = 96;
 
@@ -337,6 +338,20 @@ impl HeaderFields {
     }
 }
 
+/// For the fuzz harness: make `bytes` (a segment's contents) carry a published state word and a
+/// header checksum that matches its fields, whatever else they say.
+pub(crate) fn fix_header_for_fuzzing(bytes: &mut [u8]) {
+    let start = std::mem::offset_of!(Header, fields);
+    let end = start + std::mem::size_of::<HeaderFields>();
+    if bytes.len() < end {
+        return;
+    }
+    bytes[..4].copy_from_slice(&READY.to_ne_bytes());
+    let mut fields: HeaderFields = bytemuck::pod_read_unaligned(&bytes[start..end]);
+    fields.checksum = fields.compute_checksum();
+    bytes[start..end].copy_from_slice(bytemuck::bytes_of(&fields));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,7 +375,7 @@ mod tests {
         assert_eq!(
             spec(Kind::Value, 1).layout,
             Layout {
-                payload_offset: 320,
+                payload_offset: 304,
                 total_size: PAGE
             }
         );
@@ -506,18 +521,4 @@ mod tests {
             Err(Error::TypeMismatch { .. })
         ));
     }
-}
-
-/// For the fuzz harness: make `bytes` (a segment's contents) carry a published state word and a
-/// header checksum that matches its fields, whatever else they say.
-pub(crate) fn fix_header_for_fuzzing(bytes: &mut [u8]) {
-    let start = std::mem::offset_of!(Header, fields);
-    let end = start + std::mem::size_of::<HeaderFields>();
-    if bytes.len() < end {
-        return;
-    }
-    bytes[..4].copy_from_slice(&READY.to_ne_bytes());
-    let mut fields: HeaderFields = bytemuck::pod_read_unaligned(&bytes[start..end]);
-    fields.checksum = fields.compute_checksum();
-    bytes[start..end].copy_from_slice(bytemuck::bytes_of(&fields));
 }

@@ -30,6 +30,7 @@ impl<'a, T: ?Sized> LockGuard<'a, T> {
     /// If `outcome` is `Ok`, the calling thread holds `lock`. `data` must be valid for reads
     /// and writes for `'a` and, within this and every other process, be accessed only while
     /// holding `lock`.
+    #[inline]
     pub(crate) unsafe fn from_outcome(
         lock: &'a RawLock,
         data: NonNull<T>,
@@ -71,6 +72,7 @@ pub(crate) fn blocking<G>(r: Result<G, TryLockError<G>>) -> Result<G, LockError<
 
 impl<T: ?Sized> Deref for LockGuard<'_, T> {
     type Target = T;
+    #[inline]
     fn deref(&self) -> &T {
         // SAFETY: we hold the lock, and by the constructor's contract everyone accesses `data`
         // only under it, so nobody writes it while this shared borrow of the guard lives.
@@ -79,6 +81,7 @@ impl<T: ?Sized> Deref for LockGuard<'_, T> {
 }
 
 impl<T: ?Sized> DerefMut for LockGuard<'_, T> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`; `&mut self` makes this the only access from this thread.
         unsafe { self.data.as_mut() }
@@ -86,6 +89,7 @@ impl<T: ?Sized> DerefMut for LockGuard<'_, T> {
 }
 
 impl<T: ?Sized> Drop for LockGuard<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         if std::thread::panicking() {
             // A holder that panics may have left the data half-updated: tell the next one.

@@ -63,6 +63,7 @@ impl RawLock {
         self.mutex.looks_valid()
     }
 
+    #[inline]
     fn finish(&self, r: Result<MutexLock, MutexError>) -> Result<Acquired, MutexError> {
         match r? {
             MutexLock::OwnerDied => {
@@ -82,10 +83,12 @@ impl RawLock {
         }
     }
 
+    #[inline]
     pub(crate) fn lock(&self) -> Result<Acquired, MutexError> {
         self.finish(self.mutex.lock())
     }
 
+    #[inline]
     pub(crate) fn try_lock(&self) -> Result<Acquired, MutexError> {
         self.finish(self.mutex.try_lock())
     }
@@ -100,6 +103,7 @@ impl RawLock {
     }
 
     /// Raises or clears the poisoned flag. The caller holds the lock.
+    #[inline]
     pub(crate) fn set_poisoned(&self, poisoned: bool) {
         self.poisoned.store(u32::from(poisoned), Ordering::Relaxed);
     }
@@ -108,6 +112,7 @@ impl RawLock {
     ///
     /// # Safety
     /// The calling thread holds the lock.
+    #[inline]
     pub(crate) unsafe fn unlock(&self) {
         // SAFETY: forwarded from the caller.
         unsafe { self.mutex.unlock() }

@@ -216,6 +216,7 @@ impl RobustMutex {
         r
     }
 
+    #[inline]
     fn raw(&self) -> *mut libc::pthread_mutex_t {
         self.0.get()
     }
@@ -244,6 +245,7 @@ impl RobustMutex {
         }
     }
 
+    #[inline]
     fn outcome(r: libc::c_int) -> Result<MutexLock, MutexError> {
         match r {
             0 => Ok(MutexLock::Acquired),
@@ -255,6 +257,7 @@ impl RobustMutex {
     }
 
     /// Blocks until the mutex is acquired.
+    #[inline]
     pub(crate) fn lock(&self) -> Result<MutexLock, MutexError> {
         // SAFETY: the mutex was initialised by its creator before the segment was published
         // and its type word was checked on open; glibc synchronises all access to it.
@@ -262,6 +265,7 @@ impl RobustMutex {
     }
 
     /// Acquires the mutex if it is free.
+    #[inline]
     pub(crate) fn try_lock(&self) -> Result<MutexLock, MutexError> {
         // SAFETY: as in `lock`.
         Self::outcome(unsafe { libc::pthread_mutex_trylock(self.raw()) })
@@ -286,6 +290,7 @@ impl RobustMutex {
     ///
     /// # Safety
     /// The calling thread must hold the mutex.
+    #[inline]
     pub(crate) unsafe fn unlock(&self) {
         // SAFETY: the caller holds the mutex. An error-checking mutex returns EPERM rather than
         // misbehaving if that is not so; there is nothing useful to do with it in a drop path.
