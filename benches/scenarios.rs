@@ -9,7 +9,7 @@ use std::time::Instant;
 use shmkit::{Array, Value};
 
 const ROLE: &str = "SHMKIT_BENCH_ROLE";
-const IMPLEMENTED: &[&str] = &["value_incr", "array_fill"];
+const IMPLEMENTED: &[&str] = &["value_incr", "array_fill", "lock_uncontended"];
 const PLANNED: &[&str] = &[
     "queue_small",
     "queue_large",
@@ -95,6 +95,23 @@ fn incr_child() -> Res<()> {
     Ok(())
 }
 
+/// One process: lock, `+= 1.0`, unlock on a `Value<f64>`, nobody else around. Not a Python
+/// scenario: it is the number to set beside `benches/c/robust_mutex.c`'s single-process line.
+fn lock_uncontended() -> Res<()> {
+    let count = n(20_000_000);
+    let v = Value::new(0.0f64)?;
+    let t0 = Instant::now();
+    for _ in 0..count {
+        v.update(|x| *x += 1.0)?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    if v.get()? != count as f64 {
+        return Err("lock_uncontended: lost increments".into());
+    }
+    report("lock_uncontended", count, secs, 0);
+    Ok(())
+}
+
 /// A child writes every element of an `Array<i32>` of 2^20 under the lock; the parent sums it.
 fn array_fill() -> Res<()> {
     let size = 1usize << 20;
@@ -144,6 +161,7 @@ fn main() -> Res<()> {
         match name.as_str() {
             "value_incr" => value_incr()?,
             "array_fill" => array_fill()?,
+            "lock_uncontended" => lock_uncontended()?,
             s if PLANNED.contains(&s) => eprintln!("scenario {s}: not implemented yet (skipped)"),
             s => {
                 return Err(

@@ -251,3 +251,12 @@ fn anonymous_segments_are_removed_with_their_last_handle() {
     drop(a);
     assert_gone(&name);
 }
+
+#[test]
+fn handles_are_send_sync_and_clone() {
+    fn check<T: Send + Sync + Clone + serde::Serialize + serde::de::DeserializeOwned>() {}
+    check::<Value<f64>>();
+    check::<Array<i32>>();
+    check::<RawValue<u8>>();
+    check::<RawArray<[u16; 4]>>();
+}
