@@ -116,6 +116,13 @@ pub enum Error {
         /// What was being sized.
         what: String,
     },
+    /// The segment was created in another pid namespace: thread ids there name other tasks, so
+    /// a lock holder's death could not be told apart from a live holder elsewhere.
+    #[error("segment {name:?} was created in another pid namespace; shmkit locks work within one")]
+    ForeignPidNamespace {
+        /// The segment's name.
+        name: String,
+    },
     /// A system call failed.
     #[error("{op} failed: {source}")]
     Io {
@@ -134,9 +141,6 @@ pub enum Error {
     /// A lock could not be acquired in time.
     #[error("the lock could not be acquired in time")]
     WouldBlock,
-    /// A lock in shared memory is unusable (not recoverable, or overwritten by a broken peer).
-    #[error("the lock is unusable: {0}")]
-    LockBroken(String),
     /// An element index was out of range.
     #[error("index {index} is out of range for length {len}")]
     OutOfRange {

@@ -25,9 +25,9 @@
 //! ## Robustness
 //! Every shared object lives in a segment that starts with a validated header: opening the
 //! wrong kind, type or length, or a truncated or garbage segment, is an [`Error`], never
-//! undefined behaviour. Each [`Value`] and [`Array`] has a robust process-shared lock: if a
-//! process dies while holding it, the next locker gets [`LockError::OwnerDied`] with the guard,
-//! instead of hanging. Segments are owned by their creator and unlinked when it drops them;
+//! undefined behaviour. Each [`Value`] and [`Array`] has a process-shared lock that survives
+//! its holder: if a process dies while holding it, the next locker gets [`LockError::OwnerDied`]
+//! with the guard, instead of hanging. Segments are owned by their creator and unlinked when it drops them;
 //! [`shm::segments`] and [`shm::remove_stale`] find and remove what crashed creators left.
 //!
 //! ## Layers

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Remove, assert_gone, shm_path, unique, watchdog};
-use shmkit::{Array, Error, RawArray, RawValue, Value};
+use shmkit::{Array, Error, RawArray, RawValue, TryLockError, Value};
 
 #[test]
 fn wrong_type_kind_or_length_is_refused_precisely() {
@@ -154,12 +154,21 @@ fn uninitialised_truncated_and_garbage_segments_fail_cleanly() {
     let _r = write_segment(&n, &flipped);
     assert!(matches!(Array::<i32>::open(&n), Err(Error::Corrupt { .. })));
 
-    // A valid header whose lock bytes were overwritten with garbage.
+    // A valid header whose lock bytes were overwritten with garbage: the garbage names a holder
+    // that does not exist, so the lock is taken over and reported as poisoned, not hung on.
     let mut bad_lock = image.clone();
-    bad_lock[256..296].fill(0xee);
+    bad_lock[256..272].fill(0xee);
     let n = unique("lock");
     let _r = write_segment(&n, &bad_lock);
-    assert!(matches!(Array::<i32>::open(&n), Err(Error::Corrupt { .. })));
+    let scribbled = Array::<i32>::open(&n).unwrap();
+    match scribbled.try_lock_for(Duration::from_secs(5)) {
+        Err(TryLockError::OwnerDied(g)) => {
+            assert_eq!(g.len(), 10_000);
+            g.mark_consistent();
+        }
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    assert!(scribbled.lock().is_ok());
 
     // The intact copy opens and reads.
     let n = unique("copy");

@@ -189,3 +189,75 @@ fn workers_killed_at_random_moments_never_freeze_the_lock() {
     }
     eprintln!("{owner_died} of 25 rounds found the lock held by a killed worker");
 }
+
+/// More processes than cores, all contending: mutual exclusion must hold (an exact count) and
+/// nobody may be left asleep.
+#[test]
+fn more_processes_than_cores_keep_an_exact_count() {
+    watchdog(Duration::from_secs(240));
+    const TEST: &str = "more_processes_than_cores_keep_an_exact_count";
+    if role().is_some() {
+        let v: Value<u64> = Value::open(&arg("VALUE")).unwrap();
+        for _ in 0..50_000 {
+            // A read, a yield-prone gap and a write: only the lock keeps this exact.
+            let mut g = v.lock().unwrap();
+            let x = *g;
+            std::hint::black_box(&x);
+            *g = x + 1;
+        }
+        return;
+    }
+    let v = Value::new(0u64).unwrap();
+    let mut kids: Vec<_> = (0..6)
+        .map(|_| spawn(TEST, "adder", &[("VALUE", v.name())]))
+        .collect();
+    for k in &mut kids {
+        assert!(wait(k, CHILD_LIMIT).success());
+    }
+    assert_eq!(v.get().unwrap(), 300_000);
+}
+
+/// Waiters asleep on a held lock; one is SIGKILLed while it sleeps. When the holder lets go,
+/// the surviving waiters must all get the lock (a killed sleeper must not swallow the hand-off).
+#[test]
+fn a_waiter_killed_while_asleep_does_not_strand_the_others() {
+    watchdog(Duration::from_secs(120));
+    const TEST: &str = "a_waiter_killed_while_asleep_does_not_strand_the_others";
+    if role().is_some() {
+        let v: Value<u64> = Value::open(&arg("VALUE")).unwrap();
+        let waiting: Array<u32> = Array::open(&arg("WAITING")).unwrap();
+        let slot: usize = arg("SLOT").parse().unwrap();
+        waiting.set(slot, 1).unwrap();
+        v.update(|x| *x += 1).unwrap();
+        return;
+    }
+    let v = Value::new(0u64).unwrap();
+    let waiting = Array::<u32>::new(4).unwrap();
+    let held = v.lock().unwrap();
+    let mut kids: Vec<_> = (0..4)
+        .map(|i| {
+            spawn(
+                TEST,
+                "waiter",
+                &[
+                    ("VALUE", v.name()),
+                    ("WAITING", waiting.name()),
+                    ("SLOT", &i.to_string()),
+                ],
+            )
+        })
+        .collect();
+    wait_until(
+        "all waiters to be about to lock",
+        Duration::from_secs(30),
+        || waiting.to_vec().unwrap().iter().all(|&w| w == 1),
+    );
+    std::thread::sleep(Duration::from_millis(100)); // let them fall asleep in lock()
+    kids[0].kill().unwrap();
+    wait(&mut kids[0], CHILD_LIMIT);
+    drop(held);
+    for k in &mut kids[1..] {
+        assert!(wait(k, Duration::from_secs(30)).success());
+    }
+    assert_eq!(v.get().unwrap(), 3);
+}

@@ -224,7 +224,6 @@ impl<T: Pod> Array<T> {
             Ok(mut g) => Ok(f(&mut g)),
             Err(LockError::OwnerDied(mut g)) => Err(LockError::OwnerDied(f(&mut g))),
             Err(LockError::Deadlock) => Err(LockError::Deadlock),
-            Err(LockError::Broken(e)) => Err(LockError::Broken(e)),
         }
     }
 

@@ -9,7 +9,7 @@ use bytemuck::Pod;
 
 use crate::error::{Error, Result};
 use crate::shm::{Expect, Kind, Segment, SegmentName, Spec, TypeInfo};
-use crate::sync::{LockError, LockGuard, RawLock, TryLockError, blocking};
+use crate::sync::{LockError, LockGuard, RawLock, TryLockError};
 use crate::sys;
 
 pub(crate) struct CellCore<T> {
@@ -53,8 +53,7 @@ impl<T: Pod> CellCore<T> {
                 let lock: *const RawLock = seg.control::<RawLock>()?;
                 // SAFETY: `control` checked that the lock fits in the mapping and is aligned;
                 // the segment is not published yet, so no one else can see it.
-                unsafe { RawLock::init(lock.cast_mut()) }
-                    .map_err(|e| Error::io("pthread_mutex_init", e))?;
+                unsafe { RawLock::init(lock.cast_mut()) };
             }
             if let Some(values) = init {
                 let data = seg.payload::<T>()?;
@@ -110,14 +109,8 @@ impl<T: Pod> CellCore<T> {
 
     fn from_segment(seg: Segment, kind: Kind) -> Result<Self> {
         let lock = if has_lock(kind) {
-            let lock = seg.control::<RawLock>()?;
-            if !lock.looks_valid() {
-                return Err(Error::Corrupt {
-                    name: seg.name().to_owned(),
-                    reason: "the lock is not a shmkit lock".into(),
-                });
-            }
-            Some(NonNull::from(lock))
+            // Any bits are a valid lock: garbage reads as a lock whose holder died.
+            Some(NonNull::from(seg.control::<RawLock>()?))
         } else {
             None
         };
@@ -146,49 +139,56 @@ impl<T: Pod> CellCore<T> {
         self.raw_lock().is_poisoned()
     }
 
-    fn guard<U: ?Sized>(
-        &self,
-        data: NonNull<U>,
-        lock: impl FnOnce(&RawLock) -> Result<crate::sync::Acquired, sys::MutexError>,
-    ) -> Result<LockGuard<'_, U>, TryLockError<LockGuard<'_, U>>> {
-        let raw = self.raw_lock();
-        let outcome = lock(raw);
-        // SAFETY: `outcome` comes from locking `raw`. `data` is this cell's payload (or its
-        // first element), valid while `self` lives, and every `Value`/`Array` in every process
-        // touches it only under this lock (the raw kinds have another `Kind`, so they cannot
-        // open this segment).
-        unsafe { LockGuard::from_outcome(raw, data, outcome) }
-    }
+    // SAFETY (for the six lock methods below): `data` is this cell's payload (or its first
+    // element), valid while `self` lives, and every `Value`/`Array` in every process touches it
+    // only under this lock (the raw kinds have another `Kind`, so they cannot open this segment).
 
     fn first(&self) -> NonNull<T> {
         self.data.cast::<T>()
     }
 
+    #[inline]
     pub(crate) fn lock_all(&self) -> Result<LockGuard<'_, [T]>, LockError<LockGuard<'_, [T]>>> {
-        blocking(self.guard(self.data, RawLock::lock))
+        // SAFETY: see above.
+        unsafe { LockGuard::lock(self.raw_lock(), self.data) }
     }
+
     pub(crate) fn try_lock_all(
         &self,
     ) -> Result<LockGuard<'_, [T]>, TryLockError<LockGuard<'_, [T]>>> {
-        self.guard(self.data, RawLock::try_lock)
+        let raw = self.raw_lock();
+        // SAFETY: see above; the outcome is of locking `raw` on this thread.
+        unsafe { LockGuard::from_attempt(raw, self.data, raw.try_lock()) }
     }
+
     pub(crate) fn try_lock_all_for(
         &self,
         d: Duration,
     ) -> Result<LockGuard<'_, [T]>, TryLockError<LockGuard<'_, [T]>>> {
-        self.guard(self.data, |l| l.try_lock_for(d))
+        let raw = self.raw_lock();
+        // SAFETY: see above; the outcome is of locking `raw` on this thread.
+        unsafe { LockGuard::from_attempt(raw, self.data, raw.try_lock_for(d)) }
     }
+
+    #[inline]
     pub(crate) fn lock_one(&self) -> Result<LockGuard<'_, T>, LockError<LockGuard<'_, T>>> {
-        blocking(self.guard(self.first(), RawLock::lock))
+        // SAFETY: see above.
+        unsafe { LockGuard::lock(self.raw_lock(), self.first()) }
     }
+
     pub(crate) fn try_lock_one(&self) -> Result<LockGuard<'_, T>, TryLockError<LockGuard<'_, T>>> {
-        self.guard(self.first(), RawLock::try_lock)
+        let raw = self.raw_lock();
+        // SAFETY: see above; the outcome is of locking `raw` on this thread.
+        unsafe { LockGuard::from_attempt(raw, self.first(), raw.try_lock()) }
     }
+
     pub(crate) fn try_lock_one_for(
         &self,
         d: Duration,
     ) -> Result<LockGuard<'_, T>, TryLockError<LockGuard<'_, T>>> {
-        self.guard(self.first(), |l| l.try_lock_for(d))
+        let raw = self.raw_lock();
+        // SAFETY: see above; the outcome is of locking `raw` on this thread.
+        unsafe { LockGuard::from_attempt(raw, self.first(), raw.try_lock_for(d)) }
     }
 
     /// Volatile read of element `i` (raw kinds). `None` if out of range.

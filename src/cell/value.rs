@@ -132,7 +132,6 @@ impl<T: Pod> Value<T> {
             Ok(mut g) => Ok(f(&mut g)),
             Err(LockError::OwnerDied(mut g)) => Err(LockError::OwnerDied(f(&mut g))),
             Err(LockError::Deadlock) => Err(LockError::Deadlock),
-            Err(LockError::Broken(e)) => Err(LockError::Broken(e)),
         }
     }
 

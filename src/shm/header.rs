@@ -5,7 +5,7 @@
 //! ```text
 //! 0     state word (AtomicU32): 0 while the creator builds the segment, READY once published
 //! 8     HeaderFields: magic, version, kind, element type fingerprint, length, layout, creator
-//! 256   control block of the object (a cell's lock: 48 bytes)
+//! 256   control block of the object (a cell's lock: 16 bytes)
 //! ...   payload: inline after the control block for a single value, from the next page for arrays
 //! ```
 //!
@@ -31,9 +31,9 @@ pub(crate) const READY: u32 = 0x5245_4459; // "READ" "Y"
 pub(crate) const HEADER_SIZE: u64 = 256;
 /// Where an object's control block (its lock, ...) starts.
 pub(crate) const CONTROL_OFFSET: u64 = HEADER_SIZE;
-/// The room for a cell's control block (its 48-byte lock). A small value follows it in the same
+/// The room for a cell's control block (its 16-byte lock). A small value follows it in the same
 /// 64-byte cache line, so a contended lock and its data move between cores as one line.
-pub(crate) const CELL_CONTROL_SIZE: u64 = 48;
+pub(crate) const CELL_CONTROL_SIZE: u64 = 16;
 /// The longest element type name kept in the header (longer names are cut; the hash covers all).
 const TYPE_NAME_CAP: usize = 96;
 
@@ -136,6 +136,9 @@ pub(crate) struct HeaderFields {
     pub(crate) creator_pid: u32,
     pub(crate) type_name_len: u32,
     pub(crate) creator_start: u64,
+    /// The creator's pid namespace (0 if unknown): lock owners are named by tid, which means
+    /// something else in another namespace.
+    pub(crate) pid_namespace: u64,
     pub(crate) type_name: [u8; TYPE_NAME_CAP],
     pub(crate) checksum: u64,
 }
@@ -149,7 +152,7 @@ pub(crate) struct Header {
     pub(crate) fields: HeaderFields,
 }
 
-const _: () = assert!(std::mem::size_of::<HeaderFields>() == 184);
+const _: () = assert!(std::mem::size_of::<HeaderFields>() == 192);
 const _: () = assert!(std::mem::size_of::<Header>() as u64 <= HEADER_SIZE);
 const _: () = assert!(std::mem::align_of::<Header>() == 8);
 
@@ -207,7 +210,12 @@ impl Spec {
         })
     }
 
-    pub(crate) fn fields(&self, creator_pid: u32, creator_start: u64) -> HeaderFields {
+    pub(crate) fn fields(
+        &self,
+        creator_pid: u32,
+        creator_start: u64,
+        pid_namespace: u64,
+    ) -> HeaderFields {
         let mut type_name = [0u8; TYPE_NAME_CAP];
         let name = self.ty.name.as_bytes();
         let n = name.len().min(TYPE_NAME_CAP);
@@ -225,6 +233,7 @@ impl Spec {
             creator_pid,
             type_name_len: n as u32,
             creator_start,
+            pid_namespace,
             type_name,
             checksum: 0,
         };
@@ -246,6 +255,16 @@ impl HeaderFields {
     fn compute_checksum(&self) -> u64 {
         let bytes = bytemuck::bytes_of(self);
         fnv1a(&bytes[..bytes.len() - 8])
+    }
+
+    /// Refuses a segment created in another pid namespace than `ours` (when both are known).
+    pub(crate) fn check_pid_namespace(&self, name: &str, ours: u64) -> Result<(), Error> {
+        if self.pid_namespace != 0 && ours != 0 && self.pid_namespace != ours {
+            return Err(Error::ForeignPidNamespace {
+                name: name.to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// The stored type name, for error messages.
@@ -375,7 +394,7 @@ mod tests {
         assert_eq!(
             spec(Kind::Value, 1).layout,
             Layout {
-                payload_offset: 304,
+                payload_offset: 272,
                 total_size: PAGE
             }
         );
@@ -409,7 +428,7 @@ mod tests {
     #[test]
     fn a_fresh_header_validates() {
         let s = spec(Kind::Array, 10);
-        let f = s.fields(1, 2);
+        let f = s.fields(1, 2, 3);
         assert_eq!(
             f.validate("n", &expect(Kind::Array, None), s.layout.total_size, PAGE)
                 .unwrap(),
@@ -429,7 +448,7 @@ mod tests {
     #[test]
     fn each_field_is_checked_with_its_own_error() {
         let s = spec(Kind::Array, 10);
-        let good = s.fields(1, 2);
+        let good = s.fields(1, 2, 3);
         let size = s.layout.total_size;
         let check = |f: HeaderFields, e: Expect, size| f.validate("n", &e, size, PAGE).unwrap_err();
         let ea = expect(Kind::Array, None);
@@ -487,8 +506,21 @@ mod tests {
     }
 
     #[test]
+    fn another_pid_namespace_is_refused_when_both_are_known() {
+        let f = spec(Kind::Value, 1).fields(1, 2, 3);
+        assert!(f.check_pid_namespace("n", 3).is_ok());
+        assert!(f.check_pid_namespace("n", 0).is_ok());
+        assert!(matches!(
+            f.check_pid_namespace("n", 4),
+            Err(Error::ForeignPidNamespace { .. })
+        ));
+        let unknown = spec(Kind::Value, 1).fields(1, 2, 0);
+        assert!(unknown.check_pid_namespace("n", 4).is_ok());
+    }
+
+    #[test]
     fn unknown_kinds_are_named_by_number() {
-        let mut f = spec(Kind::Array, 1).fields(1, 2);
+        let mut f = spec(Kind::Array, 1).fields(1, 2, 3);
         f.kind = 77;
         f.checksum = f.compute_checksum();
         let err = f
@@ -505,7 +537,7 @@ mod tests {
             name: "x".repeat(300).leak(),
         };
         let s = Spec::new(Kind::Value, ty, 1, PAGE).unwrap();
-        let f = s.fields(1, 2);
+        let f = s.fields(1, 2, 3);
         assert_eq!(f.type_name_len as usize, TYPE_NAME_CAP);
         let other = TypeInfo {
             name: "x".repeat(299).leak(),

@@ -96,7 +96,11 @@ impl Segment {
             .map_err(|e| Error::io("ftruncate", e))?;
         let map = map(&file, spec.layout.total_size).map_err(|e| Error::io("mmap", e))?;
         let pid = sys::current_pid();
-        let fields = spec.fields(pid, sys::process_start_time(pid).unwrap_or(0));
+        let fields = spec.fields(
+            pid,
+            sys::process_start_time(pid).unwrap_or(0),
+            sys::pid_namespace(),
+        );
         let mut seg = Segment {
             name,
             file,
@@ -143,6 +147,7 @@ impl Segment {
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(10));
         };
+        fields.check_pid_namespace(name.as_str(), sys::pid_namespace())?;
         let size = sys::file_size(&file).map_err(|e| Error::io("fstat", e))?;
         let (layout, len) =
             fields.validate(name.as_str(), expect, size, sys::page_size() as u64)?;

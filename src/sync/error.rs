@@ -13,8 +13,6 @@ pub enum LockError<G> {
     OwnerDied(G),
     /// The calling thread already holds this lock; locking again would deadlock.
     Deadlock,
-    /// The lock in shared memory is unusable (overwritten by a broken or hostile peer).
-    Broken(std::io::Error),
 }
 
 /// Why [`try_lock`](crate::Value::try_lock) or [`try_lock_for`](crate::Value::try_lock_for)
@@ -26,8 +24,6 @@ pub enum TryLockError<G> {
     OwnerDied(G),
     /// See [`LockError::Deadlock`].
     Deadlock,
-    /// See [`LockError::Broken`].
-    Broken(std::io::Error),
 }
 
 /// Why an element access on an [`Array`](crate::Array) failed.
@@ -43,8 +39,6 @@ pub enum AccessError<T> {
     OwnerDied(T),
     /// See [`LockError::Deadlock`].
     Deadlock,
-    /// See [`LockError::Broken`].
-    Broken(std::io::Error),
 }
 
 impl<G> LockError<G> {
@@ -61,7 +55,6 @@ impl<G> LockError<G> {
         match self {
             LockError::OwnerDied(g) => LockError::OwnerDied(f(g)),
             LockError::Deadlock => LockError::Deadlock,
-            LockError::Broken(e) => LockError::Broken(e),
         }
     }
 }
@@ -91,7 +84,6 @@ impl<T> From<LockError<T>> for AccessError<T> {
         match e {
             LockError::OwnerDied(v) => AccessError::OwnerDied(v),
             LockError::Deadlock => AccessError::Deadlock,
-            LockError::Broken(e) => AccessError::Broken(e),
         }
     }
 }
@@ -102,7 +94,6 @@ impl<G> fmt::Debug for LockError<G> {
         match self {
             LockError::OwnerDied(_) => f.write_str("OwnerDied(..)"),
             LockError::Deadlock => f.write_str("Deadlock"),
-            LockError::Broken(e) => f.debug_tuple("Broken").field(e).finish(),
         }
     }
 }
@@ -113,7 +104,6 @@ impl<G> fmt::Debug for TryLockError<G> {
             TryLockError::WouldBlock => f.write_str("WouldBlock"),
             TryLockError::OwnerDied(_) => f.write_str("OwnerDied(..)"),
             TryLockError::Deadlock => f.write_str("Deadlock"),
-            TryLockError::Broken(e) => f.debug_tuple("Broken").field(e).finish(),
         }
     }
 }
@@ -128,7 +118,6 @@ impl<T> fmt::Debug for AccessError<T> {
                 .finish(),
             AccessError::OwnerDied(_) => f.write_str("OwnerDied(..)"),
             AccessError::Deadlock => f.write_str("Deadlock"),
-            AccessError::Broken(e) => f.debug_tuple("Broken").field(e).finish(),
         }
     }
 }
@@ -142,7 +131,6 @@ impl<G> fmt::Display for LockError<G> {
         match self {
             LockError::OwnerDied(_) => f.write_str(OWNER_DIED),
             LockError::Deadlock => f.write_str(DEADLOCK),
-            LockError::Broken(e) => write!(f, "the lock is unusable: {e}"),
         }
     }
 }
@@ -153,7 +141,6 @@ impl<G> fmt::Display for TryLockError<G> {
             TryLockError::WouldBlock => f.write_str("the lock is held by someone else"),
             TryLockError::OwnerDied(_) => f.write_str(OWNER_DIED),
             TryLockError::Deadlock => f.write_str(DEADLOCK),
-            TryLockError::Broken(e) => write!(f, "the lock is unusable: {e}"),
         }
     }
 }
@@ -166,7 +153,6 @@ impl<T> fmt::Display for AccessError<T> {
             }
             AccessError::OwnerDied(_) => f.write_str(OWNER_DIED),
             AccessError::Deadlock => f.write_str(DEADLOCK),
-            AccessError::Broken(e) => write!(f, "the lock is unusable: {e}"),
         }
     }
 }
@@ -180,7 +166,6 @@ impl<G> From<LockError<G>> for crate::Error {
         match e {
             LockError::OwnerDied(_) => crate::Error::OwnerDied,
             LockError::Deadlock => crate::Error::Deadlock,
-            LockError::Broken(e) => crate::Error::LockBroken(e.to_string()),
         }
     }
 }
@@ -191,7 +176,6 @@ impl<G> From<TryLockError<G>> for crate::Error {
             TryLockError::WouldBlock => crate::Error::WouldBlock,
             TryLockError::OwnerDied(_) => crate::Error::OwnerDied,
             TryLockError::Deadlock => crate::Error::Deadlock,
-            TryLockError::Broken(e) => crate::Error::LockBroken(e.to_string()),
         }
     }
 }
@@ -202,7 +186,6 @@ impl<T> From<AccessError<T>> for crate::Error {
             AccessError::OutOfRange { index, len } => crate::Error::OutOfRange { index, len },
             AccessError::OwnerDied(_) => crate::Error::OwnerDied,
             AccessError::Deadlock => crate::Error::Deadlock,
-            AccessError::Broken(e) => crate::Error::LockBroken(e.to_string()),
         }
     }
 }

@@ -6,8 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
 use super::error::{LockError, TryLockError};
-use super::raw_lock::{Acquired, RawLock};
-use crate::sys::MutexError;
+use super::raw_lock::{Acquired, Deadlock, LockFailure, RawLock};
 
 /// Proof that a shared lock is held: derefs to the protected data (`T` for a
 /// [`Value`](crate::Value), `[T]` for an [`Array`](crate::Array)) and releases the lock on drop.
@@ -24,29 +23,47 @@ pub struct LockGuard<'a, T: ?Sized> {
 unsafe impl<T: ?Sized + Sync> Sync for LockGuard<'_, T> {}
 
 impl<'a, T: ?Sized> LockGuard<'a, T> {
-    /// Turns the outcome of a lock attempt into a guard or an error carrying the guard.
+    /// Locks `lock`, blocking, and returns the guard over `data`.
     ///
     /// # Safety
-    /// If `outcome` is `Ok`, the calling thread holds `lock`. `data` must be valid for reads
-    /// and writes for `'a` and, within this and every other process, be accessed only while
-    /// holding `lock`.
+    /// `data` must be valid for reads and writes for `'a` and, within this and every other
+    /// process, be accessed only while holding `lock`.
     #[inline]
-    pub(crate) unsafe fn from_outcome(
+    pub(crate) unsafe fn lock(
         lock: &'a RawLock,
         data: NonNull<T>,
-        outcome: Result<Acquired, MutexError>,
+    ) -> Result<Self, LockError<Self>> {
+        match lock.lock() {
+            Ok(Acquired::Clean) => Ok(Self::held(lock, data)),
+            Ok(Acquired::Poisoned) => Err(LockError::OwnerDied(Self::held(lock, data))),
+            Err(Deadlock) => Err(LockError::Deadlock),
+        }
+    }
+
+    /// Turns the outcome of a non-blocking or timed lock attempt into a guard or an error.
+    ///
+    /// # Safety
+    /// As for [`lock`](Self::lock); `outcome` comes from trying to lock `lock` on this thread.
+    #[inline]
+    pub(crate) unsafe fn from_attempt(
+        lock: &'a RawLock,
+        data: NonNull<T>,
+        outcome: Result<Acquired, LockFailure>,
     ) -> Result<Self, TryLockError<Self>> {
-        let guard = |_| LockGuard {
+        match outcome {
+            Ok(Acquired::Clean) => Ok(Self::held(lock, data)),
+            Ok(Acquired::Poisoned) => Err(TryLockError::OwnerDied(Self::held(lock, data))),
+            Err(LockFailure::Busy) => Err(TryLockError::WouldBlock),
+            Err(LockFailure::Deadlock) => Err(TryLockError::Deadlock),
+        }
+    }
+
+    #[inline]
+    fn held(lock: &'a RawLock, data: NonNull<T>) -> Self {
+        LockGuard {
             lock,
             data,
             _marker: PhantomData,
-        };
-        match outcome {
-            Ok(Acquired::Clean) => Ok(guard(())),
-            Ok(Acquired::Poisoned) => Err(TryLockError::OwnerDied(guard(()))),
-            Err(MutexError::Busy) => Err(TryLockError::WouldBlock),
-            Err(MutexError::Deadlock) => Err(TryLockError::Deadlock),
-            Err(MutexError::Broken(e)) => Err(TryLockError::Broken(e)),
         }
     }
 
@@ -55,19 +72,6 @@ impl<'a, T: ?Sized> LockGuard<'a, T> {
     pub fn mark_consistent(&self) {
         self.lock.set_poisoned(false);
     }
-}
-
-/// A blocking lock never reports `WouldBlock`; should the OS say so anyway, it is reported as a
-/// broken lock rather than a panic.
-pub(crate) fn blocking<G>(r: Result<G, TryLockError<G>>) -> Result<G, LockError<G>> {
-    r.map_err(|e| match e {
-        TryLockError::OwnerDied(g) => LockError::OwnerDied(g),
-        TryLockError::Deadlock => LockError::Deadlock,
-        TryLockError::Broken(e) => LockError::Broken(e),
-        TryLockError::WouldBlock => {
-            LockError::Broken(std::io::Error::from(std::io::ErrorKind::WouldBlock))
-        }
-    })
 }
 
 impl<T: ?Sized> Deref for LockGuard<'_, T> {

@@ -1,6 +1,6 @@
 //! Process-shared synchronisation.
 //!
-//! [`RawLock`] is the robust lock every shared cell carries; [`LockGuard`] is the safe access to
+//! `RawLock` is the robust lock every shared cell carries; [`LockGuard`] is the safe access to
 //! what it protects; [`LockError`], [`TryLockError`] and [`AccessError`] hand the guard or value
 //! back when a previous holder died.
 
@@ -13,5 +13,4 @@ mod raw_lock;
 pub use error::{AccessError, LockError, TryLockError};
 pub use guard::LockGuard;
 
-pub(crate) use guard::blocking;
-pub(crate) use raw_lock::{Acquired, RawLock};
+pub(crate) use raw_lock::RawLock;

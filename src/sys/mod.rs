@@ -2,12 +2,12 @@
 //!
 //! Everything above this module speaks in terms of segments, locks and processes; the
 //! platform choice is made here, once. Linux (glibc) on x86-64 is what shmkit ships and tests;
-//! another Unix adds a sibling of `unix.rs` and selects it below.
+//! another Unix adds a sibling of `linux/` and selects it below.
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-mod unix;
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub(crate) use unix::*;
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+pub(crate) use linux::*;
 
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-compile_error!("shmkit supports Linux with glibc for now; see src/sys/mod.rs to add a platform");
+#[cfg(not(target_os = "linux"))]
+compile_error!("shmkit supports Linux for now; see src/sys/mod.rs to add a platform");

@@ -1,0 +1,15 @@
+//! Linux implementation of the `sys` layer.
+
+mod futex;
+mod shm;
+mod task;
+
+pub(crate) use futex::{futex_wait, futex_wake};
+pub(crate) use shm::{
+    SHM_DIR, file_size, page_size, same_file, shm_create_exclusive, shm_list, shm_open_existing,
+    shm_unlink,
+};
+pub(crate) use task::{
+    Liveness, START_UNVERIFIABLE, TID_BITS, current_pid, pid_namespace, process_alive,
+    process_start_time, random_u128, task_liveness, thread_identity,
+};

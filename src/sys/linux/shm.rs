@@ -1,0 +1,82 @@
+//! POSIX shared memory objects: create, open, unlink, list; sizes and pages.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::FromRawFd;
+use std::os::unix::fs::MetadataExt;
+
+/// Where POSIX shared memory objects are visible as files on Linux.
+pub(crate) const SHM_DIR: &str = "/dev/shm";
+
+fn c_name(name: &str) -> io::Result<CString> {
+    CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))
+}
+
+fn owned(fd: libc::c_int) -> io::Result<File> {
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: shm_open just returned this descriptor and nothing else owns it.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Creates a new shared memory object `name` (which starts with `/`), failing if it exists.
+/// Mode 0600: only the owning user can open it.
+pub(crate) fn shm_create_exclusive(name: &str) -> io::Result<File> {
+    let c = c_name(name)?;
+    let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    owned(unsafe { libc::shm_open(c.as_ptr(), flags, 0o600) })
+}
+
+/// Opens an existing shared memory object read-write (or read-only).
+pub(crate) fn shm_open_existing(name: &str, writable: bool) -> io::Result<File> {
+    let c = c_name(name)?;
+    let access = if writable {
+        libc::O_RDWR
+    } else {
+        libc::O_RDONLY
+    };
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    owned(unsafe { libc::shm_open(c.as_ptr(), access | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0) })
+}
+
+/// Removes the name of a shared memory object; mappings that exist stay valid.
+pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
+    let c = c_name(name)?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    if unsafe { libc::shm_unlink(c.as_ptr()) } == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether two open files are the same object (same device and inode).
+pub(crate) fn same_file(a: &File, b: &File) -> io::Result<bool> {
+    let (ma, mb) = (a.metadata()?, b.metadata()?);
+    Ok(ma.dev() == mb.dev() && ma.ino() == mb.ino())
+}
+
+/// Names (without the leading `/`) of the shared memory objects whose names start with `prefix`.
+pub(crate) fn shm_list(prefix: &str) -> io::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(SHM_DIR)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// A descriptor's current size.
+pub(crate) fn file_size(file: &File) -> io::Result<u64> {
+    Ok(file.metadata()?.len())
+}
+
+/// The size of a virtual-memory page.
+pub(crate) fn page_size() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as usize } else { 4096 }
+}

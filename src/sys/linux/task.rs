@@ -1,0 +1,215 @@
+//! Processes and threads: ids, start times, liveness, pid namespaces, randomness.
+//!
+//! A task (thread or process) is named for all time by its tid *and* its start time (clock ticks
+//! since boot, field 22 of `/proc/<tid>/stat`): a tid is reused only after the kernel has cycled
+//! through every other one, never within the same tick. The lock's owner word stores this pair,
+//! so "is the owner alive?" is answered about the owner itself, not about whoever has its tid now.
+
+use std::cell::Cell;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::sync::Once;
+
+/// Bits of a tid (the kernel's PID_MAX_LIMIT is 2^22).
+pub(crate) const TID_BITS: u32 = 22;
+/// Bits of a start time kept in an identity (2^41 ticks at 100 Hz is about 700 years).
+pub(crate) const START_BITS: u32 = 41;
+const START_MASK: u64 = (1 << START_BITS) - 1;
+/// The start time recorded by a thread that cannot read its own: others must never judge it dead.
+pub(crate) const START_UNVERIFIABLE: u64 = START_MASK;
+
+/// This process's id.
+pub(crate) fn current_pid() -> u32 {
+    std::process::id()
+}
+
+/// Parses `/proc/<id>/stat`: (pid field, state char, start time). The command name (field 2)
+/// is in parentheses and may itself contain spaces or ')', so parse around the last ')'.
+fn parse_stat(stat: &str) -> Option<(u32, char, u64)> {
+    let pid = stat.split_once(' ')?.0.parse().ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after.split_whitespace(); // field 3 (state) onwards
+    let state = fields.next()?.chars().next()?;
+    let start = fields.nth(18)?.parse().ok()?; // field 22
+    Some((pid, state, start))
+}
+
+/// The start time of process `pid` in clock ticks since boot.
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat).map(|(_, _, start)| start)
+}
+
+/// Whether process `pid` is alive and, if `start_time` is known, is the process that started then.
+pub(crate) fn process_alive(pid: u32, start_time: Option<u64>) -> bool {
+    match task_liveness(pid) {
+        Liveness::Gone => false,
+        Liveness::Unknown => true,
+        Liveness::Alive { start } => start_time.is_none_or(|s| s == start),
+    }
+}
+
+/// What `/proc` says about a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// Running (or stopped, sleeping...), with this start time.
+    Alive { start: u64 },
+    /// Exited: no such task, or a zombie.
+    Gone,
+    /// `/proc` could not be read (not mounted, out of descriptors...): assume alive.
+    Unknown,
+}
+
+/// Looks task `tid` up in `/proc`.
+pub(crate) fn task_liveness(tid: u32) -> Liveness {
+    if tid == 0 || tid >= 1 << TID_BITS {
+        return Liveness::Gone;
+    }
+    match std::fs::read_to_string(format!("/proc/{tid}/stat")) {
+        // `/proc` also says "not found" for another user's task when mounted with hidepid, so
+        // a task is gone only if the kernel agrees: kill(tid, 0) fails with ESRCH for a tid no
+        // task has (it accepts the tid of any thread, and says EPERM, not ESRCH, for others').
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => {
+            // SAFETY: signal 0 sends nothing; it only checks that the task exists.
+            let r = unsafe { libc::kill(tid as libc::pid_t, 0) };
+            if r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+                Liveness::Gone
+            } else {
+                Liveness::Unknown
+            }
+        }
+        Err(_) => Liveness::Unknown,
+        Ok(stat) => match parse_stat(&stat) {
+            Some((_, 'Z' | 'X' | 'x', _)) => Liveness::Gone,
+            Some((_, _, start)) => Liveness::Alive { start },
+            None => Liveness::Unknown,
+        },
+    }
+}
+
+thread_local! {
+    /// This thread's identity, computed on first use; 0 means not yet.
+    static IDENTITY: Cell<u64> = const { Cell::new(0) };
+}
+
+extern "C" fn forget_identity_in_child() {
+    // The forking thread's cached identity is the parent's; the child's thread is a new task.
+    IDENTITY.with(|c| c.set(0));
+}
+
+/// This thread's identity: `tid | start << TID_BITS`, never 0 and never using bit 63. If the
+/// start time cannot be verified (no `/proc`, or a `/proc` of another pid namespace), the start
+/// field is [`START_UNVERIFIABLE`], which others treat as always alive.
+#[inline]
+pub(crate) fn thread_identity() -> u64 {
+    IDENTITY.with(|c| {
+        let id = c.get();
+        if id != 0 {
+            return id;
+        }
+        let id = compute_identity();
+        c.set(id);
+        id
+    })
+}
+
+#[cold]
+fn compute_identity() -> u64 {
+    static AT_FORK: Once = Once::new();
+    AT_FORK.call_once(|| {
+        // SAFETY: registers a handler that only writes this thread's thread-local cell. If it
+        // fails (ENOMEM), a forked child could reuse its parent's identity; shmkit itself never
+        // forks (children are spawned with exec), so the failure is tolerated.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_identity_in_child)) };
+    });
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() } as u32;
+    let start = std::fs::read_to_string("/proc/thread-self/stat")
+        .ok()
+        .and_then(|s| parse_stat(&s))
+        .filter(|&(pid, _, _)| pid == tid) // a /proc of our own pid namespace
+        .map_or(START_UNVERIFIABLE, |(_, _, start)| {
+            start.min(START_UNVERIFIABLE - 1)
+        });
+    u64::from(tid & ((1 << TID_BITS) - 1)) | start << TID_BITS
+}
+
+/// An identifier of this process's pid namespace (the inode of `/proc/self/ns/pid`), or 0.
+pub(crate) fn pid_namespace() -> u64 {
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+}
+
+/// 128 bits from the kernel's random source, for unguessable segment names.
+pub(crate) fn random_u128() -> io::Result<u128> {
+    let mut buf = [0u8; 16];
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: the pointer and length describe the writable tail of `buf`.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        } else {
+            filled += n as usize;
+        }
+    }
+    Ok(u128::from_ne_bytes(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_with_odd_command_names_parse() {
+        let line = "4242 (a) b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 987654 20 21";
+        assert_eq!(parse_stat(line), Some((4242, 'S', 987654)));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn own_process_and_thread_are_alive_with_their_start_time() {
+        let pid = current_pid();
+        let start = process_start_time(pid).expect("readable /proc");
+        assert!(process_alive(pid, Some(start)));
+        assert!(!process_alive(pid, Some(start + 1)));
+        assert!(!process_alive(0, None));
+        let id = thread_identity();
+        let tid = (id & ((1 << TID_BITS) - 1)) as u32;
+        assert!(matches!(task_liveness(tid), Liveness::Alive { start: s } if s == id >> TID_BITS));
+        assert_eq!(id >> 63, 0);
+    }
+
+    #[test]
+    fn threads_have_distinct_identities() {
+        let here = thread_identity();
+        let there = std::thread::spawn(thread_identity).join().unwrap();
+        assert_ne!(here, there);
+        assert_eq!(here, thread_identity());
+    }
+
+    #[test]
+    fn a_finished_thread_is_gone() {
+        let id = std::thread::spawn(thread_identity).join().unwrap();
+        let tid = (id & ((1 << TID_BITS) - 1)) as u32;
+        // The tid may already be reused by another task; then the start time differs.
+        match task_liveness(tid) {
+            Liveness::Gone => {}
+            Liveness::Alive { start } => assert_ne!(start, id >> TID_BITS),
+            Liveness::Unknown => panic!("/proc unreadable"),
+        }
+    }
+
+    #[test]
+    fn random_numbers_differ() {
+        assert_ne!(random_u128().unwrap(), random_u128().unwrap());
+    }
+
+    #[test]
+    fn pid_namespace_is_known() {
+        assert_ne!(pid_namespace(), 0);
+    }
+}
