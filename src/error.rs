@@ -141,6 +141,33 @@ pub enum Error {
     /// A lock could not be acquired in time.
     #[error("the lock could not be acquired in time")]
     WouldBlock,
+    /// An argument is out of its range.
+    #[error("invalid argument: {what}")]
+    InvalidArgument {
+        /// What was wrong.
+        what: String,
+    },
+    /// The queue is closed.
+    #[error("the queue is closed")]
+    Closed,
+    /// The queue is full.
+    #[error("the queue is full")]
+    Full,
+    /// The queue is empty.
+    #[error("the queue is empty")]
+    Empty,
+    /// A deadline passed.
+    #[error("timed out")]
+    Timeout,
+    /// An item could not be serialised.
+    #[error("an item could not be serialised: {0}")]
+    Serialize(String),
+    /// An item could not be deserialised.
+    #[error("an item could not be deserialised: {0}")]
+    Deserialize(String),
+    /// `task_done` was called more times than items were taken.
+    #[error("task_done() called more times than items were taken")]
+    TaskDoneTooOften,
     /// An element index was out of range.
     #[error("index {index} is out of range for length {len}")]
     OutOfRange {

@@ -40,6 +40,7 @@
 
 mod cell;
 mod error;
+pub mod queue;
 pub mod shm;
 mod sync;
 #[allow(unsafe_code)]
@@ -50,4 +51,5 @@ pub mod fuzzing;
 
 pub use cell::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};
 pub use error::{Error, Result};
+pub use queue::{GetError, JoinableQueue, PutError, Queue};
 pub use sync::{AccessError, LockError, LockGuard, TryLockError};

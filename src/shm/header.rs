@@ -5,8 +5,9 @@
 //! ```text
 //! 0     state word (AtomicU32): 0 while the creator builds the segment, READY once published
 //! 8     HeaderFields: magic, version, kind, element type fingerprint, length, layout, creator
-//! 256   control block of the object (a cell's lock: 16 bytes)
-//! ...   payload: inline after the control block for a single value, from the next page for arrays
+//! 256   control block of the object (a cell's lock: 16 bytes; a queue's state: 128 bytes)
+//! ...   payload: inline after the control block for a single value, from the next page for
+//!       arrays and queue rings
 //! ```
 //!
 //! The creator writes the fields, then the control block and payload, and publishes the state
@@ -50,6 +51,12 @@ pub enum Kind {
     RawValue = 3,
     /// A [`RawArray`](crate::RawArray): `len` elements, no lock.
     RawArray = 4,
+    /// A [`Queue`](crate::Queue): a ring of `len` bytes of serialised items.
+    Queue = 5,
+    /// A [`JoinableQueue`](crate::JoinableQueue).
+    JoinableQueue = 6,
+    /// One item of a queue too large for its ring, in a segment of its own.
+    Spill = 7,
 }
 
 impl Kind {
@@ -60,6 +67,9 @@ impl Kind {
             2 => Kind::Array,
             3 => Kind::RawValue,
             4 => Kind::RawArray,
+            5 => Kind::Queue,
+            6 => Kind::JoinableQueue,
+            7 => Kind::Spill,
             _ => return None,
         })
     }
@@ -79,6 +89,9 @@ impl fmt::Display for Kind {
             Kind::Array => "Array",
             Kind::RawValue => "RawValue",
             Kind::RawArray => "RawArray",
+            Kind::Queue => "Queue",
+            Kind::JoinableQueue => "JoinableQueue",
+            Kind::Spill => "queue spill",
         })
     }
 }
@@ -171,9 +184,16 @@ impl Layout {
         let align = ty.align.max(8);
         let payload_offset = match kind {
             Kind::Value | Kind::RawValue => align_up(CONTROL_OFFSET + CELL_CONTROL_SIZE, align)?,
-            Kind::Array | Kind::RawArray => align_up(page, align)?,
+            Kind::Array | Kind::RawArray | Kind::Queue | Kind::JoinableQueue | Kind::Spill => {
+                align_up(page, align)?
+            }
         };
-        let end = payload_offset.checked_add(ty.size.checked_mul(len)?)?;
+        // A queue's `len` counts bytes of its ring (or of its spilled item), whatever `ty` is.
+        let elem_size = match kind {
+            Kind::Queue | Kind::JoinableQueue | Kind::Spill => 1,
+            _ => ty.size,
+        };
+        let end = payload_offset.checked_add(elem_size.checked_mul(len)?)?;
         let total_size = align_up(end, page)?;
         // Keep sizes inside what mmap and isize-based pointer arithmetic accept.
         (total_size <= isize::MAX as u64).then_some(Layout {

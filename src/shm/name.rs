@@ -5,6 +5,8 @@ use crate::sys;
 
 /// Every segment shmkit creates is called `/dev/shm/shmkit-<name>`.
 pub(crate) const PREFIX: &str = "shmkit-";
+/// What separates a queue's name from the id of one of its spilled items.
+const SPILL: &str = ".spill-";
 /// Names of anonymous segments start with this (after the prefix).
 const ANON: &str = "anon-";
 /// The longest name a user may give (the OS allows 255 bytes for the whole file name).
@@ -54,9 +56,33 @@ impl SegmentName {
         })
     }
 
+    /// The name of a spilled item of the queue `queue`: `<queue>.spill-<id>`. Queue names are at
+    /// most 200 bytes, so this stays within the 255 bytes a file name may have.
+    pub(crate) fn spill_of(queue: &SegmentName, id: u128) -> SegmentName {
+        SegmentName {
+            user: format!("{}{SPILL}{id:032x}", queue.user),
+        }
+    }
+
+    /// The prefix (in `/dev/shm`) of every spill of the queue `queue`.
+    pub(crate) fn spill_file_prefix(queue: &str) -> String {
+        format!("{PREFIX}{queue}{SPILL}")
+    }
+
+    /// For a spill's name, the name of its queue.
+    pub(crate) fn spill_parent(name: &str) -> Option<&str> {
+        name.rsplit_once(SPILL).map(|(q, _)| q)
+    }
+
     /// Recovers the user-facing name from a file name in `/dev/shm`, if it is one of ours.
     pub(crate) fn from_file_name(file: &str) -> Option<Self> {
-        SegmentName::new(file.strip_prefix(PREFIX)?).ok()
+        let user = file.strip_prefix(PREFIX)?;
+        match Self::spill_parent(user) {
+            Some(queue) => SegmentName::new(queue).ok().map(|_| SegmentName {
+                user: user.to_owned(),
+            }),
+            None => SegmentName::new(user).ok(),
+        }
     }
 
     /// The name as the user gave it (what `name()` returns and what handles serialise as).
@@ -101,6 +127,19 @@ mod tests {
         }
         assert!(SegmentName::new(&"x".repeat(MAX_NAME_LEN)).is_ok());
         assert_eq!(SegmentName::from_file_name("other-thing"), None);
+    }
+
+    #[test]
+    fn spill_names_carry_their_queue() {
+        let q = SegmentName::new(&"q".repeat(MAX_NAME_LEN)).unwrap();
+        let s = SegmentName::spill_of(&q, u128::MAX);
+        assert!(s.os_name().len() <= 255);
+        assert_eq!(SegmentName::spill_parent(s.as_str()), Some(q.as_str()));
+        assert_eq!(
+            SegmentName::from_file_name(&s.os_name()[1..]),
+            Some(s.clone())
+        );
+        assert!(s.os_name()[1..].starts_with(&SegmentName::spill_file_prefix(q.as_str())));
     }
 
     #[test]

@@ -27,7 +27,9 @@ pub struct SegmentInfo {
     /// The pid of the process that created it, if the header says.
     pub creator_pid: Option<u32>,
     /// Whether that process is still running (checked with its start time, so a reused pid
-    /// does not count). `false` also when the creator is unknown.
+    /// does not count). `false` also when the creator is unknown. For a queue's spilled item
+    /// (kind [`Kind::Spill`]), whether its queue still exists: the item belongs to the queue,
+    /// not to the producer that wrote it.
     pub creator_alive: bool,
     /// Whether the creator finished and published the header.
     pub ready: bool,
@@ -85,6 +87,11 @@ fn inspect(file_name: &str) -> io::Result<Option<SegmentInfo>> {
             info.creator_alive = sys::process_alive(fields.creator_pid, start);
         }
     }
+    // A spilled queue item outlives its producer by design: it lives as long as its queue.
+    if let Some(queue) = SegmentName::spill_parent(name.as_str()) {
+        info.creator_alive = SegmentName::new(queue)
+            .is_ok_and(|q| sys::shm_open_existing(&q.os_name(), false).is_ok());
+    }
     Ok(Some(info))
 }
 
@@ -127,5 +134,11 @@ pub fn remove_stale() -> Result<Vec<SegmentInfo>> {
         });
     }
     stale.retain(|s| remove(&s.name).is_ok());
+    // A removed queue's spilled items go with it.
+    for s in &stale {
+        for file in sys::shm_list(&SegmentName::spill_file_prefix(&s.name)).unwrap_or_default() {
+            let _ = sys::shm_unlink(&format!("/{file}"));
+        }
+    }
     Ok(stale)
 }

@@ -202,6 +202,22 @@ impl Segment {
         self.map.as_mut_ptr().cast()
     }
 
+    /// Gives up ownership of the name: dropping this handle no longer unlinks it. Used for a
+    /// spilled queue item, which belongs to the queue once its producer has put it.
+    pub(crate) fn disown(&mut self) {
+        self.owner = false;
+    }
+
+    /// The number of elements (bytes, for a queue's ring), as validated.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether this handle unlinks the name when dropped.
+    pub(crate) fn is_owner(&self) -> bool {
+        self.owner
+    }
+
     /// The name the user gave (or the generated anonymous one).
     pub(crate) fn name(&self) -> &str {
         self.name.as_str()

@@ -97,6 +97,15 @@ fn holder_dead(owner: u64) -> bool {
 }
 
 impl RawLock {
+    /// A free, unpoisoned lock, to be written into a segment before it is published.
+    pub(crate) const fn new() -> RawLock {
+        RawLock {
+            owner: AtomicU64::new(0),
+            wake: AtomicU32::new(0),
+            poisoned: AtomicU32::new(0),
+        }
+    }
+
     /// Initialises a free, unpoisoned lock in place.
     ///
     /// # Safety

@@ -1,0 +1,589 @@
+//! `QueueCore`: the byte-level queue in a shared segment: its control block, blocking, the
+//! commit order that makes it crash-safe, and the repair after a holder died. It knows nothing
+//! of serde; `Queue<T>` puts serialised items through it.
+//!
+//! # Crash safety
+//! Every change happens under the control block's [`RawLock`], and each operation has one
+//! commit point, a single store: `tail` for a put (the frame is written before it, so bytes
+//! beyond `tail` are never read), `head` for a get (the item is copied out before it). The
+//! counters `puts` and `gets` are stored after the commit; if a holder dies between the two,
+//! the next locker learns it from the lock (owner died) and [`QueueCore::repair`] recomputes
+//! them from the sequence numbers of the frames between `head` and `tail`. So a killed producer
+//! either put its item or did not, and a killed consumer either took its item (it is gone with
+//! it) or left it for the next consumer: never a torn item, never a duplicate.
+//!
+//! # Waiting
+//! Getters sleep on the futex word `not_empty`, putters on `not_full`, joiners on `joined`,
+//! each after registering in a waiter count under the lock and reading the word's value. A
+//! waker changes the word after its commit and calls `futex_wake` only if the count is
+//! non-zero: no system call when nobody waits. A waiter killed in its sleep leaves its count
+//! one too high, which costs later wakers a spare system call and nothing else.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
+
+use super::ring::{self, FrameHeader, HEADER, INLINE, PAD, SPILL, SPILL_REF_LEN, SpillRef};
+use super::spill;
+use crate::error::{Error, Result};
+use crate::shm::{Expect, Kind, Segment, SegmentName, ShmShared, Spec, TypeInfo};
+use crate::sync::{Acquired, RawLock};
+use crate::sys;
+
+/// The queue's state, at the start of the segment's control block.
+#[repr(C)]
+pub(crate) struct Control {
+    lock: RawLock,
+    /// Byte position of the oldest frame. Commit point of a get.
+    head: AtomicU64,
+    /// Byte position after the newest frame. Commit point of a put.
+    tail: AtomicU64,
+    /// Items ever put (the next item's sequence number).
+    puts: AtomicU64,
+    /// Items ever taken.
+    gets: AtomicU64,
+    /// `task_done` calls (JoinableQueue).
+    done: AtomicU64,
+    /// Ring bytes; fixed at creation.
+    capacity: AtomicU64,
+    /// Most items at once; 0: no limit. Fixed at creation.
+    maxsize: AtomicU64,
+    closed: AtomicU32,
+    get_waiters: AtomicU32,
+    put_waiters: AtomicU32,
+    join_waiters: AtomicU32,
+    /// Futex words, changed when an item arrives, room is made, or all tasks are done.
+    not_empty: AtomicU32,
+    not_full: AtomicU32,
+    joined: AtomicU32,
+    _reserved: [u32; 7],
+}
+
+const _: () = assert!(std::mem::size_of::<Control>() == 128);
+
+// SAFETY: `Control` is repr(C) and made of atomics (and a reserved array of plain integers that
+// is never read): every bit pattern is a valid value and all mutation is interior.
+unsafe impl ShmShared for Control {}
+
+/// When a blocking operation gives up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    /// Not at all: fail at once.
+    No,
+    /// At this instant.
+    Until(Instant),
+    /// Never.
+    Forever,
+}
+
+/// Why a core operation failed.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    /// No room (put) or no item (get), and `Wait::No`.
+    WouldBlock,
+    /// Still no room or item at the deadline.
+    Timeout,
+    /// The queue was closed (and, for a get, is empty).
+    Closed,
+    /// Setup, OS or corruption error.
+    Error(Error),
+}
+
+impl From<Error> for Fail {
+    fn from(e: Error) -> Self {
+        Fail::Error(e)
+    }
+}
+
+pub(crate) struct QueueCore {
+    ctl: NonNull<Control>,
+    ring: NonNull<u8>,
+    cap: u64,
+    name: SegmentName,
+    /// Owns the mapping the pointers point into; dropped last.
+    seg: Segment,
+}
+
+// SAFETY: the pointers point into the shared mapping owned by `seg`, which lives as long as the
+// core; the control block is atomics, and the ring is read and written only under its lock.
+unsafe impl Send for QueueCore {}
+// SAFETY: as for Send.
+unsafe impl Sync for QueueCore {}
+
+/// The lock held; released on drop.
+struct Held<'a>(&'a QueueCore);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // SAFETY: a `Held` exists only while this thread holds the lock.
+        unsafe { self.0.ctl().lock.unlock() }
+    }
+}
+
+impl QueueCore {
+    /// Creates a queue segment of `kind` with a ring of `capacity` bytes.
+    pub(crate) fn create(
+        name: SegmentName,
+        kind: Kind,
+        ty: TypeInfo,
+        maxsize: usize,
+        capacity: usize,
+    ) -> Result<Self> {
+        let cap = ring::capacity_for(capacity as u64).ok_or_else(|| Error::InvalidArgument {
+            what: format!(
+                "a queue's capacity must be {} to {} bytes, not {capacity}",
+                ring::MIN_CAPACITY,
+                ring::MAX_CAPACITY
+            ),
+        })?;
+        let spec = Spec::new(kind, ty, cap, sys::page_size() as u64)?;
+        let seg = Segment::create(name.clone(), &spec, |seg| {
+            let ctl: *const Control = seg.control::<Control>()?;
+            let fresh = Control {
+                lock: RawLock::new(),
+                head: AtomicU64::new(0),
+                tail: AtomicU64::new(0),
+                puts: AtomicU64::new(0),
+                gets: AtomicU64::new(0),
+                done: AtomicU64::new(0),
+                capacity: AtomicU64::new(cap),
+                maxsize: AtomicU64::new(maxsize as u64),
+                closed: AtomicU32::new(0),
+                get_waiters: AtomicU32::new(0),
+                put_waiters: AtomicU32::new(0),
+                join_waiters: AtomicU32::new(0),
+                not_empty: AtomicU32::new(0),
+                not_full: AtomicU32::new(0),
+                joined: AtomicU32::new(0),
+                _reserved: [0; 7],
+            };
+            // SAFETY: `control` checked that the block fits in the mapping and is aligned; the
+            // segment is not published yet, so no one else can see it.
+            unsafe { ctl.cast_mut().write(fresh) };
+            Ok(())
+        })?;
+        Self::from_segment(seg, name)
+    }
+
+    /// Opens a queue segment of `kind` whose items are `ty`.
+    pub(crate) fn open(
+        name: SegmentName,
+        kind: Kind,
+        ty: TypeInfo,
+        wait: std::time::Duration,
+    ) -> Result<Self> {
+        let seg = Segment::open(
+            name.clone(),
+            &Expect {
+                kind,
+                ty,
+                len: None,
+            },
+            wait,
+        )?;
+        Self::from_segment(seg, name)
+    }
+
+    fn from_segment(seg: Segment, name: SegmentName) -> Result<Self> {
+        let cap = seg.len();
+        let ctl = NonNull::from(seg.control::<Control>()?);
+        let ring = seg.payload::<u8>()?.cast::<u8>();
+        // SAFETY: `ctl` points into `seg`'s control block, validated by `control`.
+        let stored = unsafe { ctl.as_ref() }.capacity.load(Ordering::Relaxed);
+        if stored != cap || ring::capacity_for(cap) != Some(cap) {
+            return Err(Error::Corrupt {
+                name: name.as_str().to_owned(),
+                reason: format!("ring capacity {stored} ≠ {cap}"),
+            });
+        }
+        Ok(QueueCore {
+            ctl,
+            ring,
+            cap,
+            name,
+            seg,
+        })
+    }
+
+    fn ctl(&self) -> &Control {
+        // SAFETY: points into the control block of `self.seg`, validated in `from_segment`,
+        // alive as long as `self`; `Control` is `ShmShared`.
+        unsafe { self.ctl.as_ref() }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.cap
+    }
+
+    pub(crate) fn maxsize(&self) -> u64 {
+        self.ctl().maxsize.load(Ordering::Relaxed)
+    }
+
+    fn corrupt(&self, reason: impl Into<String>) -> Fail {
+        Fail::Error(Error::Corrupt {
+            name: self.name().to_owned(),
+            reason: reason.into(),
+        })
+    }
+
+    /// Takes the lock; after a holder's death, repairs the state first.
+    fn lock(&self) -> Result<Held<'_>, Fail> {
+        let ctl = self.ctl();
+        match ctl.lock.lock() {
+            Ok(Acquired::Clean) => Ok(Held(self)),
+            Ok(Acquired::Poisoned) => {
+                let held = Held(self);
+                self.repair(&held)?; // on error the lock stays poisoned: every user is told
+                ctl.lock.set_poisoned(false);
+                Ok(held)
+            }
+            Err(_) => Err(Fail::Error(Error::Deadlock)),
+        }
+    }
+
+    /// Reads and checks the positions and counts. Under the lock.
+    fn state(&self, _held: &Held<'_>) -> Result<(u64, u64, u64, u64), Fail> {
+        let c = self.ctl();
+        let (head, tail) = (
+            c.head.load(Ordering::Relaxed),
+            c.tail.load(Ordering::Relaxed),
+        );
+        let (puts, gets) = (
+            c.puts.load(Ordering::Relaxed),
+            c.gets.load(Ordering::Relaxed),
+        );
+        if tail < head || tail - head > self.cap || puts < gets {
+            return Err(self.corrupt(format!(
+                "head {head}, tail {tail}, puts {puts}, gets {gets}"
+            )));
+        }
+        Ok((head, tail, puts, gets))
+    }
+
+    fn read_header(&self, at: u64) -> FrameHeader {
+        debug_assert!(at + HEADER <= self.cap && at % 8 == 0);
+        // SAFETY: callers pass an 8-aligned offset with `at + HEADER <= cap` (`ring::oldest`
+        // only asks for offsets it has checked so), so the read is inside the ring. The copy
+        // is plain data, believed only after `ring::oldest` checks it.
+        unsafe {
+            self.ring
+                .add(at as usize)
+                .cast::<FrameHeader>()
+                .read_volatile()
+        }
+    }
+
+    /// Writes `bytes` at ring offset `at`. Under the lock; `at + bytes.len() <= cap`.
+    fn write(&self, _held: &Held<'_>, at: u64, bytes: &[u8]) {
+        assert!(at + bytes.len() as u64 <= self.cap);
+        // SAFETY: in bounds (asserted); we hold the lock, and the region lies beyond `tail`,
+        // where no one reads; `bytes` is private memory, so the two do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.ring.add(at as usize).as_ptr(),
+                bytes.len(),
+            )
+        };
+    }
+
+    /// The payload bytes of a frame at `at`. Under the lock; checked by `ring::oldest`.
+    fn payload<'h>(&'h self, _held: &'h Held<'_>, at: u64, len: u32) -> &'h [u8] {
+        assert!(at + HEADER + u64::from(len) <= self.cap);
+        // SAFETY: in bounds (asserted). We hold the lock and the frame lies between `head` and
+        // `tail`, which only a lock holder changes, so no shmkit process writes it while this
+        // borrow (tied to the held lock) lives.
+        unsafe {
+            std::slice::from_raw_parts(self.ring.add((at + HEADER) as usize).as_ptr(), len as usize)
+        }
+    }
+
+    /// Sleeps on `word` until woken or `wait` passes. Called with the lock held; returns with
+    /// it held again.
+    fn sleep<'a>(
+        &'a self,
+        held: Held<'a>,
+        word: &AtomicU32,
+        waiters: &AtomicU32,
+        wait: Wait,
+    ) -> Result<Held<'a>, Fail> {
+        let timeout = match wait {
+            Wait::No => return Err(Fail::WouldBlock),
+            Wait::Until(t) => match t.checked_duration_since(Instant::now()) {
+                Some(d) if !d.is_zero() => Some(d),
+                _ => return Err(Fail::Timeout),
+            },
+            Wait::Forever => None,
+        };
+        waiters.fetch_add(1, Ordering::Relaxed);
+        // SYNC: futex-seq. Read under the lock; a waker changes it after its commit.
+        let seq = word.load(Ordering::Acquire);
+        drop(held);
+        sys::futex_wait(word, seq, timeout);
+        let held = self.lock()?;
+        waiters.fetch_sub(1, Ordering::Relaxed);
+        Ok(held)
+    }
+
+    fn wake(word: &AtomicU32, n: i32) {
+        word.fetch_add(1, Ordering::Release); // SYNC: futex-seq
+        sys::futex_wake(word, n);
+    }
+
+    /// Puts one item whose serialised form is the concatenation of `parts`.
+    pub(crate) fn put(&self, parts: &[&[u8]], wait: Wait) -> Result<(), Fail> {
+        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        let size = ring::frame_size(len);
+        let inline_ok = len <= u64::from(u32::MAX) && size <= self.cap;
+        let ctl = self.ctl();
+        let maxsize = ctl.maxsize.load(Ordering::Relaxed);
+        // An item that does not fit in the ring's free space goes to a segment of its own,
+        // written outside the lock; the ring then carries a reference to it.
+        let mut spilled: Option<(SpillRef, Segment)> = None;
+        let mut held = self.lock()?;
+        loop {
+            if ctl.closed.load(Ordering::Relaxed) != 0 {
+                return Err(Fail::Closed); // dropping `spilled` removes its segment
+            }
+            let (head, tail, puts, gets) = self.state(&held)?;
+            if maxsize == 0 || puts - gets < maxsize {
+                if spilled.is_none() && inline_ok {
+                    if let Some(pl) = ring::place(head, tail, self.cap, size) {
+                        self.write_frame(&held, tail, pl, puts, INLINE, parts);
+                        // SYNC: commit-put. The lock's release publishes the frame.
+                        ctl.tail.store(pl.new_tail(tail, size), Ordering::Relaxed);
+                        ctl.puts.store(puts + 1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+                match &spilled {
+                    None => {
+                        drop(held);
+                        spilled = Some(spill::write(&self.name, parts)?);
+                        held = self.lock()?;
+                        continue;
+                    }
+                    Some((sref, _)) => {
+                        let ref_size = ring::frame_size(SPILL_REF_LEN);
+                        if let Some(pl) = ring::place(head, tail, self.cap, ref_size) {
+                            self.write_frame(
+                                &held,
+                                tail,
+                                pl,
+                                puts,
+                                SPILL,
+                                &[bytemuck::bytes_of(sref)],
+                            );
+                            // SYNC: commit-put.
+                            ctl.tail
+                                .store(pl.new_tail(tail, ref_size), Ordering::Relaxed);
+                            ctl.puts.store(puts + 1, Ordering::Relaxed);
+                            if let Some((_, mut seg)) = spilled.take() {
+                                seg.disown(); // the queue owns it now
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+            held = self.sleep(held, &ctl.not_full, &ctl.put_waiters, wait)?;
+        }
+        let wake_getter = ctl.get_waiters.load(Ordering::Relaxed) != 0;
+        drop(held);
+        if wake_getter {
+            Self::wake(&ctl.not_empty, 1);
+        }
+        Ok(())
+    }
+
+    fn write_frame(
+        &self,
+        held: &Held<'_>,
+        tail: u64,
+        pl: ring::Placement,
+        seq: u64,
+        kind: u32,
+        parts: &[&[u8]],
+    ) {
+        if pl.pad >= HEADER {
+            let pad = FrameHeader {
+                seq: 0,
+                len: (pl.pad - HEADER) as u32,
+                kind: PAD,
+            };
+            self.write(held, tail % self.cap, bytemuck::bytes_of(&pad));
+        }
+        let mut at = pl.at + HEADER;
+        let mut len = 0u64;
+        for part in parts {
+            self.write(held, at, part);
+            at += part.len() as u64;
+            len += part.len() as u64;
+        }
+        let header = FrameHeader {
+            seq,
+            len: len as u32,
+            kind,
+        };
+        self.write(held, pl.at, bytemuck::bytes_of(&header));
+    }
+
+    /// Takes the oldest item and passes its serialised bytes to `read`, exactly once: under the
+    /// lock for an item in the ring, after it for a spilled one.
+    pub(crate) fn get<R>(&self, wait: Wait, read: impl FnOnce(&[u8]) -> R) -> Result<R, Fail> {
+        let ctl = self.ctl();
+        let mut held = self.lock()?;
+        let (found, head, gets) = loop {
+            let (head, tail, puts, gets) = self.state(&held)?;
+            if puts > gets {
+                let found = ring::oldest(head, tail, self.cap, |at| self.read_header(at))
+                    .map_err(|e| self.corrupt(e))?;
+                match found {
+                    Some(f) if f.header.seq == gets => break (f, head, gets),
+                    Some(f) => {
+                        return Err(self.corrupt(format!(
+                            "item {} found where item {gets} belongs",
+                            f.header.seq
+                        )));
+                    }
+                    None => {
+                        return Err(
+                            self.corrupt(format!("{} items counted in an empty ring", puts - gets))
+                        );
+                    }
+                }
+            }
+            if ctl.closed.load(Ordering::Relaxed) != 0 {
+                return Err(Fail::Closed);
+            }
+            held = self.sleep(held, &ctl.not_empty, &ctl.get_waiters, wait)?;
+        };
+        let payload = self.payload(&held, found.at, found.header.len);
+        let outcome = match found.header.kind {
+            INLINE => Ok(read(payload)),
+            _ => Err((bytemuck::pod_read_unaligned::<SpillRef>(payload), read)),
+        };
+        // SYNC: commit-get. The item has been copied out (or its reference has).
+        ctl.head.store(head + found.advance, Ordering::Relaxed);
+        ctl.gets.store(gets + 1, Ordering::Relaxed);
+        let wake_putters = ctl.put_waiters.load(Ordering::Relaxed) != 0;
+        drop(held);
+        if wake_putters {
+            // Room for one big item may be room for several small ones: wake them all.
+            Self::wake(&ctl.not_full, i32::MAX);
+        }
+        match outcome {
+            Ok(r) => Ok(r),
+            Err((sref, read)) => Ok(spill::take(&self.name, &sref, read)?),
+        }
+    }
+
+    /// Items in the queue now (a snapshot).
+    pub(crate) fn len(&self) -> u64 {
+        let c = self.ctl();
+        c.puts
+            .load(Ordering::Relaxed)
+            .saturating_sub(c.gets.load(Ordering::Relaxed))
+    }
+
+    /// Closes the queue: puts fail from now on, gets drain what is left. Wakes every waiter.
+    pub(crate) fn close(&self) -> Result<(), Fail> {
+        let ctl = self.ctl();
+        let held = self.lock()?;
+        ctl.closed.store(1, Ordering::Relaxed);
+        drop(held);
+        Self::wake(&ctl.not_empty, i32::MAX);
+        Self::wake(&ctl.not_full, i32::MAX);
+        Ok(())
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.ctl().closed.load(Ordering::Relaxed) != 0
+    }
+
+    /// Marks one taken item done. `Ok(false)` if every taken item was already marked done.
+    pub(crate) fn task_done(&self) -> Result<bool, Fail> {
+        let ctl = self.ctl();
+        let held = self.lock()?;
+        let (_, _, puts, gets) = self.state(&held)?;
+        let done = ctl.done.load(Ordering::Relaxed);
+        if done >= gets {
+            return Ok(false);
+        }
+        ctl.done.store(done + 1, Ordering::Relaxed);
+        let wake = done + 1 == puts && ctl.join_waiters.load(Ordering::Relaxed) != 0;
+        drop(held);
+        if wake {
+            Self::wake(&ctl.joined, i32::MAX);
+        }
+        Ok(true)
+    }
+
+    /// Waits until every item ever put has been marked done.
+    pub(crate) fn join(&self, wait: Wait) -> Result<(), Fail> {
+        let ctl = self.ctl();
+        let mut held = self.lock()?;
+        loop {
+            let (_, _, puts, _) = self.state(&held)?;
+            if ctl.done.load(Ordering::Relaxed) >= puts {
+                return Ok(());
+            }
+            held = self.sleep(held, &ctl.joined, &ctl.join_waiters, wait)?;
+        }
+    }
+
+    /// After a holder died: recompute `puts` and `gets` from the frames between `head` and
+    /// `tail`, which are exactly the committed items.
+    fn repair(&self, held: &Held<'_>) -> Result<(), Fail> {
+        let c = self.ctl();
+        let (head, tail) = (
+            c.head.load(Ordering::Relaxed),
+            c.tail.load(Ordering::Relaxed),
+        );
+        let mut pos = head;
+        let (mut first, mut last) = (None, None);
+        while pos != tail {
+            let f = ring::oldest(pos, tail, self.cap, |at| self.read_header(at))
+                .map_err(|e| self.corrupt(format!("repair: {e}")))?
+                .ok_or_else(|| self.corrupt("repair: ring ended early"))?;
+            if let Some(prev) = last {
+                if f.header.seq != prev + 1 {
+                    return Err(self.corrupt("repair: sequence numbers out of order"));
+                }
+            }
+            first.get_or_insert(f.header.seq);
+            last = Some(f.header.seq);
+            pos += f.advance;
+        }
+        let (puts, gets) = match (first, last) {
+            (Some(f), Some(l)) => (l + 1, f),
+            _ => {
+                let m = c
+                    .puts
+                    .load(Ordering::Relaxed)
+                    .max(c.gets.load(Ordering::Relaxed));
+                (m, m)
+            }
+        };
+        c.puts.store(puts, Ordering::Relaxed);
+        c.gets.store(gets, Ordering::Relaxed);
+        if c.done.load(Ordering::Relaxed) > gets {
+            c.done.store(gets, Ordering::Relaxed);
+        }
+        let _ = held;
+        Ok(())
+    }
+}
+
+impl Drop for QueueCore {
+    fn drop(&mut self) {
+        if self.seg.is_owner() {
+            // The queue is being destroyed: so are the items it spilled.
+            spill::remove_all(self.name());
+        }
+    }
+}

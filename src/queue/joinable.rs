@@ -1,0 +1,139 @@
+//! `JoinableQueue<T>`: a [`Queue`] that also counts finished tasks, across processes.
+
+use std::ops::Deref;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::core::Wait;
+use super::typed::{DEFAULT_CAPACITY, Queue, fail_error};
+use crate::error::{Error, Result};
+use crate::shm::{Kind, SegmentName};
+
+/// Python's `multiprocessing.JoinableQueue`: a [`Queue`] (every queue method is available
+/// through `Deref`) plus [`task_done`](Self::task_done) and [`join`](Self::join), which work
+/// across processes.
+///
+/// Every item put counts as an unfinished task until a consumer that took it calls
+/// `task_done`; `join` waits until no task is unfinished. As in Python, a consumer that dies
+/// after taking an item and before calling `task_done` leaves that task unfinished: use
+/// [`join_timeout`](Self::join_timeout) where consumers may die.
+pub struct JoinableQueue<T> {
+    queue: Queue<T>,
+}
+
+impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T> {
+    /// Creates an anonymous joinable queue of at most `maxsize` items (0: no limit).
+    ///
+    /// # Errors
+    /// As [`Queue::new`].
+    pub fn new(maxsize: usize) -> Result<Self> {
+        Self::with_capacity(maxsize, DEFAULT_CAPACITY)
+    }
+
+    /// Creates an anonymous joinable queue with a ring of `capacity` bytes.
+    ///
+    /// # Errors
+    /// As [`Queue::with_capacity`].
+    pub fn with_capacity(maxsize: usize, capacity: usize) -> Result<Self> {
+        let queue = Queue::make(
+            SegmentName::anonymous()?,
+            Kind::JoinableQueue,
+            maxsize,
+            capacity,
+        )?;
+        Ok(JoinableQueue { queue })
+    }
+
+    /// Creates the joinable queue `name`; fails if it exists. This process owns the name.
+    ///
+    /// # Errors
+    /// As [`Queue::create`].
+    pub fn create(name: &str, maxsize: usize, capacity: usize) -> Result<Self> {
+        Ok(JoinableQueue {
+            queue: Queue::make(
+                SegmentName::new(name)?,
+                Kind::JoinableQueue,
+                maxsize,
+                capacity,
+            )?,
+        })
+    }
+
+    /// Opens the existing joinable queue `name`.
+    ///
+    /// # Errors
+    /// As [`Queue::open`]; a plain `Queue` of that name is a [`Error::KindMismatch`].
+    pub fn open(name: &str) -> Result<Self> {
+        Ok(JoinableQueue {
+            queue: Queue::open_kind(name, Kind::JoinableQueue)?,
+        })
+    }
+}
+
+impl<T> JoinableQueue<T> {
+    /// Marks one item taken from the queue (by any process) as finished.
+    ///
+    /// # Errors
+    /// [`Error::TaskDoneTooOften`] if every item taken so far is already marked finished.
+    pub fn task_done(&self) -> Result<()> {
+        match self.queue.core().task_done().map_err(fail_error)? {
+            true => Ok(()),
+            false => Err(Error::TaskDoneTooOften),
+        }
+    }
+
+    /// Waits until every item ever put has been marked finished.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if the queue's state is corrupt.
+    pub fn join(&self) -> Result<()> {
+        self.queue.core().join(Wait::Forever).map_err(fail_error)
+    }
+
+    /// Like [`join`](Self::join), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if tasks are still unfinished at the deadline.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        let wait = std::time::Instant::now()
+            .checked_add(timeout)
+            .map_or(Wait::Forever, Wait::Until);
+        self.queue.core().join(wait).map_err(fail_error)
+    }
+}
+
+impl<T> Deref for JoinableQueue<T> {
+    type Target = Queue<T>;
+    fn deref(&self) -> &Queue<T> {
+        &self.queue
+    }
+}
+
+impl<T> Clone for JoinableQueue<T> {
+    fn clone(&self) -> Self {
+        JoinableQueue {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("JoinableQueue").field(&self.queue).finish()
+    }
+}
+
+impl<T> Serialize for JoinableQueue<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.queue.name())
+    }
+}
+
+impl<'de, T: Serialize + DeserializeOwned + 'static> serde::Deserialize<'de> for JoinableQueue<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        JoinableQueue::open(&name).map_err(serde::de::Error::custom)
+    }
+}

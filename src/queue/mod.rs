@@ -1,0 +1,21 @@
+//! [`Queue`] and [`JoinableQueue`]: bounded, multi-producer multi-consumer queues of serde
+//! values in shared memory, safe against processes killed at any moment.
+//!
+//! Layers, bottom-up: `ring.rs` (the frame format and index arithmetic, pure), `spill.rs` (items
+//! too large for the ring's free space), `core.rs` (the shared control block, blocking, commit
+//! points and repair), `codec.rs` (serde ↔ bytes), and the typed handles in `typed.rs` and
+//! `joinable.rs`.
+
+mod codec;
+#[allow(unsafe_code)]
+mod core;
+mod error;
+mod joinable;
+mod ring;
+#[allow(unsafe_code)]
+mod spill;
+mod typed;
+
+pub use error::{GetError, PutError};
+pub use joinable::JoinableQueue;
+pub use typed::{DEFAULT_CAPACITY, Queue};

@@ -1,0 +1,345 @@
+//! `Queue<T>`: the typed, blocking face of [`QueueCore`].
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::codec;
+use super::core::{Fail, QueueCore, Wait};
+use super::error::{GetError, PutError};
+use crate::error::{Error, Result};
+use crate::shm::{DEFAULT_OPEN_WAIT, Kind, SegmentName, TypeInfo};
+
+/// The ring size of a queue made without [`Queue::with_capacity`]: 1 MiB.
+pub const DEFAULT_CAPACITY: usize = 1 << 20;
+
+/// A bounded, multi-producer multi-consumer queue of serde values in shared memory: Python's
+/// `multiprocessing.Queue`, without its trap.
+///
+/// In Python, `put` only hands the item to a feeder thread that writes it into a pipe; a child
+/// that put something large cannot exit until someone reads it, so joining it before `get`
+/// hangs. Here, once `put` returns, the item is in shared memory that the queue owns (in its
+/// ring, or, if it does not fit in the ring's free space, in a segment of its own that the ring
+/// refers to), and the producer may exit at once.
+///
+/// Bounded by `maxsize` items (0: no limit), as Python's. Items are delivered exactly once, in
+/// the order each producer put them, across any mix of processes and threads. A process
+/// killed at any moment of a `put` or `get` leaves the queue usable: its item is either
+/// entirely in the queue or entirely not (see `queue/core.rs`). Handles are `Send + Sync + Clone`
+/// and serialise as the queue's name, so a queue can be handed to another process.
+///
+/// ```
+/// # fn main() -> shmkit::Result<()> {
+/// let q = shmkit::Queue::<(String, u32)>::new(10)?;
+/// q.put(("job".into(), 1)).map_err(shmkit::Error::from)?;
+/// assert_eq!(q.get()?, ("job".to_string(), 1));
+/// # Ok(()) }
+/// ```
+pub struct Queue<T> {
+    core: Arc<QueueCore>,
+    _items: PhantomData<fn(T) -> T>,
+}
+
+fn deadline(timeout: Duration) -> Wait {
+    Instant::now()
+        .checked_add(timeout)
+        .map_or(Wait::Forever, Wait::Until)
+}
+
+impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
+    /// Creates an anonymous queue of at most `maxsize` items (0: no limit) with a 1 MiB ring.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the segment cannot be created.
+    pub fn new(maxsize: usize) -> Result<Self> {
+        Self::with_capacity(maxsize, DEFAULT_CAPACITY)
+    }
+
+    /// Creates an anonymous queue with a ring of `capacity` bytes (256 B to 2 GiB). Items that
+    /// do not fit in the ring's free space are spilled to segments of their own.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a capacity out of range; [`Error::Io`].
+    pub fn with_capacity(maxsize: usize, capacity: usize) -> Result<Self> {
+        Self::make(SegmentName::anonymous()?, Kind::Queue, maxsize, capacity)
+    }
+
+    /// Creates the queue `name`; fails if it exists. This process owns the name: when its last
+    /// handle here is dropped, the queue is removed (with any items still in it).
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::InvalidArgument`], [`Error::Io`].
+    pub fn create(name: &str, maxsize: usize, capacity: usize) -> Result<Self> {
+        Self::make(SegmentName::new(name)?, Kind::Queue, maxsize, capacity)
+    }
+
+    /// Opens the existing queue `name`, checking that it is a `Queue` of this `T`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::KindMismatch`], [`Error::TypeMismatch`], [`Error::Corrupt`], ...
+    pub fn open(name: &str) -> Result<Self> {
+        Self::open_kind(name, Kind::Queue)
+    }
+
+    pub(crate) fn make(
+        name: SegmentName,
+        kind: Kind,
+        maxsize: usize,
+        capacity: usize,
+    ) -> Result<Self> {
+        let core = QueueCore::create(name, kind, TypeInfo::of::<T>(), maxsize, capacity)?;
+        Ok(Queue {
+            core: Arc::new(core),
+            _items: PhantomData,
+        })
+    }
+
+    pub(crate) fn open_kind(name: &str, kind: Kind) -> Result<Self> {
+        let core = QueueCore::open(
+            SegmentName::new(name)?,
+            kind,
+            TypeInfo::of::<T>(),
+            DEFAULT_OPEN_WAIT,
+        )?;
+        Ok(Queue {
+            core: Arc::new(core),
+            _items: PhantomData,
+        })
+    }
+
+    fn put_with(&self, item: T, wait: Wait) -> Result<(), PutError<T>> {
+        match codec::encode(&item, |parts| self.core.put(parts, wait)) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(fail)) => Err(put_error(fail, item)),
+            Err(reason) => Err(PutError::Serialize { item, reason }),
+        }
+    }
+
+    /// Puts `item`, waiting while the queue is full. When it returns, the item is in shared
+    /// memory and this process may exit.
+    ///
+    /// # Errors
+    /// [`PutError::Closed`], [`PutError::Serialize`] (the queue is unchanged), [`PutError::Failed`];
+    /// each hands the item back.
+    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+        self.put_with(item, Wait::Forever)
+    }
+
+    /// Puts `item` if there is room now.
+    ///
+    /// # Errors
+    /// [`PutError::Full`], or as [`put`](Self::put).
+    pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
+        self.put_with(item, Wait::No)
+    }
+
+    /// Puts `item`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// [`PutError::Timeout`], or as [`put`](Self::put).
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_with(item, deadline(timeout))
+    }
+
+    fn get_with(&self, wait: Wait) -> Result<T, GetError> {
+        self.core
+            .get(wait, codec::decode::<T>)
+            .map_err(get_error)?
+            .map_err(GetError::Deserialize)
+    }
+
+    /// Takes the oldest item, waiting while the queue is empty.
+    ///
+    /// # Errors
+    /// [`GetError::Closed`] once the queue is closed and empty; [`GetError::Deserialize`] for an
+    /// item whose bytes are not a `T` (that item is dropped; the queue stays usable);
+    /// [`GetError::Failed`].
+    pub fn get(&self) -> Result<T, GetError> {
+        self.get_with(Wait::Forever)
+    }
+
+    /// Takes the oldest item if there is one.
+    ///
+    /// # Errors
+    /// [`GetError::Empty`], or as [`get`](Self::get).
+    pub fn try_get(&self) -> Result<T, GetError> {
+        self.get_with(Wait::No)
+    }
+
+    /// Takes the oldest item, waiting at most `timeout` for one.
+    ///
+    /// # Errors
+    /// [`GetError::Timeout`], or as [`get`](Self::get).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.get_with(deadline(timeout))
+    }
+}
+
+impl Queue<Vec<u8>> {
+    /// Puts a byte string without taking ownership of it: one copy, from `bytes` into shared
+    /// memory. Items put this way are `Vec<u8>` items like any other.
+    ///
+    /// # Errors
+    /// As [`put`](Self::put); the variants carry `()`.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<(), PutError<()>> {
+        let mut prefix = [0u8; 10];
+        let n = codec::varint(bytes.len() as u64, &mut prefix);
+        self.core
+            .put(&[&prefix[..n], bytes], Wait::Forever)
+            .map_err(|f| put_error(f, ()))
+    }
+
+    /// Takes the oldest item into `buf` (cleared first) and returns its length: one copy, from
+    /// shared memory into `buf`, and no allocation once `buf` is large enough.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn get_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize, GetError> {
+        let r = self.core.get(Wait::Forever, |bytes| {
+            codec::unprefix(bytes).map(|b| {
+                buf.clear();
+                buf.extend_from_slice(b);
+                b.len()
+            })
+        });
+        r.map_err(get_error)?.map_err(GetError::Deserialize)
+    }
+}
+
+impl<T> Queue<T> {
+    pub(crate) fn core(&self) -> &QueueCore {
+        &self.core
+    }
+
+    /// The queue's name; [`Queue::open`] with it opens this queue in another process.
+    pub fn name(&self) -> &str {
+        self.core.name()
+    }
+
+    /// The number of items in the queue (a snapshot: other processes may change it at once).
+    pub fn len(&self) -> usize {
+        self.core.len() as usize
+    }
+
+    /// Whether the queue is empty (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue holds `maxsize` items (a snapshot; never, if `maxsize` is 0).
+    pub fn is_full(&self) -> bool {
+        let max = self.core.maxsize();
+        max != 0 && self.core.len() >= max
+    }
+
+    /// The most items the queue holds at once (0: no limit).
+    pub fn maxsize(&self) -> usize {
+        self.core.maxsize() as usize
+    }
+
+    /// The size of the ring in bytes.
+    pub fn capacity(&self) -> usize {
+        self.core.capacity() as usize
+    }
+
+    /// Closes the queue for every process: later puts fail with [`PutError::Closed`]; gets
+    /// take what is left and then fail with [`GetError::Closed`]. Wakes every waiter.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if the queue's state is corrupt.
+    pub fn close(&self) -> Result<()> {
+        self.core.close().map_err(fail_error)
+    }
+
+    /// Whether the queue has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.core.is_closed()
+    }
+}
+
+pub(crate) fn fail_error(f: Fail) -> Error {
+    match f {
+        Fail::Error(e) => e,
+        Fail::Closed => Error::Closed,
+        Fail::WouldBlock | Fail::Timeout => Error::Timeout,
+    }
+}
+
+fn put_error<T>(fail: Fail, item: T) -> PutError<T> {
+    match fail {
+        Fail::WouldBlock => PutError::Full(item),
+        Fail::Timeout => PutError::Timeout(item),
+        Fail::Closed => PutError::Closed(item),
+        Fail::Error(error) => PutError::Failed { item, error },
+    }
+}
+
+fn get_error(fail: Fail) -> GetError {
+    match fail {
+        Fail::WouldBlock => GetError::Empty,
+        Fail::Timeout => GetError::Timeout,
+        Fail::Closed => GetError::Closed,
+        Fail::Error(e) => GetError::Failed(e),
+    }
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            core: Arc::clone(&self.core),
+            _items: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.name())
+            .field("type", &std::any::type_name::<T>())
+            .field("len", &self.len())
+            .field("maxsize", &self.maxsize())
+            .finish()
+    }
+}
+
+impl<T> Serialize for Queue<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de, T: Serialize + DeserializeOwned + 'static> serde::Deserialize<'de> for Queue<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Queue::open(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+impl<T> From<PutError<T>> for Error {
+    fn from(e: PutError<T>) -> Self {
+        match e {
+            PutError::Full(_) => Error::Full,
+            PutError::Timeout(_) => Error::Timeout,
+            PutError::Closed(_) => Error::Closed,
+            PutError::Serialize { reason, .. } => Error::Serialize(reason),
+            PutError::Failed { error, .. } => error,
+        }
+    }
+}
+
+impl From<GetError> for Error {
+    fn from(e: GetError) -> Self {
+        match e {
+            GetError::Empty => Error::Empty,
+            GetError::Timeout => Error::Timeout,
+            GetError::Closed => Error::Closed,
+            GetError::Deserialize(reason) => Error::Deserialize(reason),
+            GetError::Failed(error) => error,
+        }
+    }
+}

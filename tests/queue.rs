@@ -1,0 +1,397 @@
+//! Queue and JoinableQueue: the trap Python falls into (a producer that cannot exit until its
+//! item is read), blocking, closing, bad input, spills, and many processes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{arg, assert_gone, role, spawn, wait, watchdog};
+use serde::{Deserialize, Serialize};
+use shmkit::{GetError, JoinableQueue, PutError, Queue};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The bug shmkit exists to fix: a child puts one 64 MiB item into a queue whose ring is 1 MiB
+/// and returns; the parent waits for it to exit *before* calling get.
+#[test]
+fn a_child_that_put_64_mib_exits_before_anyone_reads_it() {
+    watchdog(Duration::from_secs(120));
+    if role().is_some() {
+        let q: Queue<Vec<u8>> = Queue::open(&arg("QUEUE")).unwrap();
+        q.put(pattern(64 << 20, 42)).unwrap();
+        return;
+    }
+    let q = Queue::<Vec<u8>>::with_capacity(0, 1 << 20).unwrap();
+    let mut kid = spawn(
+        "a_child_that_put_64_mib_exits_before_anyone_reads_it",
+        "producer",
+        &[("QUEUE", q.name())],
+    );
+    let t0 = Instant::now();
+    let status = wait(&mut kid, Duration::from_secs(5)); // fails the test if not exited by then
+    assert!(status.success(), "{status}");
+    eprintln!("producer exited {:?} after start", t0.elapsed());
+    let item = q.get_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        item == pattern(64 << 20, 42),
+        "the item came back different"
+    );
+    assert!(q.is_empty());
+}
+
+/// Python's documented hang, ported: ten children each put ['hello', 'ss' * 20000] and the
+/// parent joins them all before a single get.
+#[test]
+fn ten_children_that_put_40_kb_each_are_joined_before_any_get() {
+    watchdog(Duration::from_secs(120));
+    if role().is_some() {
+        let q: Queue<(String, String)> = serde_json::from_str(&arg("QUEUE")).unwrap();
+        q.put(("hello".into(), "ss".repeat(20_000))).unwrap();
+        return;
+    }
+    let q = Queue::<(String, String)>::new(0).unwrap();
+    let handle = serde_json::to_string(&q).unwrap();
+    let mut kids: Vec<_> = (0..10)
+        .map(|_| {
+            spawn(
+                "ten_children_that_put_40_kb_each_are_joined_before_any_get",
+                "putter",
+                &[("QUEUE", &handle)],
+            )
+        })
+        .collect();
+    for k in &mut kids {
+        assert!(wait(k, Duration::from_secs(30)).success());
+    }
+    for _ in 0..10 {
+        let (a, b) = q.get_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!((a.as_str(), b.len()), ("hello", 40_000));
+    }
+    assert!(matches!(q.try_get(), Err(GetError::Empty)));
+}
+
+/// Three producer processes and two consumer processes: every item arrives exactly once, and
+/// each producer's items arrive in the order it put them.
+#[test]
+fn many_producers_and_consumers_across_processes_deliver_exactly_once_in_order() {
+    watchdog(Duration::from_secs(240));
+    const TEST: &str =
+        "many_producers_and_consumers_across_processes_deliver_exactly_once_in_order";
+    const PER: u32 = 20_000;
+    match role().as_deref() {
+        Some("producer") => {
+            let q: Queue<(u32, u32)> = Queue::open(&arg("QUEUE")).unwrap();
+            let p: u32 = arg("ID").parse().unwrap();
+            for i in 0..PER {
+                q.put((p, i)).unwrap();
+            }
+            return;
+        }
+        Some("consumer") => {
+            let q: Queue<(u32, u32)> = Queue::open(&arg("QUEUE")).unwrap();
+            let out: Queue<Vec<(u32, u32)>> = Queue::open(&arg("OUT")).unwrap();
+            let mut got = Vec::new();
+            while let Ok(item) = q.get_timeout(Duration::from_secs(30)) {
+                got.push(item);
+            }
+            out.put(got).unwrap(); // ends with Closed after the parent closes the queue
+            return;
+        }
+        _ => {}
+    }
+    let q = Queue::<(u32, u32)>::with_capacity(256, 8192).unwrap();
+    let out = Queue::<Vec<(u32, u32)>>::new(0).unwrap();
+    let vars = |id: &str| {
+        vec![
+            ("QUEUE", q.name().to_owned()),
+            ("OUT", out.name().to_owned()),
+            ("ID", id.to_owned()),
+        ]
+    };
+    let spawn_with = |role: &str, id: &str| {
+        let v = vars(id);
+        let v: Vec<(&str, &str)> = v.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        spawn(TEST, role, &v)
+    };
+    let mut producers: Vec<_> = (0..3)
+        .map(|p| spawn_with("producer", &p.to_string()))
+        .collect();
+    let mut consumers: Vec<_> = (0..2)
+        .map(|c| spawn_with("consumer", &c.to_string()))
+        .collect();
+    for k in &mut producers {
+        assert!(wait(k, LIMIT).success());
+    }
+    // Everything is put; let the consumers drain, then close so they stop waiting.
+    let t0 = Instant::now();
+    while !q.is_empty() && t0.elapsed() < LIMIT {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    q.close().unwrap();
+    for k in &mut consumers {
+        assert!(wait(k, LIMIT).success());
+    }
+    let mut seen = vec![vec![false; PER as usize]; 3];
+    for _ in 0..2 {
+        let got = out.get_timeout(Duration::from_secs(10)).unwrap();
+        let mut last = [None::<u32>; 3];
+        for (p, i) in got {
+            let (p, i) = (p as usize, i as usize);
+            assert!(!seen[p][i], "item ({p}, {i}) delivered twice");
+            seen[p][i] = true;
+            assert!(
+                last[p].is_none_or(|l| (l as usize) < i),
+                "producer {p}'s items out of order"
+            );
+            last[p] = Some(i as u32);
+        }
+    }
+    assert!(seen.iter().flatten().all(|&s| s), "items lost");
+}
+
+#[test]
+fn a_blocked_get_in_another_process_is_woken_by_a_put() {
+    watchdog(Duration::from_secs(120));
+    if role().is_some() {
+        let q: Queue<String> = Queue::open(&arg("QUEUE")).unwrap();
+        let back: Queue<String> = Queue::open(&arg("BACK")).unwrap();
+        let s = q.get().unwrap(); // blocks: nothing is there yet
+        back.put(s.to_uppercase()).unwrap();
+        return;
+    }
+    let q = Queue::<String>::new(1).unwrap();
+    let back = Queue::<String>::new(1).unwrap();
+    let mut kid = spawn(
+        "a_blocked_get_in_another_process_is_woken_by_a_put",
+        "echo",
+        &[("QUEUE", q.name()), ("BACK", back.name())],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    q.put("ping".into()).unwrap();
+    assert_eq!(back.get_timeout(Duration::from_secs(10)).unwrap(), "PING");
+    assert!(wait(&mut kid, LIMIT).success());
+}
+
+#[test]
+fn full_empty_timeouts_and_close_hand_items_back() {
+    watchdog(Duration::from_secs(60));
+    let q = Queue::<String>::new(2).unwrap();
+    q.put("a".into()).unwrap();
+    q.try_put("b".into()).unwrap();
+    assert!(q.is_full());
+    match q.try_put("c".into()) {
+        Err(PutError::Full(item)) => assert_eq!(item, "c"),
+        other => panic!("{other:?}"),
+    }
+    let t0 = Instant::now();
+    match q.put_timeout("d".into(), Duration::from_millis(50)) {
+        Err(e @ PutError::Timeout(_)) => assert_eq!(e.into_inner(), "d"),
+        other => panic!("{other:?}"),
+    }
+    assert!(t0.elapsed() >= Duration::from_millis(50));
+    assert_eq!(q.len(), 2);
+    q.close().unwrap();
+    assert!(q.is_closed());
+    assert!(matches!(q.put("e".into()), Err(PutError::Closed(e)) if e == "e"));
+    assert_eq!(q.get().unwrap(), "a");
+    assert_eq!(q.get().unwrap(), "b");
+    assert!(matches!(q.get(), Err(GetError::Closed)));
+    let e = Queue::<u8>::new(0).unwrap();
+    let t0 = Instant::now();
+    assert!(matches!(
+        e.get_timeout(Duration::from_millis(50)),
+        Err(GetError::Timeout)
+    ));
+    assert!(t0.elapsed() >= Duration::from_millis(50));
+    assert!(matches!(e.try_get(), Err(GetError::Empty)));
+}
+
+#[test]
+fn close_wakes_a_blocked_getter_and_a_blocked_putter() {
+    watchdog(Duration::from_secs(60));
+    let empty = Queue::<u8>::new(0).unwrap();
+    let full = Queue::<u8>::new(1).unwrap();
+    full.put(1).unwrap();
+    let (e2, f2) = (empty.clone(), full.clone());
+    let getter = std::thread::spawn(move || e2.get());
+    let putter = std::thread::spawn(move || f2.put(2));
+    std::thread::sleep(Duration::from_millis(100));
+    empty.close().unwrap();
+    full.close().unwrap();
+    assert!(matches!(getter.join().unwrap(), Err(GetError::Closed)));
+    assert!(matches!(putter.join().unwrap(), Err(PutError::Closed(2))));
+}
+
+/// Serialises only values below 100; deserialises only values other than 13.
+#[derive(Debug, PartialEq)]
+struct Picky(u32);
+
+impl Serialize for Picky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 >= 100 {
+            return Err(serde::ser::Error::custom("too big to serialise"));
+        }
+        s.serialize_u32(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Picky {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match u32::deserialize(d)? {
+            13 => Err(serde::de::Error::custom("13 is unlucky")),
+            n => Ok(Picky(n)),
+        }
+    }
+}
+
+#[test]
+fn a_value_that_will_not_serialise_or_deserialise_fails_alone() {
+    watchdog(Duration::from_secs(60));
+    let q = Queue::<Picky>::new(0).unwrap();
+    q.put(Picky(1)).unwrap();
+    match q.put(Picky(500)) {
+        Err(PutError::Serialize { item, reason }) => {
+            assert_eq!(item, Picky(500));
+            assert!(reason.contains("too big"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(q.len(), 1, "a failed put leaves the queue as it was");
+    q.put(Picky(13)).unwrap();
+    q.put(Picky(2)).unwrap();
+    assert_eq!(q.get().unwrap(), Picky(1));
+    assert!(matches!(q.get(), Err(GetError::Deserialize(r)) if r.contains("Picky")));
+    assert_eq!(
+        q.get().unwrap(),
+        Picky(2),
+        "the queue stays usable after a bad item"
+    );
+}
+
+fn spills() -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.contains(".spill-"))
+        .collect()
+}
+
+#[test]
+fn spilled_items_are_removed_when_taken_and_when_the_queue_is_destroyed() {
+    watchdog(Duration::from_secs(60));
+    let q = Queue::<Vec<u8>>::with_capacity(0, 4096).unwrap();
+    let mine = |q: &Queue<Vec<u8>>| {
+        spills()
+            .into_iter()
+            .filter(|s| s.starts_with(&format!("shmkit-{}.", q.name())))
+            .count()
+    };
+    q.put(pattern(100_000, 1)).unwrap();
+    q.put(pattern(10, 2)).unwrap();
+    q.put(pattern(200_000, 3)).unwrap();
+    assert_eq!(mine(&q), 2);
+    assert_eq!(q.get().unwrap(), pattern(100_000, 1));
+    assert_eq!(mine(&q), 1);
+    assert_eq!(q.get().unwrap(), pattern(10, 2));
+    assert_eq!(mine(&q), 1);
+    let name = q.name().to_owned();
+    drop(q); // destroyed with an item still spilled
+    assert!(
+        !spills()
+            .iter()
+            .any(|s| s.starts_with(&format!("shmkit-{name}.")))
+    );
+    assert_gone(&name);
+}
+
+#[test]
+fn the_bytes_path_reuses_the_callers_buffer() {
+    watchdog(Duration::from_secs(60));
+    let q = Queue::<Vec<u8>>::new(0).unwrap();
+    q.put_bytes(b"abc").unwrap();
+    q.put(b"defg".to_vec()).unwrap();
+    let mut buf = Vec::with_capacity(64);
+    let ptr = buf.as_ptr();
+    assert_eq!(q.get_bytes_into(&mut buf).unwrap(), 3);
+    assert_eq!(buf, b"abc");
+    assert_eq!(q.get_bytes_into(&mut buf).unwrap(), 4);
+    assert_eq!((buf.as_slice(), buf.as_ptr()), (&b"defg"[..], ptr));
+}
+
+#[test]
+fn opening_checks_kind_and_item_type() {
+    watchdog(Duration::from_secs(60));
+    let name = common::unique("q");
+    let q = Queue::<String>::create(&name, 0, 4096).unwrap();
+    assert!(matches!(
+        Queue::<u32>::open(&name),
+        Err(shmkit::Error::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        JoinableQueue::<String>::open(&name),
+        Err(shmkit::Error::KindMismatch { .. })
+    ));
+    assert!(matches!(
+        shmkit::Array::<u8>::open(&name),
+        Err(shmkit::Error::KindMismatch { .. })
+    ));
+    assert!(matches!(
+        Queue::<String>::with_capacity(0, 16),
+        Err(shmkit::Error::InvalidArgument { .. })
+    ));
+    let again = Queue::<String>::open(&name).unwrap();
+    again.put("x".into()).unwrap();
+    assert_eq!(q.get().unwrap(), "x");
+    drop((q, again));
+    assert_gone(&name);
+}
+
+#[test]
+fn joinable_queue_join_waits_for_task_done_across_processes() {
+    watchdog(Duration::from_secs(120));
+    if role().is_some() {
+        let q: JoinableQueue<u32> = JoinableQueue::open(&arg("QUEUE")).unwrap();
+        for _ in 0..5 {
+            let n = q.get_timeout(Duration::from_secs(30)).unwrap();
+            std::thread::sleep(Duration::from_millis(u64::from(n)));
+            q.task_done().unwrap();
+        }
+        return;
+    }
+    let q = JoinableQueue::<u32>::new(0).unwrap();
+    assert!(matches!(
+        q.task_done(),
+        Err(shmkit::Error::TaskDoneTooOften)
+    ));
+    for n in [5, 10, 15, 20, 25] {
+        q.put(n).unwrap();
+    }
+    assert!(matches!(
+        q.join_timeout(Duration::from_millis(20)),
+        Err(shmkit::Error::Timeout)
+    ));
+    let mut kid = spawn(
+        "joinable_queue_join_waits_for_task_done_across_processes",
+        "worker",
+        &[("QUEUE", q.name())],
+    );
+    q.join_timeout(Duration::from_secs(30)).unwrap();
+    assert!(q.is_empty());
+    assert!(matches!(
+        q.task_done(),
+        Err(shmkit::Error::TaskDoneTooOften)
+    ));
+    assert!(wait(&mut kid, LIMIT).success());
+}
