@@ -1,0 +1,228 @@
+//! Crash safety: producers and consumers are SIGKILLed at random moments, 220 times, while
+//! they put and get items with sequence numbers and checksums (some large enough to spill).
+//! Afterwards: no item was torn, none was delivered twice, and every item whose `put` had
+//! returned was delivered, except at most one per killed consumer (one it had fully taken).
+//! `KILL_ONLY=producer` or `KILL_ONLY=consumer` kills only that role, to tell causes apart.
+
+mod common;
+
+use std::process::Child;
+use std::time::Duration;
+
+use common::{arg, role, spawn, wait, watchdog};
+use shmkit::{Queue, RawArray, RawValue};
+
+const TEST: &str = "producers_and_consumers_killed_at_random_moments_lose_and_duplicate_nothing";
+const PRODUCERS: usize = 2;
+const CONSUMERS: usize = 2;
+/// Consumer slots: one per consumer, one for the parent's final drain.
+const SLOTS: usize = CONSUMERS + 1;
+const MAXSEQ: usize = 1 << 18;
+const KILLS: usize = 220;
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Item `seq` of producer `p`: [p][seq: u32][filler][fnv of the rest], some of them 70 kB.
+fn item(p: usize, seq: usize) -> Vec<u8> {
+    let filler = if seq % 97 == 13 {
+        70_000
+    } else {
+        (seq.wrapping_mul(2_654_435_761) >> 7) % 3000
+    };
+    let mut v = Vec::with_capacity(5 + filler + 8);
+    v.push(p as u8);
+    v.extend_from_slice(&(seq as u32).to_le_bytes());
+    v.extend((0..filler).map(|i| (i ^ seq) as u8));
+    let sum = fnv(&v);
+    v.extend_from_slice(&sum.to_le_bytes());
+    v
+}
+
+/// Checks an item and returns (producer, seq), or None if it is torn or malformed.
+fn check(v: &[u8]) -> Option<(usize, usize)> {
+    let (body, sum) = v.split_at_checked(v.len().checked_sub(8)?)?;
+    if fnv(body) != u64::from_le_bytes(sum.try_into().ok()?) || body.len() < 5 {
+        return None;
+    }
+    let (p, seq) = (
+        body[0] as usize,
+        u32::from_le_bytes(body[1..5].try_into().ok()?) as usize,
+    );
+    (p < PRODUCERS && seq < MAXSEQ && body == &item(p, seq)[..body.len()]).then_some((p, seq))
+}
+
+struct Shared {
+    queue: Queue<Vec<u8>>,
+    /// Per producer: every seq below it may have been put.
+    attempt: RawArray<u64>,
+    /// Per producer and seq: 1 once that item's put returned. (Not a high-water mark: the seq
+    /// a killed producer was putting is skipped by its successor and may never be put.)
+    returned: RawArray<u8>,
+    /// Per slot, producer and seq: how many times that item was received.
+    received: RawArray<u8>,
+    bad: RawValue<u32>,
+    stop: RawValue<u32>,
+}
+
+impl Shared {
+    fn open() -> Shared {
+        Shared {
+            queue: Queue::open(&arg("QUEUE")).unwrap(),
+            attempt: RawArray::open(&arg("ATTEMPT")).unwrap(),
+            returned: RawArray::open(&arg("RETURNED")).unwrap(),
+            received: RawArray::open(&arg("RECEIVED")).unwrap(),
+            bad: RawValue::open(&arg("BAD")).unwrap(),
+            stop: RawValue::open(&arg("STOP")).unwrap(),
+        }
+    }
+
+    fn record(&self, slot: usize, v: &[u8]) {
+        match check(v) {
+            Some((p, seq)) => {
+                let i = (slot * PRODUCERS + p) * MAXSEQ + seq;
+                self.received
+                    .set(i, self.received.get(i).unwrap().saturating_add(1))
+                    .unwrap();
+            }
+            None => self.bad.set(self.bad.get() + 1),
+        }
+    }
+}
+
+fn producer(s: &Shared, p: usize) {
+    // Resume after anything a killed predecessor may have put: no seq is put twice.
+    let mut seq = s.attempt.get(p).unwrap() as usize;
+    while seq < MAXSEQ - 1 {
+        s.attempt.set(p, seq as u64 + 1).unwrap();
+        s.queue.put(item(p, seq)).unwrap();
+        s.returned.set(p * MAXSEQ + seq, 1).unwrap();
+        seq += 1;
+    }
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+fn consumer(s: &Shared, slot: usize) {
+    loop {
+        match s.queue.get_timeout(Duration::from_millis(50)) {
+            Ok(v) => s.record(slot, &v),
+            Err(shmkit::GetError::Timeout) if s.stop.get() == 1 => return,
+            Err(shmkit::GetError::Timeout) => {}
+            Err(e) => panic!("consumer: {e}"),
+        }
+    }
+}
+
+#[test]
+fn producers_and_consumers_killed_at_random_moments_lose_and_duplicate_nothing() {
+    watchdog(Duration::from_secs(600));
+    match role().as_deref() {
+        Some("producer") => return producer(&Shared::open(), arg("SLOT").parse().unwrap()),
+        Some("consumer") => return consumer(&Shared::open(), arg("SLOT").parse().unwrap()),
+        _ => {}
+    }
+    let s = Shared {
+        queue: Queue::with_capacity(64, 64 << 10).unwrap(),
+        attempt: RawArray::new(PRODUCERS).unwrap(),
+        returned: RawArray::new(PRODUCERS * MAXSEQ).unwrap(),
+        received: RawArray::new(SLOTS * PRODUCERS * MAXSEQ).unwrap(),
+        bad: RawValue::new(0).unwrap(),
+        stop: RawValue::new(0).unwrap(),
+    };
+    let names = [
+        ("QUEUE", s.queue.name().to_owned()),
+        ("ATTEMPT", s.attempt.name().to_owned()),
+        ("RETURNED", s.returned.name().to_owned()),
+        ("RECEIVED", s.received.name().to_owned()),
+        ("BAD", s.bad.name().to_owned()),
+        ("STOP", s.stop.name().to_owned()),
+    ];
+    let start = |role: &str, slot: usize| -> Child {
+        let slot = slot.to_string();
+        let mut vars: Vec<(&str, &str)> = names.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        vars.push(("SLOT", &slot));
+        spawn(TEST, role, &vars)
+    };
+    // Children 0..PRODUCERS are producers, the rest consumers.
+    let mut kids: Vec<Child> = (0..PRODUCERS)
+        .map(|p| start("producer", p))
+        .chain((0..CONSUMERS).map(|c| start("consumer", c)))
+        .collect();
+    let mut x = 0x2545_f491_4f6c_dd1du64 ^ u64::from(std::process::id());
+    let mut rand = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let mut consumer_kills = 0;
+    for _ in 0..KILLS {
+        std::thread::sleep(Duration::from_micros(500 + rand(11_500)));
+        let k = match std::env::var("KILL_ONLY").as_deref() {
+            Ok("producer") => rand(PRODUCERS as u64) as usize,
+            Ok("consumer") => PRODUCERS + rand(CONSUMERS as u64) as usize,
+            _ => rand(kids.len() as u64) as usize,
+        };
+        kids[k].kill().unwrap();
+        wait(&mut kids[k], Duration::from_secs(30));
+        if k < PRODUCERS {
+            kids[k] = start("producer", k);
+        } else {
+            consumer_kills += 1;
+            kids[k] = start("consumer", k - PRODUCERS);
+        }
+    }
+    // Stop the producers (SIGKILL once more), then let the consumers drain and exit.
+    for k in &mut kids[..PRODUCERS] {
+        k.kill().unwrap();
+        wait(k, Duration::from_secs(30));
+    }
+    s.stop.set(1);
+    for k in &mut kids[PRODUCERS..] {
+        assert!(wait(k, Duration::from_secs(120)).success());
+    }
+    loop {
+        match s.queue.try_get() {
+            Ok(v) => s.record(CONSUMERS, &v),
+            Err(shmkit::GetError::Empty) => break,
+            Err(e) => panic!("drain: {e}"),
+        }
+    }
+
+    assert_eq!(s.bad.get(), 0, "torn or malformed items were delivered");
+    let (mut missing, mut delivered) = (0, 0);
+    for p in 0..PRODUCERS {
+        let attempt = s.attempt.get(p).unwrap() as usize;
+        for seq in 0..MAXSEQ {
+            let total: u32 = (0..SLOTS)
+                .map(|c| u32::from(s.received.get((c * PRODUCERS + p) * MAXSEQ + seq).unwrap()))
+                .sum();
+            assert!(total <= 1, "item ({p}, {seq}) delivered {total} times");
+            assert!(
+                seq < attempt || total == 0,
+                "item ({p}, {seq}) was never put"
+            );
+            delivered += total;
+            if s.returned.get(p * MAXSEQ + seq).unwrap() == 1 && total == 0 {
+                missing += 1;
+            }
+        }
+    }
+    eprintln!(
+        "{KILLS} kills ({consumer_kills} consumers); {delivered} items delivered; {missing} lost with killed consumers"
+    );
+    assert!(
+        missing <= consumer_kills,
+        "{missing} items lost, more than the {consumer_kills} killed consumers could have taken"
+    );
+    assert!(
+        delivered > 1000,
+        "too little traffic to mean anything: {delivered}"
+    );
+    // Still usable.
+    s.queue.put(item(0, 1)).unwrap();
+    assert_eq!(check(&s.queue.get().unwrap()), Some((0, 1)));
+}
