@@ -6,19 +6,20 @@
 use std::process::{Child, Command};
 use std::time::Instant;
 
-use shmkit::{Array, Value};
+use shmkit::{Array, Queue, Value};
 
 const ROLE: &str = "SHMKIT_BENCH_ROLE";
-const IMPLEMENTED: &[&str] = &["value_incr", "array_fill", "lock_uncontended"];
-const PLANNED: &[&str] = &[
+const IMPLEMENTED: &[&str] = &[
     "queue_small",
     "queue_large",
     "queue_mpmc",
+    "queue_mpmc8",
     "pingpong",
-    "pool_map",
-    "pool_apply_async",
-    "pipe_small",
+    "value_incr",
+    "array_fill",
+    "lock_uncontended",
 ];
+const PLANNED: &[&str] = &["pool_map", "pool_apply_async", "pipe_small"];
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -61,6 +62,171 @@ fn join(mut c: Child) -> Res<()> {
 
 fn var(k: &str) -> Res<String> {
     std::env::var(k).map_err(|_| format!("missing {k}").into())
+}
+
+/// A child puts `count` messages of `size` bytes (the same bytes each time, as Python's
+/// `b"x" * size`), with the one-copy byte path.
+fn produce_child() -> Res<()> {
+    let q = Queue::<Vec<u8>>::open(&var("QUEUE")?)?;
+    let (count, size): (usize, usize) = (var("COUNT")?.parse()?, var("SIZE")?.parse()?);
+    let msg = vec![b'x'; size];
+    for _ in 0..count {
+        q.put_bytes(&msg).map_err(shmkit::Error::from)?;
+    }
+    Ok(())
+}
+
+/// A child gets `count` messages and adds their lengths into its slot of `SUMS`.
+fn consume_child() -> Res<()> {
+    let q = Queue::<Vec<u8>>::open(&var("QUEUE")?)?;
+    let sums = Array::<u64>::open(&var("SUMS")?)?;
+    let (count, slot): (usize, usize) = (var("COUNT")?.parse()?, var("SLOT")?.parse()?);
+    let mut buf = Vec::new();
+    let mut total = 0u64;
+    for _ in 0..count {
+        total += q.get_bytes_into(&mut buf)? as u64;
+    }
+    sums.set(slot, total)?;
+    Ok(())
+}
+
+/// One producer child, the parent consuming: `queue_small` and `queue_large`.
+fn queue_one_to_one(
+    name: &str,
+    count: usize,
+    size: usize,
+    maxsize: usize,
+    capacity: usize,
+) -> Res<()> {
+    let q = Queue::<Vec<u8>>::with_capacity(maxsize, capacity)?;
+    let (count_s, size_s) = (count.to_string(), size.to_string());
+    let t0 = Instant::now();
+    let kid = child(
+        "produce",
+        &[("QUEUE", q.name()), ("COUNT", &count_s), ("SIZE", &size_s)],
+    )?;
+    let mut buf = Vec::new();
+    let mut got = 0usize;
+    for _ in 0..count {
+        got += q.get_bytes_into(&mut buf)?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    join(kid)?;
+    if got != count * size || buf.last() != Some(&b'x') {
+        return Err(format!("{name}: got {got} bytes").into());
+    }
+    report(name, count, secs, got);
+    Ok(())
+}
+
+/// 1 producer process -> parent, 64-byte messages, maxsize 1024.
+fn queue_small() -> Res<()> {
+    queue_one_to_one(
+        "queue_small",
+        n(2_000_000),
+        64,
+        1024,
+        shmkit::queue::DEFAULT_CAPACITY,
+    )
+}
+
+/// 1 producer process -> parent, 1 MiB messages, maxsize 8. The ring holds the 8 items (and
+/// the padding a wrap can cost), as the C reference's 8 slots of 1 MiB do.
+fn queue_large() -> Res<()> {
+    queue_one_to_one("queue_large", n(2_000), 1 << 20, 8, 10 << 20)
+}
+
+/// 2 producer processes -> 2 consumer processes, 64-byte messages, maxsize 1024; timed from the
+/// first start to the last exit, as the C reference does.
+fn queue_mpmc() -> Res<()> {
+    queue_many("queue_mpmc", 2, n(2_000_000))
+}
+
+/// Not a Python scenario: 8 producers -> 8 consumers on however few cores there are, to show
+/// that waiting (a short spin, then a futex sleep) does not collapse when processes outnumber
+/// cores.
+fn queue_mpmc8() -> Res<()> {
+    queue_many("queue_mpmc8", 8, n(2_000_000))
+}
+
+/// `procs` producer processes -> `procs` consumer processes, `total` 64-byte messages.
+fn queue_many(name: &str, procs: usize, total: usize) -> Res<()> {
+    let per = total / procs;
+    let q = Queue::<Vec<u8>>::new(1024)?;
+    let sums = Array::<u64>::new(procs)?;
+    let per_s = per.to_string();
+    let t0 = Instant::now();
+    let mut kids = Vec::new();
+    for slot in 0..procs {
+        let slot = slot.to_string();
+        kids.push(child(
+            "consume",
+            &[
+                ("QUEUE", q.name()),
+                ("SUMS", sums.name()),
+                ("COUNT", &per_s),
+                ("SLOT", &slot),
+            ],
+        )?);
+    }
+    for _ in 0..procs {
+        kids.push(child(
+            "produce",
+            &[("QUEUE", q.name()), ("COUNT", &per_s), ("SIZE", "64")],
+        )?);
+    }
+    for k in kids {
+        join(k)?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let got: u64 = sums.to_vec()?.iter().sum();
+    if got != (procs * per) as u64 * 64 {
+        return Err(format!("{name}: got {got} bytes").into());
+    }
+    report(name, procs * per, secs, got as usize);
+    Ok(())
+}
+
+/// The child side of `pingpong`: echo every message from A to B.
+fn echo_child() -> Res<()> {
+    let (a, b) = (
+        Queue::<Vec<u8>>::open(&var("A")?)?,
+        Queue::<Vec<u8>>::open(&var("B")?)?,
+    );
+    let count: usize = var("COUNT")?.parse()?;
+    let mut buf = Vec::new();
+    for _ in 0..count {
+        a.get_bytes_into(&mut buf)?;
+        b.put_bytes(&buf).map_err(shmkit::Error::from)?;
+    }
+    Ok(())
+}
+
+/// Parent <-> child round trips of an 8-byte message over two queues.
+fn pingpong() -> Res<()> {
+    let count = n(200_000);
+    let (a, b) = (Queue::<Vec<u8>>::new(0)?, Queue::<Vec<u8>>::new(0)?);
+    let count_s = count.to_string();
+    let kid = child(
+        "echo",
+        &[("A", a.name()), ("B", b.name()), ("COUNT", &count_s)],
+    )?;
+    let mut buf = Vec::new();
+    a.put_bytes(b"warmup!!").map_err(shmkit::Error::from)?;
+    b.get_bytes_into(&mut buf)?;
+    let t0 = Instant::now();
+    for i in 1..count {
+        a.put_bytes(&(i as u64).to_le_bytes())
+            .map_err(shmkit::Error::from)?;
+        b.get_bytes_into(&mut buf)?;
+        if buf[..] != (i as u64).to_le_bytes() {
+            return Err("pingpong: wrong echo".into());
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    join(kid)?;
+    report("pingpong", count - 1, secs, 0);
+    Ok(())
 }
 
 /// 2 processes each add 1.0 to one shared `Value<f64>` under its lock.
@@ -146,6 +312,9 @@ fn main() -> Res<()> {
         return match role.as_str() {
             "incr" => incr_child(),
             "fill" => fill_child(),
+            "produce" => produce_child(),
+            "consume" => consume_child(),
+            "echo" => echo_child(),
             _ => Err(format!("unknown role {role}").into()),
         };
     }
@@ -159,6 +328,11 @@ fn main() -> Res<()> {
     }
     for name in &wanted {
         match name.as_str() {
+            "queue_small" => queue_small()?,
+            "queue_large" => queue_large()?,
+            "queue_mpmc" => queue_mpmc()?,
+            "queue_mpmc8" => queue_mpmc8()?,
+            "pingpong" => pingpong()?,
             "value_incr" => value_incr()?,
             "array_fill" => array_fill()?,
             "lock_uncontended" => lock_uncontended()?,

@@ -13,11 +13,11 @@
 //! it) or left it for the next consumer: never a torn item, never a duplicate.
 //!
 //! # Waiting
-//! Getters sleep on the futex word `not_empty`, putters on `not_full`, joiners on `joined`,
-//! each after registering in a waiter count under the lock and reading the word's value. A
-//! waker changes the word after its commit and calls `futex_wake` only if the count is
-//! non-zero: no system call when nobody waits. A waiter killed in its sleep leaves its count
-//! one too high, which costs later wakers a spare system call and nothing else.
+//! Getters sleep on the futex word of `not_empty`, putters on `not_full`, joiners on `joined`,
+//! each after registering under the lock and reading the word's value. A waker changes the
+//! word after its commit and calls `futex_wake` only for sleepers that no wake-up is already on
+//! its way to (see `Waitlist`): no system call when nobody waits, one per sleeper when some
+//! do. A waiter killed in its sleep stays counted, which costs a spare wake-up now and then.
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -29,6 +29,9 @@ use crate::error::{Error, Result};
 use crate::shm::{Expect, Kind, Segment, SegmentName, ShmShared, Spec, TypeInfo};
 use crate::sync::{Acquired, RawLock};
 use crate::sys;
+
+/// Rounds of watching for a change before sleeping (see `QueueCore::spin`).
+const SPIN: u32 = 2000;
 
 /// The queue's state, at the start of the segment's control block.
 #[repr(C)]
@@ -49,14 +52,56 @@ pub(crate) struct Control {
     /// Most items at once; 0: no limit. Fixed at creation.
     maxsize: AtomicU64,
     closed: AtomicU32,
-    get_waiters: AtomicU32,
-    put_waiters: AtomicU32,
-    join_waiters: AtomicU32,
-    /// Futex words, changed when an item arrives, room is made, or all tasks are done.
-    not_empty: AtomicU32,
-    not_full: AtomicU32,
-    joined: AtomicU32,
-    _reserved: [u32; 7],
+    /// Getters waiting for an item.
+    not_empty: Waitlist,
+    /// Putters waiting for room.
+    not_full: Waitlist,
+    /// Joiners waiting for every task to be done.
+    joined: Waitlist,
+    _reserved: [u32; 4],
+}
+
+/// Sleepers on one condition: a futex word, and (under the lock) how many sleep and how many
+/// wake-ups are on their way to them. A waker wakes only sleepers no wake-up is already on
+/// its way to, so a burst of puts wakes a sleeping getter once, not once per put.
+#[repr(C)]
+struct Waitlist {
+    /// The futex word: changed by every wake-up.
+    word: AtomicU32,
+    /// Registered sleepers. A sleeper killed in its sleep stays counted; that costs a spare
+    /// wake-up now and then, never a lost one.
+    waiters: AtomicU32,
+    /// Wake-ups sent and not yet taken back by a sleeper leaving (`signals <= waiters`).
+    signals: AtomicU32,
+}
+
+impl Waitlist {
+    const fn new() -> Waitlist {
+        Waitlist {
+            word: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+            signals: AtomicU32::new(0),
+        }
+    }
+
+    /// Under the lock: how many of up to `n` sleepers to wake (and counts them as signalled).
+    fn claim(&self, n: u32) -> u32 {
+        let (w, s) = (
+            self.waiters.load(Ordering::Relaxed),
+            self.signals.load(Ordering::Relaxed),
+        );
+        let k = n.min(w.saturating_sub(s));
+        self.signals.store(s + k, Ordering::Relaxed);
+        k
+    }
+
+    /// After the lock is released: wakes `k` sleepers claimed by `claim`.
+    fn wake(&self, k: u32) {
+        if k > 0 {
+            self.word.fetch_add(1, Ordering::Release); // SYNC: futex-seq
+            sys::futex_wake(&self.word, k.min(i32::MAX as u32) as i32);
+        }
+    }
 }
 
 const _: () = assert!(std::mem::size_of::<Control>() == 128);
@@ -149,13 +194,10 @@ impl QueueCore {
                 capacity: AtomicU64::new(cap),
                 maxsize: AtomicU64::new(maxsize as u64),
                 closed: AtomicU32::new(0),
-                get_waiters: AtomicU32::new(0),
-                put_waiters: AtomicU32::new(0),
-                join_waiters: AtomicU32::new(0),
-                not_empty: AtomicU32::new(0),
-                not_full: AtomicU32::new(0),
-                joined: AtomicU32::new(0),
-                _reserved: [0; 7],
+                not_empty: Waitlist::new(),
+                not_full: Waitlist::new(),
+                joined: Waitlist::new(),
+                _reserved: [0; 4],
             };
             // SAFETY: `control` checked that the block fits in the mapping and is aligned; the
             // segment is not published yet, so no one else can see it.
@@ -302,15 +344,24 @@ impl QueueCore {
         }
     }
 
-    /// Sleeps on `word` until woken or `wait` passes. Called with the lock held; returns with
+    /// Before sleeping, releases the lock and watches `counter` for a short while (`SPIN`
+    /// rounds, a few microseconds): a peer running on another core often changes it sooner
+    /// than a futex wake-up could arrive. Returns with the lock held again.
+    fn spin<'a>(&'a self, held: Held<'a>, counter: &AtomicU64) -> Result<Held<'a>, Fail> {
+        let seen = counter.load(Ordering::Relaxed);
+        drop(held);
+        for _ in 0..SPIN {
+            std::hint::spin_loop();
+            if counter.load(Ordering::Relaxed) != seen {
+                break;
+            }
+        }
+        self.lock()
+    }
+
+    /// Sleeps on `list` until woken or `wait` passes. Called with the lock held; returns with
     /// it held again.
-    fn sleep<'a>(
-        &'a self,
-        held: Held<'a>,
-        word: &AtomicU32,
-        waiters: &AtomicU32,
-        wait: Wait,
-    ) -> Result<Held<'a>, Fail> {
+    fn sleep<'a>(&'a self, held: Held<'a>, list: &Waitlist, wait: Wait) -> Result<Held<'a>, Fail> {
         let timeout = match wait {
             Wait::No => return Err(Fail::WouldBlock),
             Wait::Until(t) => match t.checked_duration_since(Instant::now()) {
@@ -319,19 +370,17 @@ impl QueueCore {
             },
             Wait::Forever => None,
         };
-        waiters.fetch_add(1, Ordering::Relaxed);
+        list.waiters.fetch_add(1, Ordering::Relaxed);
         // SYNC: futex-seq. Read under the lock; a waker changes it after its commit.
-        let seq = word.load(Ordering::Acquire);
+        let seq = list.word.load(Ordering::Acquire);
         drop(held);
-        sys::futex_wait(word, seq, timeout);
+        sys::futex_wait(&list.word, seq, timeout);
         let held = self.lock()?;
-        waiters.fetch_sub(1, Ordering::Relaxed);
+        list.waiters.fetch_sub(1, Ordering::Relaxed);
+        // Take back one wake-up, meant for us or not: either way a sleeper has left.
+        let s = list.signals.load(Ordering::Relaxed);
+        list.signals.store(s.saturating_sub(1), Ordering::Relaxed);
         Ok(held)
-    }
-
-    fn wake(word: &AtomicU32, n: i32) {
-        word.fetch_add(1, Ordering::Release); // SYNC: futex-seq
-        sys::futex_wake(word, n);
     }
 
     /// Puts one item whose serialised form is the concatenation of `parts`.
@@ -390,13 +439,17 @@ impl QueueCore {
                     }
                 }
             }
-            held = self.sleep(held, &ctl.not_full, &ctl.put_waiters, wait)?;
+            if !matches!(wait, Wait::No) {
+                held = self.spin(held, &ctl.gets)?;
+                if ctl.gets.load(Ordering::Relaxed) != gets {
+                    continue;
+                }
+            }
+            held = self.sleep(held, &ctl.not_full, wait)?;
         }
-        let wake_getter = ctl.get_waiters.load(Ordering::Relaxed) != 0;
+        let getters = ctl.not_empty.claim(1);
         drop(held);
-        if wake_getter {
-            Self::wake(&ctl.not_empty, 1);
-        }
+        ctl.not_empty.wake(getters);
         Ok(())
     }
 
@@ -460,7 +513,13 @@ impl QueueCore {
             if ctl.closed.load(Ordering::Relaxed) != 0 {
                 return Err(Fail::Closed);
             }
-            held = self.sleep(held, &ctl.not_empty, &ctl.get_waiters, wait)?;
+            if !matches!(wait, Wait::No) {
+                held = self.spin(held, &ctl.puts)?;
+                if ctl.puts.load(Ordering::Relaxed) != puts {
+                    continue;
+                }
+            }
+            held = self.sleep(held, &ctl.not_empty, wait)?;
         };
         let payload = self.payload(&held, found.at, found.header.len);
         let outcome = match found.header.kind {
@@ -470,12 +529,10 @@ impl QueueCore {
         // SYNC: commit-get. The item has been copied out (or its reference has).
         ctl.head.store(head + found.advance, Ordering::Relaxed);
         ctl.gets.store(gets + 1, Ordering::Relaxed);
-        let wake_putters = ctl.put_waiters.load(Ordering::Relaxed) != 0;
+        // Room for one big item may be room for several small ones: wake every putter.
+        let putters = ctl.not_full.claim(u32::MAX);
         drop(held);
-        if wake_putters {
-            // Room for one big item may be room for several small ones: wake them all.
-            Self::wake(&ctl.not_full, i32::MAX);
-        }
+        ctl.not_full.wake(putters);
         match outcome {
             Ok(r) => Ok(r),
             Err((sref, read)) => Ok(spill::take(&self.name, &sref, read)?),
@@ -495,9 +552,10 @@ impl QueueCore {
         let ctl = self.ctl();
         let held = self.lock()?;
         ctl.closed.store(1, Ordering::Relaxed);
+        let (getters, putters) = (ctl.not_empty.claim(u32::MAX), ctl.not_full.claim(u32::MAX));
         drop(held);
-        Self::wake(&ctl.not_empty, i32::MAX);
-        Self::wake(&ctl.not_full, i32::MAX);
+        ctl.not_empty.wake(getters);
+        ctl.not_full.wake(putters);
         Ok(())
     }
 
@@ -515,11 +573,13 @@ impl QueueCore {
             return Ok(false);
         }
         ctl.done.store(done + 1, Ordering::Relaxed);
-        let wake = done + 1 == puts && ctl.join_waiters.load(Ordering::Relaxed) != 0;
+        let joiners = if done + 1 == puts {
+            ctl.joined.claim(u32::MAX)
+        } else {
+            0
+        };
         drop(held);
-        if wake {
-            Self::wake(&ctl.joined, i32::MAX);
-        }
+        ctl.joined.wake(joiners);
         Ok(true)
     }
 
@@ -532,7 +592,7 @@ impl QueueCore {
             if ctl.done.load(Ordering::Relaxed) >= puts {
                 return Ok(());
             }
-            held = self.sleep(held, &ctl.joined, &ctl.join_waiters, wait)?;
+            held = self.sleep(held, &ctl.joined, wait)?;
         }
     }
 
