@@ -101,3 +101,74 @@ fn exercise_array<T: bytemuck::Pod>(name: &str, short: Duration) {
         }
     }
 }
+
+/// Drives a small queue (a 1 KiB ring, so items wrap and spill) with the operations encoded in
+/// `data` and checks every answer against a `VecDeque`. Each op is one byte of kind and one of
+/// size: put (try_put), get (try_get), put_bytes (into an empty queue: it would block on a
+/// full one), get_bytes_into.
+pub fn queue_ops(data: &[u8]) {
+    use crate::queue::{GetError, Queue};
+    let Ok(q) = Queue::<Vec<u8>>::with_capacity(8, 1024) else {
+        return;
+    };
+    let mut model = std::collections::VecDeque::new();
+    let mut buf = Vec::new();
+    for (n, op) in data.chunks_exact(2).enumerate().take(512) {
+        let len = usize::from(op[1]) * if op[0] & 0x80 != 0 { 37 } else { 1 };
+        let item: Vec<u8> = (0..len).map(|i| (i + n) as u8).collect();
+        match op[0] % 4 {
+            0 => match q.try_put(item.clone()) {
+                Ok(()) => model.push_back(item),
+                // Full: 8 items, or no ring room even for a spill reference; never when empty.
+                Err(crate::queue::PutError::Full(back)) => {
+                    assert!(!model.is_empty() && back == item)
+                }
+                Err(e) => panic!("try_put: {e}"),
+            },
+            1 => match q.try_get() {
+                Ok(got) => assert_eq!(Some(got), model.pop_front()),
+                Err(GetError::Empty) => assert!(model.is_empty()),
+                Err(e) => panic!("try_get: {e}"),
+            },
+            // A blocking put, only where room is certain: into an empty queue.
+            2 if model.is_empty() => {
+                q.put_bytes(&item).expect("put_bytes with room");
+                model.push_back(item);
+            }
+            3 if !model.is_empty() => {
+                let n = q
+                    .get_bytes_into(&mut buf)
+                    .expect("get_bytes_into with an item");
+                assert_eq!(Some(&buf[..n]), model.front().map(|v| &v[..]));
+                model.pop_front();
+            }
+            _ => {}
+        }
+        assert_eq!(q.len(), model.len());
+    }
+}
+
+/// Writes `data` over a live queue's positions, counts, lock and ring, as a broken or hostile
+/// peer could, then gets and puts a few times: every call must return `Ok` or `Err`.
+pub fn queue_ring(data: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let Ok(q) = crate::queue::Queue::<Vec<u8>>::with_capacity(0, 1024) else {
+        return;
+    };
+    for i in 0..4u8 {
+        let _ = q.put(vec![i; usize::from(i) * 100]);
+    }
+    let path = format!("{}/shmkit-{}", sys::SHM_DIR, q.name());
+    let Ok(file) = std::fs::OpenOptions::new().write(true).open(&path) else {
+        return;
+    };
+    // Control block at 256: lock (16 bytes), then head, tail, puts, gets, done (u64 each).
+    let (control, ring) = data.split_at(data.len().min(56));
+    let _ = file.write_all_at(control, 256);
+    let page = sys::page_size() as u64;
+    let _ = file.write_all_at(&ring[..ring.len().min(1024)], page);
+    for _ in 0..4 {
+        let _ = q.try_get();
+        let _ = q.try_put(vec![7; 300]);
+    }
+}

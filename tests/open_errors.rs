@@ -196,9 +196,19 @@ fn replayed_fuzz_inputs_return_without_panicking() {
         // Patches that flip the lock's owner-died bit and the kind, from a valid image.
         shmkit::fuzzing::open_segment_bytes(&[ctrl | 8, 3, 1, 0x40, 24, 0, 1]);
     }
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/segment_open");
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        shmkit::fuzzing::open_segment_bytes(&std::fs::read(entry.path()).unwrap());
+    let regressions = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let targets: [(&str, fn(&[u8])); 3] = [
+        ("segment_open", shmkit::fuzzing::open_segment_bytes),
+        ("queue_ops", shmkit::fuzzing::queue_ops),
+        ("queue_ring", shmkit::fuzzing::queue_ring),
+    ];
+    for (target, harness) in targets {
+        for entry in std::fs::read_dir(regressions.join(target))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            harness(&std::fs::read(entry.path()).unwrap());
+        }
     }
 }

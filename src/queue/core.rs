@@ -27,8 +27,11 @@ use super::ring::{self, FrameHeader, HEADER, INLINE, PAD, SPILL, SPILL_REF_LEN, 
 use super::spill;
 use crate::error::{Error, Result};
 use crate::shm::{Expect, Kind, Segment, SegmentName, ShmShared, Spec, TypeInfo};
-use crate::sync::{Acquired, RawLock};
+use crate::sync::{Acquired, LockFailure, RawLock};
 use crate::sys;
+
+/// How long a `try_` operation waits for the queue's lock (held only for a copy, normally).
+const TRY_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Rounds of watching for a change before sleeping (see `QueueCore::spin`).
 const SPIN: u32 = 2000;
@@ -273,9 +276,21 @@ impl QueueCore {
     }
 
     /// Takes the lock; after a holder's death, repairs the state first.
-    fn lock(&self) -> Result<Held<'_>, Fail> {
+    ///
+    /// The operation's own deadline bounds the wait for the lock too: a lock held longer (by a
+    /// stalled process, or one that only looks alive, such as a hostile peer's) fails a timed
+    /// operation at its deadline and a `try_` one after [`TRY_LOCK_PATIENCE`], as Python's
+    /// `get(block=False)` gives up when its lock is busy.
+    fn lock(&self, wait: Wait) -> Result<Held<'_>, Fail> {
         let ctl = self.ctl();
-        match ctl.lock.lock() {
+        let outcome = match wait {
+            Wait::Forever => ctl.lock.lock().map_err(|_| LockFailure::Deadlock),
+            Wait::No => ctl.lock.try_lock_for(TRY_LOCK_PATIENCE),
+            Wait::Until(t) => ctl
+                .lock
+                .try_lock_for(t.saturating_duration_since(Instant::now())),
+        };
+        match outcome {
             Ok(Acquired::Clean) => Ok(Held(self)),
             Ok(Acquired::Poisoned) => {
                 let held = Held(self);
@@ -283,7 +298,9 @@ impl QueueCore {
                 ctl.lock.set_poisoned(false);
                 Ok(held)
             }
-            Err(_) => Err(Fail::Error(Error::Deadlock)),
+            Err(LockFailure::Busy) if matches!(wait, Wait::No) => Err(Fail::WouldBlock),
+            Err(LockFailure::Busy) => Err(Fail::Timeout),
+            Err(LockFailure::Deadlock) => Err(Fail::Error(Error::Deadlock)),
         }
     }
 
@@ -298,7 +315,7 @@ impl QueueCore {
             c.puts.load(Ordering::Relaxed),
             c.gets.load(Ordering::Relaxed),
         );
-        if tail < head || tail - head > self.cap || puts < gets {
+        if tail < head || tail - head > self.cap || puts < gets || head % 8 != 0 || tail % 8 != 0 {
             return Err(self.corrupt(format!(
                 "head {head}, tail {tail}, puts {puts}, gets {gets}"
             )));
@@ -347,7 +364,12 @@ impl QueueCore {
     /// Before sleeping, releases the lock and watches `counter` for a short while (`SPIN`
     /// rounds, a few microseconds): a peer running on another core often changes it sooner
     /// than a futex wake-up could arrive. Returns with the lock held again.
-    fn spin<'a>(&'a self, held: Held<'a>, counter: &AtomicU64) -> Result<Held<'a>, Fail> {
+    fn spin<'a>(
+        &'a self,
+        held: Held<'a>,
+        counter: &AtomicU64,
+        wait: Wait,
+    ) -> Result<Held<'a>, Fail> {
         let seen = counter.load(Ordering::Relaxed);
         drop(held);
         for _ in 0..SPIN {
@@ -356,7 +378,7 @@ impl QueueCore {
                 break;
             }
         }
-        self.lock()
+        self.lock(wait)
     }
 
     /// Sleeps on `list` until woken or `wait` passes. Called with the lock held; returns with
@@ -375,7 +397,7 @@ impl QueueCore {
         let seq = list.word.load(Ordering::Acquire);
         drop(held);
         sys::futex_wait(&list.word, seq, timeout);
-        let held = self.lock()?;
+        let held = self.lock(wait)?;
         list.waiters.fetch_sub(1, Ordering::Relaxed);
         // Take back one wake-up, meant for us or not: either way a sleeper has left.
         let s = list.signals.load(Ordering::Relaxed);
@@ -393,7 +415,7 @@ impl QueueCore {
         // An item that does not fit in the ring's free space goes to a segment of its own,
         // written outside the lock; the ring then carries a reference to it.
         let mut spilled: Option<(SpillRef, Segment)> = None;
-        let mut held = self.lock()?;
+        let mut held = self.lock(wait)?;
         loop {
             if ctl.closed.load(Ordering::Relaxed) != 0 {
                 return Err(Fail::Closed); // dropping `spilled` removes its segment
@@ -413,7 +435,7 @@ impl QueueCore {
                     None => {
                         drop(held);
                         spilled = Some(spill::write(&self.name, parts)?);
-                        held = self.lock()?;
+                        held = self.lock(wait)?;
                         continue;
                     }
                     Some((sref, _)) => {
@@ -440,7 +462,7 @@ impl QueueCore {
                 }
             }
             if !matches!(wait, Wait::No) {
-                held = self.spin(held, &ctl.gets)?;
+                held = self.spin(held, &ctl.gets, wait)?;
                 if ctl.gets.load(Ordering::Relaxed) != gets {
                     continue;
                 }
@@ -489,7 +511,7 @@ impl QueueCore {
     /// lock for an item in the ring, after it for a spilled one.
     pub(crate) fn get<R>(&self, wait: Wait, read: impl FnOnce(&[u8]) -> R) -> Result<R, Fail> {
         let ctl = self.ctl();
-        let mut held = self.lock()?;
+        let mut held = self.lock(wait)?;
         let (found, head, gets) = loop {
             let (head, tail, puts, gets) = self.state(&held)?;
             if puts > gets {
@@ -514,7 +536,7 @@ impl QueueCore {
                 return Err(Fail::Closed);
             }
             if !matches!(wait, Wait::No) {
-                held = self.spin(held, &ctl.puts)?;
+                held = self.spin(held, &ctl.puts, wait)?;
                 if ctl.puts.load(Ordering::Relaxed) != puts {
                     continue;
                 }
@@ -550,7 +572,7 @@ impl QueueCore {
     /// Closes the queue: puts fail from now on, gets drain what is left. Wakes every waiter.
     pub(crate) fn close(&self) -> Result<(), Fail> {
         let ctl = self.ctl();
-        let held = self.lock()?;
+        let held = self.lock(Wait::Forever)?;
         ctl.closed.store(1, Ordering::Relaxed);
         let (getters, putters) = (ctl.not_empty.claim(u32::MAX), ctl.not_full.claim(u32::MAX));
         drop(held);
@@ -566,7 +588,7 @@ impl QueueCore {
     /// Marks one taken item done. `Ok(false)` if every taken item was already marked done.
     pub(crate) fn task_done(&self) -> Result<bool, Fail> {
         let ctl = self.ctl();
-        let held = self.lock()?;
+        let held = self.lock(Wait::Forever)?;
         let (_, _, puts, gets) = self.state(&held)?;
         let done = ctl.done.load(Ordering::Relaxed);
         if done >= gets {
@@ -586,7 +608,7 @@ impl QueueCore {
     /// Waits until every item ever put has been marked done.
     pub(crate) fn join(&self, wait: Wait) -> Result<(), Fail> {
         let ctl = self.ctl();
-        let mut held = self.lock()?;
+        let mut held = self.lock(wait)?;
         loop {
             let (_, _, puts, _) = self.state(&held)?;
             if ctl.done.load(Ordering::Relaxed) >= puts {

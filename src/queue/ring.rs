@@ -106,6 +106,9 @@ pub(crate) fn oldest(
     if tail < head || tail - head > cap {
         return Err("head and tail are inconsistent");
     }
+    if head % 8 != 0 || tail % 8 != 0 || cap % 8 != 0 {
+        return Err("head or tail is not 8-aligned");
+    }
     if head == tail {
         return Ok(None);
     }
@@ -281,6 +284,7 @@ mod tests {
         assert!(oldest(0, 0, 256, h(INLINE, 0)).unwrap().is_none());
         assert!(oldest(10, 5, 256, h(INLINE, 0)).is_err());
         assert!(oldest(0, 300, 256, h(INLINE, 0)).is_err());
+        assert!(oldest(3, 67, 256, h(INLINE, 8)).is_err(), "unaligned head");
         assert!(oldest(0, 64, 256, h(0xdead, 8)).is_err());
         assert!(
             oldest(0, 64, 256, h(INLINE, 1000)).is_err(),

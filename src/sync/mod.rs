@@ -13,4 +13,4 @@ mod raw_lock;
 pub use error::{AccessError, LockError, TryLockError};
 pub use guard::LockGuard;
 
-pub(crate) use raw_lock::{Acquired, RawLock};
+pub(crate) use raw_lock::{Acquired, LockFailure, RawLock};
