@@ -197,7 +197,8 @@ fn replayed_fuzz_inputs_return_without_panicking() {
         shmkit::fuzzing::open_segment_bytes(&[ctrl | 8, 3, 1, 0x40, 24, 0, 1]);
     }
     let regressions = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
-    let targets: [(&str, fn(&[u8])); 3] = [
+    type Harness = fn(&[u8]);
+    let targets: [(&str, Harness); 3] = [
         ("segment_open", shmkit::fuzzing::open_segment_bytes),
         ("queue_ops", shmkit::fuzzing::queue_ops),
         ("queue_ring", shmkit::fuzzing::queue_ring),
