@@ -1,5 +1,6 @@
 //! A tour of shmkit: shared values and arrays across real processes, a lock that survives a
-//! process killed while holding it, type-checked opening, and cleanup of crashed segments.
+//! process killed while holding it, type-checked opening, a queue whose producers never get
+//! stuck at exit, and cleanup.
 //!
 //! Run: `cargo run --release --example tour`. Children are this program started again with a
 //! role in `SHMKIT_TOUR_ROLE`.
@@ -8,7 +9,7 @@ use std::error::Error;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use shmkit::{Array, LockError, RawValue, TryLockError, Value};
+use shmkit::{Array, LockError, Queue, RawValue, TryLockError, Value};
 
 const ROLE: &str = "SHMKIT_TOUR_ROLE";
 const WORKERS: usize = 4;
@@ -48,10 +49,18 @@ fn victim() -> Res {
     Ok(())
 }
 
+/// Producer: put one 32 MiB item and exit at once.
+fn producer() -> Res {
+    let q: Queue<Vec<u8>> = handles()?;
+    q.put(vec![0x5a; 32 << 20])?;
+    Ok(())
+}
+
 fn main() -> Res {
     match std::env::var(ROLE).as_deref() {
         Ok("worker") => return worker(),
         Ok("victim") => return victim(),
+        Ok("producer") => return producer(),
         _ => {}
     }
 
@@ -107,7 +116,16 @@ fn main() -> Res {
         Array::<u64>::open(counter.name()).unwrap_err()
     );
 
-    println!("4. Segments in /dev/shm (removed when their creator drops them):");
+    println!("4. A Queue: a child puts a 32 MiB item into a 1 MiB ring and exits before anyone reads it");
+    println!("   (in Python, joining that child before get() hangs forever).");
+    let q = Queue::<Vec<u8>>::with_capacity(0, 1 << 20)?;
+    let t0 = Instant::now();
+    let status = start("producer", &serde_json::to_string(&q)?)?.wait()?;
+    println!("   child exited ({status}) after {:.0?}; {} item waiting", t0.elapsed(), q.len());
+    let item = q.get()?;
+    println!("   got {} bytes, all 0x5a: {}", item.len(), item.iter().all(|&b| b == 0x5a));
+
+    println!("5. Segments in /dev/shm (removed when their creator drops them):");
     for s in shmkit::shm::segments()?
         .iter()
         .filter(|s| s.creator_pid == Some(std::process::id()))
