@@ -13,7 +13,10 @@ use shmkit::{GetError, JoinableQueue};
 const ROLE: &str = "SHMKIT_PRODUCER_CONSUMER_ROLE";
 
 fn start(role: &str, q: &JoinableQueue<String>) -> Result<Child, Box<dyn Error>> {
-    Ok(Command::new(std::env::current_exe()?).env(ROLE, role).env("QUEUE", q.name()).spawn()?)
+    Ok(Command::new(std::env::current_exe()?)
+        .env(ROLE, role)
+        .env("QUEUE", q.name())
+        .spawn()?)
 }
 
 fn producer(q: &JoinableQueue<String>, who: &str) -> Result<(), Box<dyn Error>> {

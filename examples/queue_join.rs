@@ -35,7 +35,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     let q = Queue::<(String, String)>::new(0)?;
     let t0 = Instant::now();
     let mut ps = (0..10)
-        .map(|_| Command::new(std::env::current_exe()?).env(CHILD, q.name()).spawn())
+        .map(|_| {
+            Command::new(std::env::current_exe()?)
+                .env(CHILD, q.name())
+                .spawn()
+        })
         .collect::<Result<Vec<_>, _>>()?;
     for p in &mut ps {
         let status = p.wait()?; // Python would wait forever here
@@ -43,7 +47,11 @@ fn main() -> Result<(), Box<dyn Error>> {
             return Err(format!("a child failed: {status}").into());
         }
     }
-    println!("all 10 children joined in {:.0?}, before any get; {} items waiting", t0.elapsed(), q.len());
+    println!(
+        "all 10 children joined in {:.0?}, before any get; {} items waiting",
+        t0.elapsed(),
+        q.len()
+    );
     let (hello, ss) = q.get()?;
     println!("{hello} ({} bytes of 's' with it)", ss.len());
     Ok(())

@@ -116,14 +116,24 @@ fn main() -> Res {
         Array::<u64>::open(counter.name()).unwrap_err()
     );
 
-    println!("4. A Queue: a child puts a 32 MiB item into a 1 MiB ring and exits before anyone reads it");
+    println!(
+        "4. A Queue: a child puts a 32 MiB item into a 1 MiB ring and exits before anyone reads it"
+    );
     println!("   (in Python, joining that child before get() hangs forever).");
     let q = Queue::<Vec<u8>>::with_capacity(0, 1 << 20)?;
     let t0 = Instant::now();
     let status = start("producer", &serde_json::to_string(&q)?)?.wait()?;
-    println!("   child exited ({status}) after {:.0?}; {} item waiting", t0.elapsed(), q.len());
+    println!(
+        "   child exited ({status}) after {:.0?}; {} item waiting",
+        t0.elapsed(),
+        q.len()
+    );
     let item = q.get()?;
-    println!("   got {} bytes, all 0x5a: {}", item.len(), item.iter().all(|&b| b == 0x5a));
+    println!(
+        "   got {} bytes, all 0x5a: {}",
+        item.len(),
+        item.iter().all(|&b| b == 0x5a)
+    );
 
     println!("5. Segments in /dev/shm (removed when their creator drops them):");
     for s in shmkit::shm::segments()?

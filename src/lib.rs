@@ -1,8 +1,8 @@
 //! # shmkit
 //!
 //! What Python's `multiprocessing` gives Python programs, for Rust programs, over shared memory
-//! and free of its traps: typed shared values and arrays today; queues, processes, pools,
-//! locks and pipes as they land.
+//! and free of its traps: typed shared values and arrays, and queues whose producers never get
+//! stuck at exit, today; processes, pools, locks and pipes as they land.
 //!
 //! ```
 //! # fn main() -> shmkit::Result<()> {
@@ -19,6 +19,12 @@
 //! let same: Value<f64> = Value::open(counter.name())?;
 //! assert_eq!(same.get()?, 1.0);
 //! assert_eq!(squares.get(3)?, 9);
+//!
+//! // Python: Queue(maxsize=100). Once `put` returns, the item is in shared memory, and this
+//! // process may exit before anyone reads it.
+//! let q = shmkit::Queue::<(String, Vec<u8>)>::new(100)?;
+//! q.put(("job".into(), vec![1, 2, 3]))?;
+//! assert_eq!(q.get()?.0, "job");
 //! # Ok(()) }
 //! ```
 //!
@@ -32,9 +38,10 @@
 //!
 //! ## Layers
 //! `sys` (the only code that calls libc) → `shm` (segments and headers) → `sync` (the robust
-//! lock) → `cell` (`Value`, `Array`). `unsafe` is denied crate-wide and allowed only in
-//! `sys`, `shm::segment`, `shm::registry`, `sync::raw_lock`, `sync::guard` and `cell::core`, each
-//! block with a `// SAFETY:` argument.
+//! lock) → `cell` (`Value`, `Array`) and `queue` (`Queue`, `JoinableQueue`). `unsafe` is denied
+//! crate-wide and allowed only in `sys`, `shm::segment`, `shm::registry`, `sync::raw_lock`,
+//! `sync::guard`, `cell::core`, `queue::core` and `queue::spill`, each block with a `// SAFETY:`
+//! argument.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -35,7 +35,7 @@ pub const DEFAULT_CAPACITY: usize = 1 << 20;
 /// ```
 /// # fn main() -> shmkit::Result<()> {
 /// let q = shmkit::Queue::<(String, u32)>::new(10)?;
-/// q.put(("job".into(), 1)).map_err(shmkit::Error::from)?;
+/// q.put(("job".into(), 1))?;
 /// assert_eq!(q.get()?, ("job".to_string(), 1));
 /// # Ok(()) }
 /// ```
