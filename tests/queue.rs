@@ -395,3 +395,44 @@ fn joinable_queue_join_waits_for_task_done_across_processes() {
     ));
     assert!(wait(&mut kid, LIMIT).success());
 }
+
+/// `close` racing a getter or putter that is just about to sleep (in its short watch before
+/// sleeping, the lock is released): the waiter must still see the close. The close lands at
+/// varied moments from 0 to 150 µs after the waiter starts, so the window is hit.
+#[test]
+fn close_racing_a_waiter_never_strands_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    watchdog(Duration::from_secs(120));
+    for i in 0..400u32 {
+        let q = Queue::<u32>::new(1).unwrap();
+        let putter = i % 2 == 1;
+        if putter {
+            q.put(0).unwrap(); // full: the thread below waits to put
+        }
+        let (q2, started) = (q.clone(), Arc::new(AtomicBool::new(false)));
+        let started2 = Arc::clone(&started);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            started2.store(true, Ordering::SeqCst);
+            let r = if putter {
+                q2.put(1).map_err(|e| e.to_string())
+            } else {
+                q2.get().map(drop).map_err(|e| e.to_string())
+            };
+            let _ = tx.send(r);
+        });
+        while !started.load(Ordering::SeqCst) {
+            std::hint::spin_loop();
+        }
+        let until = Instant::now() + Duration::from_micros(u64::from(i * 37 % 150));
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        q.close().unwrap();
+        let r = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a waiter missed close() and is stranded");
+        assert!(r.is_err(), "round {i}: {r:?}");
+    }
+}

@@ -415,6 +415,7 @@ impl QueueCore {
         // An item that does not fit in the ring's free space goes to a segment of its own,
         // written outside the lock; the ring then carries a reference to it.
         let mut spilled: Option<(SpillRef, Segment)> = None;
+        let mut spun = false;
         let mut held = self.lock(wait)?;
         loop {
             if ctl.closed.load(Ordering::Relaxed) != 0 {
@@ -461,13 +462,15 @@ impl QueueCore {
                     }
                 }
             }
-            if !matches!(wait, Wait::No) {
+            // Watch briefly once, then sleep; after either, every condition (closed
+            // included) is checked again under the lock.
+            if !spun && !matches!(wait, Wait::No) {
                 held = self.spin(held, &ctl.gets, wait)?;
-                if ctl.gets.load(Ordering::Relaxed) != gets {
-                    continue;
-                }
+                spun = true;
+                continue;
             }
             held = self.sleep(held, &ctl.not_full, wait)?;
+            spun = false;
         }
         let getters = ctl.not_empty.claim(1);
         drop(held);
@@ -511,6 +514,7 @@ impl QueueCore {
     /// lock for an item in the ring, after it for a spilled one.
     pub(crate) fn get<R>(&self, wait: Wait, read: impl FnOnce(&[u8]) -> R) -> Result<R, Fail> {
         let ctl = self.ctl();
+        let mut spun = false;
         let mut held = self.lock(wait)?;
         let (found, head, gets) = loop {
             let (head, tail, puts, gets) = self.state(&held)?;
@@ -535,13 +539,15 @@ impl QueueCore {
             if ctl.closed.load(Ordering::Relaxed) != 0 {
                 return Err(Fail::Closed);
             }
-            if !matches!(wait, Wait::No) {
+            // Watch briefly once, then sleep; after either, every condition (closed
+            // included) is checked again under the lock.
+            if !spun && !matches!(wait, Wait::No) {
                 held = self.spin(held, &ctl.puts, wait)?;
-                if ctl.puts.load(Ordering::Relaxed) != puts {
-                    continue;
-                }
+                spun = true;
+                continue;
             }
             held = self.sleep(held, &ctl.not_empty, wait)?;
+            spun = false;
         };
         let payload = self.payload(&held, found.at, found.header.len);
         let outcome = match found.header.kind {
