@@ -168,6 +168,25 @@ pub enum Error {
     /// `task_done` was called more times than items were taken.
     #[error("task_done() called more times than items were taken")]
     TaskDoneTooOften,
+    /// `release` of a lock that is not held.
+    #[error("release of a lock that is not held")]
+    NotLocked,
+    /// An operation that needs the lock held by this thread (an `RLock`'s release, a
+    /// `Condition`'s wait or notify) without it.
+    #[error("this thread does not hold the lock")]
+    NotOwner,
+    /// `release` of a bounded semaphore already at its initial value.
+    #[error("a bounded semaphore was released more times than it was acquired")]
+    TooManyReleases,
+    /// A barrier was aborted, reset, or timed out while this party used it.
+    #[error("the barrier is broken")]
+    BrokenBarrier,
+    /// The other end of a pipe is closed, or its process has died, and nothing is left to read.
+    #[error("end of file: the other end of the pipe is closed or gone")]
+    Eof,
+    /// This end of a pipe is closed, or the other end is, so a message cannot be sent.
+    #[error("the pipe is closed")]
+    BrokenPipe,
     /// An element index was out of range.
     #[error("index {index} is out of range for length {len}")]
     OutOfRange {

@@ -47,6 +47,8 @@
 
 mod cell;
 mod error;
+#[allow(unsafe_code)] // only `unsafe impl ShmShared` for its all-atomic state
+mod pipe;
 pub mod queue;
 pub mod shm;
 mod sync;
@@ -58,5 +60,9 @@ pub mod fuzzing;
 
 pub use cell::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};
 pub use error::{Error, Result};
+pub use pipe::{Connection, DEATH_CHECK, Pipe};
 pub use queue::{GetError, JoinableQueue, PutError, Queue};
-pub use sync::{AccessError, LockError, LockGuard, TryLockError};
+pub use sync::{
+    AccessError, Barrier, BoundedSemaphore, Condition, Event, Lock, LockError, LockGuard, RLock,
+    Semaphore, TryLockError,
+};

@@ -199,7 +199,23 @@ impl Queue<Vec<u8>> {
     /// # Errors
     /// As [`get`](Self::get).
     pub fn get_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize, GetError> {
-        let r = self.core.get(Wait::Forever, |bytes| {
+        self.get_bytes_with(buf, Wait::Forever)
+    }
+
+    /// As [`get_bytes_into`](Self::get_bytes_into), waiting at most `timeout` for an item.
+    ///
+    /// # Errors
+    /// [`GetError::Timeout`], or as [`get`](Self::get).
+    pub fn get_bytes_timeout_into(
+        &self,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<usize, GetError> {
+        self.get_bytes_with(buf, deadline(timeout))
+    }
+
+    fn get_bytes_with(&self, buf: &mut Vec<u8>, wait: Wait) -> Result<usize, GetError> {
+        let r = self.core.get(wait, |bytes| {
             codec::unprefix(bytes).map(|b| {
                 buf.clear();
                 buf.extend_from_slice(b);

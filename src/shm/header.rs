@@ -57,6 +57,20 @@ pub enum Kind {
     JoinableQueue = 6,
     /// One item of a queue too large for its ring, in a segment of its own.
     Spill = 7,
+    /// A [`Lock`](crate::Lock).
+    Lock = 8,
+    /// An [`RLock`](crate::RLock).
+    RLock = 9,
+    /// A [`Semaphore`](crate::Semaphore) (bounded or not).
+    Semaphore = 10,
+    /// An [`Event`](crate::Event).
+    Event = 11,
+    /// A [`Condition`](crate::Condition).
+    Condition = 12,
+    /// A [`Barrier`](crate::Barrier).
+    Barrier = 13,
+    /// The shared state of a [`Pipe`](crate::Pipe)'s two ends.
+    Pipe = 14,
 }
 
 impl Kind {
@@ -70,6 +84,13 @@ impl Kind {
             5 => Kind::Queue,
             6 => Kind::JoinableQueue,
             7 => Kind::Spill,
+            8 => Kind::Lock,
+            9 => Kind::RLock,
+            10 => Kind::Semaphore,
+            11 => Kind::Event,
+            12 => Kind::Condition,
+            13 => Kind::Barrier,
+            14 => Kind::Pipe,
             _ => return None,
         })
     }
@@ -92,6 +113,13 @@ impl fmt::Display for Kind {
             Kind::Queue => "Queue",
             Kind::JoinableQueue => "JoinableQueue",
             Kind::Spill => "queue spill",
+            Kind::Lock => "Lock",
+            Kind::RLock => "RLock",
+            Kind::Semaphore => "Semaphore",
+            Kind::Event => "Event",
+            Kind::Condition => "Condition",
+            Kind::Barrier => "Barrier",
+            Kind::Pipe => "Pipe",
         })
     }
 }
@@ -184,9 +212,9 @@ impl Layout {
         let align = ty.align.max(8);
         let payload_offset = match kind {
             Kind::Value | Kind::RawValue => align_up(CONTROL_OFFSET + CELL_CONTROL_SIZE, align)?,
-            Kind::Array | Kind::RawArray | Kind::Queue | Kind::JoinableQueue | Kind::Spill => {
-                align_up(page, align)?
-            }
+            // Everything else keeps its state in the control block: one page, and an array or a
+            // ring after it.
+            _ => align_up(page, align)?,
         };
         // A queue's `len` counts bytes of its ring (or of its spilled item), whatever `ty` is.
         let elem_size = match kind {

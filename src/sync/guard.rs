@@ -59,7 +59,7 @@ impl<'a, T: ?Sized> LockGuard<'a, T> {
     }
 
     #[inline]
-    fn held(lock: &'a RawLock, data: NonNull<T>) -> Self {
+    pub(crate) fn held(lock: &'a RawLock, data: NonNull<T>) -> Self {
         LockGuard {
             lock,
             data,
@@ -71,6 +71,15 @@ impl<'a, T: ?Sized> LockGuard<'a, T> {
     /// poisoned state for every process. Later lockers get a clean guard.
     pub fn mark_consistent(&self) {
         self.lock.set_poisoned(false);
+    }
+}
+
+impl<'a> LockGuard<'a, ()> {
+    /// A guard for a lock that protects no data (a [`Lock`](crate::Lock)'s), taken with the
+    /// outcome of locking `lock` on this thread.
+    pub(crate) fn unit(lock: &'a RawLock) -> Self {
+        // A zero-sized `()` needs no memory: a dangling, aligned pointer is a valid `&()`.
+        LockGuard::held(lock, NonNull::dangling())
     }
 }
 

@@ -1,16 +1,31 @@
-//! Process-shared synchronisation.
+//! Process-shared synchronisation: the lock every shared object uses, and Python's
+//! `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Event`, `Condition` and `Barrier`.
 //!
 //! `RawLock` is the robust lock every shared cell carries; [`LockGuard`] is the safe access to
 //! what it protects; [`LockError`], [`TryLockError`] and [`AccessError`] hand the guard or value
 //! back when a previous holder died.
 
+#[allow(unsafe_code)]
+mod barrier;
+#[allow(unsafe_code)]
+mod condition;
 mod error;
 #[allow(unsafe_code)]
 mod guard;
 #[allow(unsafe_code)]
+mod lock;
+#[allow(unsafe_code)]
+pub(crate) mod object;
+#[allow(unsafe_code)]
 mod raw_lock;
+#[allow(unsafe_code)]
+mod semaphore;
 
+pub use barrier::Barrier;
+pub use condition::Condition;
 pub use error::{AccessError, LockError, TryLockError};
 pub use guard::LockGuard;
+pub use lock::{Lock, RLock};
+pub use semaphore::{BoundedSemaphore, Event, Semaphore};
 
 pub(crate) use raw_lock::{Acquired, LockFailure, RawLock};

@@ -270,6 +270,38 @@ impl RawLock {
         sys::futex_wake(&self.wake, 1);
     }
 
+    /// Whether the calling thread holds the lock.
+    pub(crate) fn held_by_me(&self) -> bool {
+        self.owner.load(Ordering::Relaxed) & !WAITERS == sys::thread_identity()
+    }
+
+    /// Whether anyone holds the lock (a snapshot).
+    pub(crate) fn is_locked(&self) -> bool {
+        self.owner.load(Ordering::Relaxed) != 0
+    }
+
+    /// Releases the lock whoever holds it, as a Python `Lock` allows. `false` if it was not held.
+    pub(crate) fn release_any(&self) -> bool {
+        let mut cur = self.owner.load(Ordering::Relaxed);
+        loop {
+            if cur == 0 {
+                return false;
+            }
+            // SYNC: lock-acquire (the release half).
+            match self
+                .owner
+                .compare_exchange_weak(cur, 0, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        if cur & WAITERS != 0 {
+            self.wake_one();
+        }
+        true
+    }
+
     /// Whether the lock is poisoned (a racy snapshot when the caller does not hold it).
     pub(crate) fn is_poisoned(&self) -> bool {
         self.poisoned.load(Ordering::Relaxed) != 0

@@ -1,0 +1,323 @@
+//! `Pipe` and `Connection`: Python's `multiprocessing.Pipe`, over shared-memory queues.
+//!
+//! A duplex pipe is two byte queues, one each way; a one-way pipe is one. A small shared table
+//! records, for each end, which process holds it (pid and start time) and whether it was
+//! closed. A connection sent to another process (it serialises as names) is claimed there: the
+//! receiving process becomes that end's holder. `recv` reports end-of-file once nothing is left
+//! to read and the other end is closed or its holder has died; it notices a death within
+//! [`DEATH_CHECK`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::queue::{GetError, PutError, Queue};
+use crate::shm::{Kind, ShmShared};
+use crate::sync::object::Shared;
+use crate::sys;
+
+/// How often a blocked `recv` checks whether the other end's process is still alive.
+pub const DEATH_CHECK: Duration = Duration::from_millis(50);
+
+#[repr(C)]
+struct EndState {
+    pid: AtomicU32,
+    closed: AtomicU32,
+    start: AtomicU64,
+}
+
+/// The shared table of a pipe's two ends.
+#[repr(C)]
+pub(crate) struct PipeState {
+    ends: [EndState; 2],
+}
+
+// SAFETY: repr(C), atomics only.
+unsafe impl ShmShared for PipeState {}
+
+/// Creates pipes: [`Pipe::new`] returns the two [`Connection`]s of a new pipe.
+#[derive(Debug)]
+pub struct Pipe;
+
+impl Pipe {
+    /// A new pipe. Duplex: both ends send and receive. Not duplex: the first end only
+    /// receives and the second only sends (Python's `Pipe(duplex=False)` returns `(r, w)`).
+    /// This process holds both ends until it hands one to another process.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the shared segments cannot be created.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(duplex: bool) -> Result<(Connection, Connection)> {
+        let end = || EndState {
+            pid: AtomicU32::new(0),
+            closed: AtomicU32::new(0),
+            start: AtomicU64::new(0),
+        };
+        let state = Shared::create(
+            None,
+            Kind::Pipe,
+            PipeState {
+                ends: [end(), end()],
+            },
+        )?;
+        let to0 = Queue::<Vec<u8>>::new(0)?;
+        let to1 = if duplex {
+            Some(Queue::<Vec<u8>>::new(0)?)
+        } else {
+            None
+        };
+        let a = Connection::claimed(Arc::clone(&state), 0, Some(to0.clone()), to1.clone());
+        let b = Connection::claimed(state, 1, to1, Some(to0));
+        Ok((a, b))
+    }
+}
+
+struct Inner {
+    state: Arc<Shared<PipeState>>,
+    end: usize,
+    /// Messages to this end.
+    rx: Option<Queue<Vec<u8>>>,
+    /// Messages to the other end.
+    tx: Option<Queue<Vec<u8>>>,
+}
+
+/// One end of a [`Pipe`]: Python's `multiprocessing.connection.Connection`. `Send + Sync + Clone`;
+/// serialises as names, so it can be handed to another process (which then holds this end).
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<Inner>,
+}
+
+fn me() -> (u32, u64) {
+    let pid = sys::current_pid();
+    (pid, sys::process_start_time(pid).unwrap_or(0))
+}
+
+impl Connection {
+    fn claimed(
+        state: Arc<Shared<PipeState>>,
+        end: usize,
+        rx: Option<Queue<Vec<u8>>>,
+        tx: Option<Queue<Vec<u8>>>,
+    ) -> Self {
+        let (pid, start) = me();
+        let e = &state.get().ends[end];
+        e.start.store(start, Ordering::Relaxed);
+        e.pid.store(pid, Ordering::Release);
+        Connection {
+            inner: Arc::new(Inner { state, end, rx, tx }),
+        }
+    }
+
+    fn ends(&self) -> &[EndState; 2] {
+        &self.inner.state.get().ends
+    }
+
+    /// Whether the other end is closed, or held by a process that has died.
+    fn peer_gone(&self) -> bool {
+        let peer = &self.ends()[1 - self.inner.end];
+        if peer.closed.load(Ordering::Acquire) != 0 {
+            return true;
+        }
+        let pid = peer.pid.load(Ordering::Acquire);
+        let start = peer.start.load(Ordering::Relaxed);
+        pid != 0 && !sys::process_alive(pid, (start != 0).then_some(start))
+    }
+
+    fn open_self(&self) -> Result<()> {
+        if self.ends()[self.inner.end].closed.load(Ordering::Relaxed) != 0 {
+            Err(Error::BrokenPipe)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sends a byte string.
+    ///
+    /// # Errors
+    /// [`Error::BrokenPipe`] if either end is closed or the other end's process has died, or
+    /// this end cannot send (the receiving end of a one-way pipe).
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
+        self.open_self()?;
+        let tx = self.inner.tx.as_ref().ok_or(Error::BrokenPipe)?;
+        if self.peer_gone() {
+            return Err(Error::BrokenPipe);
+        }
+        tx.put_bytes(bytes).map_err(|e| match e {
+            PutError::Closed(()) => Error::BrokenPipe,
+            e => e.into(),
+        })
+    }
+
+    /// Sends a serde value.
+    ///
+    /// # Errors
+    /// [`Error::Serialize`] if it does not serialise (nothing is sent), or as
+    /// [`send_bytes`](Self::send_bytes).
+    pub fn send<T: Serialize>(&self, value: &T) -> Result<()> {
+        let bytes = postcard::to_allocvec(value).map_err(|e| Error::Serialize(e.to_string()))?;
+        self.send_bytes(&bytes)
+    }
+
+    /// Receives a byte string into `buf` (cleared first) and returns its length.
+    ///
+    /// # Errors
+    /// [`Error::Eof`] once nothing is left and the other end is closed or gone;
+    /// [`Error::BrokenPipe`] if this end is closed or cannot receive.
+    pub fn recv_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.recv_until(buf, None)?.ok_or(Error::Timeout)
+    }
+
+    /// Receives a byte string.
+    ///
+    /// # Errors
+    /// As [`recv_bytes_into`](Self::recv_bytes_into).
+    pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.recv_bytes_into(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// Receives a serde value.
+    ///
+    /// # Errors
+    /// [`Error::Deserialize`] for bytes that are not a `T` (that message is consumed), or as
+    /// [`recv_bytes_into`](Self::recv_bytes_into).
+    pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
+        let bytes = self.recv_bytes()?;
+        postcard::from_bytes(&bytes).map_err(|e| Error::Deserialize(e.to_string()))
+    }
+
+    /// `Ok(None)` at the deadline.
+    fn recv_until(&self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> Result<Option<usize>> {
+        self.open_self()?;
+        let rx = self.inner.rx.as_ref().ok_or(Error::BrokenPipe)?;
+        loop {
+            let slice = deadline.map_or(DEATH_CHECK, |d| {
+                d.saturating_duration_since(Instant::now()).min(DEATH_CHECK)
+            });
+            match rx.get_bytes_timeout_into(buf, slice) {
+                Ok(n) => return Ok(Some(n)),
+                Err(GetError::Closed) => return Err(Error::Eof),
+                Err(GetError::Timeout | GetError::Empty) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if self.peer_gone() {
+                // Deliver what the other end sent before it went.
+                return match rx.get_bytes_timeout_into(buf, Duration::ZERO) {
+                    Ok(n) => Ok(Some(n)),
+                    Err(_) => Err(Error::Eof),
+                };
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Waits at most `timeout` until there is something to receive, or end-of-file; returns
+    /// whether `recv` would now return at once.
+    ///
+    /// # Errors
+    /// [`Error::BrokenPipe`] if this end is closed or cannot receive.
+    pub fn poll(&self, timeout: Duration) -> Result<bool> {
+        self.open_self()?;
+        let rx = self.inner.rx.as_ref().ok_or(Error::BrokenPipe)?;
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_micros(50);
+        loop {
+            if !rx.is_empty() || rx.is_closed() || self.peer_gone() {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+    }
+
+    /// Closes this end: the other end's `recv` returns end-of-file once it has read what was
+    /// sent. Dropping the last handle to an end in the process that holds it closes it too.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Whether this end is closed.
+    pub fn is_closed(&self) -> bool {
+        self.open_self().is_err()
+    }
+}
+
+impl Inner {
+    fn close(&self) {
+        self.state.get().ends[self.end]
+            .closed
+            .store(1, Ordering::Release);
+        if let Some(tx) = &self.tx {
+            let _ = tx.close(); // wakes the other end's blocked recv
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let e = &self.state.get().ends[self.end];
+        let (pid, start) = me();
+        if e.pid.load(Ordering::Relaxed) == pid && e.start.load(Ordering::Relaxed) == start {
+            self.close();
+        }
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Wire {
+    state: String,
+    end: usize,
+    rx: Option<String>,
+    tx: Option<String>,
+}
+
+impl Serialize for Connection {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let i = &self.inner;
+        Wire {
+            state: i.state.name().to_owned(),
+            end: i.end,
+            rx: i.rx.as_ref().map(|q| q.name().to_owned()),
+            tx: i.tx.as_ref().map(|q| q.name().to_owned()),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Connection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let w = Wire::deserialize(d)?;
+        let open = |name: Option<String>| name.map(|n| Queue::<Vec<u8>>::open(&n)).transpose();
+        let state = Shared::open(&w.state, Kind::Pipe).map_err(D::Error::custom)?;
+        if w.end > 1 {
+            return Err(D::Error::custom("a pipe has two ends"));
+        }
+        let (rx, tx) = (
+            open(w.rx).map_err(D::Error::custom)?,
+            open(w.tx).map_err(D::Error::custom)?,
+        );
+        Ok(Connection::claimed(state, w.end, rx, tx))
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("pipe", &self.inner.state.name())
+            .field("end", &self.inner.end)
+            .finish()
+    }
+}

@@ -1,0 +1,264 @@
+//! `Barrier`: n parties wait until all have arrived, across processes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::object::Shared;
+use super::raw_lock::RawLock;
+use crate::error::{Error, Result};
+use crate::shm::{Kind, ShmShared};
+use crate::sys;
+
+/// The state of a barrier in shared memory; all but `generation` change only under `lock`.
+#[repr(C)]
+pub(crate) struct BarrierState {
+    lock: RawLock,
+    parties: AtomicU32,
+    /// Parties waiting in the current pass.
+    arrived: AtomicU32,
+    /// The futex word: changes when a pass completes or the barrier breaks.
+    generation: AtomicU32,
+    /// The last generation that ended broken (waiters of it get `BrokenBarrier`), plus one; 0: none.
+    broken_gen: AtomicU32,
+    /// Set by `abort` or a timeout; cleared by `reset`.
+    broken: AtomicU32,
+    _reserved: u32,
+}
+
+// SAFETY: repr(C), atomics only.
+unsafe impl ShmShared for BarrierState {}
+
+type Action = Arc<dyn Fn() + Send + Sync>;
+
+/// A barrier for `parties` processes or threads: Python's `multiprocessing.Barrier`. Each
+/// [`wait`](Self::wait) blocks until all parties have called it, then all return, each with a
+/// distinct index in `0..parties` (exactly one gets 0).
+///
+/// An action set with [`with_action`](Self::with_action) runs exactly once per pass, in the
+/// party that arrives last, before anyone is released. (Closures cannot cross processes: give
+/// the action to each handle that may arrive last.) [`abort`](Self::abort), or a `wait_timeout`
+/// that expires, breaks the barrier for every waiter ([`Error::BrokenBarrier`]) until
+/// [`reset`](Self::reset). A party that dies while waiting never arrives: use timeouts where
+/// parties may die.
+pub struct Barrier {
+    shared: Arc<Shared<BarrierState>>,
+    action: Option<Action>,
+}
+
+impl Barrier {
+    /// Creates an anonymous barrier for `parties` parties (at least 1).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for 0 parties; [`Error::Io`].
+    pub fn new(parties: u32) -> Result<Self> {
+        Self::make(None, parties)
+    }
+
+    /// Creates the barrier `name` for `parties` parties; fails if it exists.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new), and [`Error::InvalidName`], [`Error::AlreadyExists`].
+    pub fn create(name: &str, parties: u32) -> Result<Self> {
+        Self::make(Some(name), parties)
+    }
+
+    fn make(name: Option<&str>, parties: u32) -> Result<Self> {
+        if parties == 0 {
+            return Err(Error::InvalidArgument {
+                what: "a barrier needs at least one party".into(),
+            });
+        }
+        let z = || AtomicU32::new(0);
+        let state = BarrierState {
+            lock: RawLock::new(),
+            parties: AtomicU32::new(parties),
+            arrived: z(),
+            generation: z(),
+            broken_gen: z(),
+            broken: z(),
+            _reserved: 0,
+        };
+        Ok(Barrier {
+            shared: Shared::create(name, Kind::Barrier, state)?,
+            action: None,
+        })
+    }
+
+    /// Opens the existing barrier `name`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::KindMismatch`], ...
+    pub fn open(name: &str) -> Result<Self> {
+        Ok(Barrier {
+            shared: Shared::open(name, Kind::Barrier)?,
+            action: None,
+        })
+    }
+
+    /// This handle, running `action` when its party is the last to arrive in a pass.
+    pub fn with_action(mut self, action: impl Fn() + Send + Sync + 'static) -> Self {
+        self.action = Some(Arc::new(action));
+        self
+    }
+
+    /// The barrier's name.
+    pub fn name(&self) -> &str {
+        self.shared.name()
+    }
+
+    /// The number of parties.
+    pub fn parties(&self) -> u32 {
+        self.shared.get().parties.load(Ordering::Relaxed)
+    }
+
+    fn locked<R>(&self, f: impl FnOnce(&BarrierState) -> R) -> R {
+        let s = self.shared.get();
+        // The barrier's lock is held only for a few loads and stores; a holder that died is
+        // taken over (its state changes are single stores), and nothing else can fail here.
+        if s.lock.lock().is_ok() {
+            s.lock.set_poisoned(false);
+            let r = f(s);
+            // SAFETY: locked just above by this thread.
+            unsafe { s.lock.unlock() };
+            r
+        } else {
+            f(s) // Deadlock: this thread holds it already (cannot happen: never held across calls)
+        }
+    }
+
+    fn break_gen(s: &BarrierState, generation: u32) {
+        s.broken.store(1, Ordering::Relaxed);
+        s.broken_gen
+            .store(generation.wrapping_add(1), Ordering::Relaxed);
+        s.arrived.store(0, Ordering::Relaxed);
+        s.generation
+            .store(generation.wrapping_add(1), Ordering::Release);
+        sys::futex_wake(&s.generation, i32::MAX);
+    }
+
+    /// Waits until every party has arrived; returns this party's index in `0..parties`.
+    ///
+    /// # Errors
+    /// [`Error::BrokenBarrier`] if the barrier is or becomes broken.
+    pub fn wait(&self) -> Result<u32> {
+        self.wait_until(None)
+    }
+
+    /// As [`wait`](Self::wait), for at most `timeout`; on timeout the barrier breaks for all.
+    ///
+    /// # Errors
+    /// [`Error::BrokenBarrier`].
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32> {
+        self.wait_until(Instant::now().checked_add(timeout))
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<u32> {
+        let arrival = self.locked(|s| {
+            if s.broken.load(Ordering::Relaxed) != 0 {
+                return Err(Error::BrokenBarrier);
+            }
+            let generation = s.generation.load(Ordering::Relaxed);
+            let index = s.arrived.load(Ordering::Relaxed);
+            if index + 1 >= s.parties.load(Ordering::Relaxed) {
+                if let Some(action) = &self.action {
+                    action();
+                }
+                s.arrived.store(0, Ordering::Relaxed);
+                s.generation
+                    .store(generation.wrapping_add(1), Ordering::Release); // SYNC: barrier
+                sys::futex_wake(&s.generation, i32::MAX);
+                return Ok(Err(index));
+            }
+            s.arrived.store(index + 1, Ordering::Relaxed);
+            Ok(Ok((generation, index)))
+        })?;
+        let (generation, index) = match arrival {
+            Err(last) => return Ok(last),
+            Ok(waiting) => waiting,
+        };
+        let s = self.shared.get();
+        loop {
+            let now_gen = s.generation.load(Ordering::Acquire); // SYNC: barrier
+            if now_gen != generation {
+                return if s.broken_gen.load(Ordering::Relaxed) == generation.wrapping_add(1) {
+                    Err(Error::BrokenBarrier)
+                } else {
+                    Ok(index)
+                };
+            }
+            let timeout = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => {
+                        self.locked(|s| {
+                            if s.generation.load(Ordering::Relaxed) == generation {
+                                Self::break_gen(s, generation);
+                            }
+                        });
+                        continue;
+                    }
+                },
+            };
+            sys::futex_wait(&s.generation, generation, timeout);
+        }
+    }
+
+    /// Breaks the barrier: every waiter, and every later `wait` until [`reset`](Self::reset),
+    /// gets [`Error::BrokenBarrier`].
+    pub fn abort(&self) {
+        self.locked(|s| Self::break_gen(s, s.generation.load(Ordering::Relaxed)));
+    }
+
+    /// Makes a broken barrier usable again; parties waiting now get [`Error::BrokenBarrier`].
+    pub fn reset(&self) {
+        self.locked(|s| {
+            if s.arrived.load(Ordering::Relaxed) > 0 {
+                Self::break_gen(s, s.generation.load(Ordering::Relaxed));
+            }
+            s.broken.store(0, Ordering::Relaxed);
+        });
+    }
+
+    /// Whether the barrier is broken.
+    pub fn is_broken(&self) -> bool {
+        self.shared.get().broken.load(Ordering::Relaxed) != 0
+    }
+
+    /// Parties waiting in the current pass (a snapshot).
+    pub fn n_waiting(&self) -> u32 {
+        self.shared.get().arrived.load(Ordering::Relaxed)
+    }
+}
+
+impl Clone for Barrier {
+    fn clone(&self) -> Self {
+        Barrier {
+            shared: Arc::clone(&self.shared),
+            action: self.action.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Barrier")
+            .field("name", &self.name())
+            .field("parties", &self.parties())
+            .finish()
+    }
+}
+
+impl serde::Serialize for Barrier {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Barrier {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+        Barrier::open(&name).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,307 @@
+//! `Lock` and `RLock`: Python's `multiprocessing.Lock` and `RLock`, across processes, on the
+//! lock that survives its holder's death.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::error::{LockError, TryLockError};
+use super::guard::LockGuard;
+use super::object::{Shared, handle_common};
+use super::raw_lock::{Acquired, Deadlock, LockFailure, RawLock};
+use crate::error::{Error, Result};
+use crate::shm::{Kind, ShmShared};
+
+/// The state of a [`Lock`] in shared memory.
+#[repr(C)]
+pub(crate) struct LockState {
+    lock: RawLock,
+}
+
+// SAFETY: repr(C), atomics only (a `RawLock`).
+unsafe impl ShmShared for LockState {}
+
+/// A lock with no data inside it, shared by processes (and threads): Python's
+/// `multiprocessing.Lock`.
+///
+/// As in Python, a `Lock` has no owner: any process may [`release`](Self::release) it, and
+/// releasing it when it is not held is an error. If a process dies while holding it, the next
+/// acquirer gets it with [`LockError::OwnerDied`] (or [`TryLockError::OwnerDied`]) instead of
+/// waiting forever; that report goes to the one acquirer that took it over. A thread that
+/// acquires a lock it already holds gets [`LockError::Deadlock`] rather than a hang.
+///
+/// ```
+/// # fn main() -> shmkit::Result<()> {
+/// let lock = shmkit::Lock::new()?;
+/// {
+///     let _held = lock.lock()?; // released at the end of the scope
+/// }
+/// lock.acquire()?;
+/// lock.release()?;
+/// assert!(lock.release().is_err()); // not held
+/// # Ok(()) }
+/// ```
+pub struct Lock {
+    shared: Arc<Shared<LockState>>,
+}
+
+fn clean_up(
+    raw: &RawLock,
+    outcome: Result<Acquired, LockFailure>,
+) -> std::result::Result<(), TryLockError<()>> {
+    match outcome {
+        Ok(Acquired::Clean) => Ok(()),
+        Ok(Acquired::Poisoned) => {
+            // No data to repair: the report goes to this acquirer only.
+            raw.set_poisoned(false);
+            Err(TryLockError::OwnerDied(()))
+        }
+        Err(LockFailure::Busy) => Err(TryLockError::WouldBlock),
+        Err(LockFailure::Deadlock) => Err(TryLockError::Deadlock),
+    }
+}
+
+fn blocking(raw: &RawLock) -> std::result::Result<(), LockError<()>> {
+    match clean_up(raw, raw.lock().map_err(|Deadlock| LockFailure::Deadlock)) {
+        Ok(()) => Ok(()),
+        Err(TryLockError::OwnerDied(())) => Err(LockError::OwnerDied(())),
+        Err(_) => Err(LockError::Deadlock),
+    }
+}
+
+impl Lock {
+    /// Creates an anonymous lock, unlocked.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if its segment cannot be created.
+    pub fn new() -> Result<Self> {
+        Self::make(None)
+    }
+
+    /// Creates the lock `name`; fails if it exists. This process owns the name.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::Io`].
+    pub fn create(name: &str) -> Result<Self> {
+        Self::make(Some(name))
+    }
+
+    fn make(name: Option<&str>) -> Result<Self> {
+        Ok(Lock {
+            shared: Shared::create(
+                name,
+                Kind::Lock,
+                LockState {
+                    lock: RawLock::new(),
+                },
+            )?,
+        })
+    }
+
+    /// Opens the existing lock `name`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::KindMismatch`], ...
+    pub fn open(name: &str) -> Result<Self> {
+        Ok(Lock {
+            shared: Shared::open(name, Kind::Lock)?,
+        })
+    }
+
+    /// The lock's name; [`Lock::open`] with it opens this lock in another process.
+    pub fn name(&self) -> &str {
+        self.shared.name()
+    }
+
+    fn raw(&self) -> &RawLock {
+        &self.shared.get().lock
+    }
+
+    /// Acquires the lock, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`LockError::OwnerDied`] (acquired: its holder had died), [`LockError::Deadlock`].
+    pub fn acquire(&self) -> std::result::Result<(), LockError<()>> {
+        blocking(self.raw())
+    }
+
+    /// Acquires the lock if it is free.
+    ///
+    /// # Errors
+    /// [`TryLockError::WouldBlock`], or as [`acquire`](Self::acquire).
+    pub fn try_acquire(&self) -> std::result::Result<(), TryLockError<()>> {
+        clean_up(self.raw(), self.raw().try_lock())
+    }
+
+    /// Acquires the lock, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`TryLockError::WouldBlock`] if it was not free in time, or as [`acquire`](Self::acquire).
+    pub fn acquire_timeout(&self, timeout: Duration) -> std::result::Result<(), TryLockError<()>> {
+        clean_up(self.raw(), self.raw().try_lock_for(timeout))
+    }
+
+    /// Releases the lock, whoever acquired it.
+    ///
+    /// # Errors
+    /// [`Error::NotLocked`] if it is not held.
+    pub fn release(&self) -> Result<()> {
+        if self.raw().release_any() {
+            Ok(())
+        } else {
+            Err(Error::NotLocked)
+        }
+    }
+
+    /// Whether the lock is held (a snapshot).
+    pub fn is_locked(&self) -> bool {
+        self.raw().is_locked()
+    }
+
+    /// Acquires the lock and returns a guard that releases it when dropped.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire); `OwnerDied` carries the guard.
+    pub fn lock(&self) -> std::result::Result<LockGuard<'_, ()>, LockError<LockGuard<'_, ()>>> {
+        let raw = self.raw();
+        match blocking(raw) {
+            Ok(()) => Ok(LockGuard::unit(raw)),
+            Err(LockError::OwnerDied(())) => Err(LockError::OwnerDied(LockGuard::unit(raw))),
+            Err(_) => Err(LockError::Deadlock),
+        }
+    }
+}
+
+handle_common!(Lock);
+
+/// The state of an [`RLock`] in shared memory.
+#[repr(C)]
+pub(crate) struct RLockState {
+    lock: RawLock,
+    /// How many times the owner holds it; touched only by the owner.
+    depth: std::sync::atomic::AtomicU64,
+}
+
+// SAFETY: repr(C), atomics only.
+unsafe impl ShmShared for RLockState {}
+
+/// A re-entrant lock: Python's `multiprocessing.RLock`. Its owner (one thread of one process)
+/// may acquire it again and must release it as many times; anyone else who releases it gets
+/// an error. A dead owner is reported as for [`Lock`].
+pub struct RLock {
+    shared: Arc<Shared<RLockState>>,
+}
+
+impl RLock {
+    /// Creates an anonymous re-entrant lock.
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    pub fn new() -> Result<Self> {
+        Self::make(None)
+    }
+
+    /// Creates the re-entrant lock `name`; fails if it exists.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::Io`].
+    pub fn create(name: &str) -> Result<Self> {
+        Self::make(Some(name))
+    }
+
+    fn make(name: Option<&str>) -> Result<Self> {
+        let state = RLockState {
+            lock: RawLock::new(),
+            depth: std::sync::atomic::AtomicU64::new(0),
+        };
+        Ok(RLock {
+            shared: Shared::create(name, Kind::RLock, state)?,
+        })
+    }
+
+    /// Opens the existing re-entrant lock `name`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::KindMismatch`], ...
+    pub fn open(name: &str) -> Result<Self> {
+        Ok(RLock {
+            shared: Shared::open(name, Kind::RLock)?,
+        })
+    }
+
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        self.shared.name()
+    }
+
+    fn acquire_with(
+        &self,
+        attempt: impl FnOnce(&RawLock) -> Result<Acquired, LockFailure>,
+    ) -> std::result::Result<(), TryLockError<()>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = self.shared.get();
+        if s.lock.held_by_me() {
+            s.depth.fetch_add(1, Relaxed);
+            return Ok(());
+        }
+        let r = clean_up(&s.lock, attempt(&s.lock));
+        if matches!(r, Ok(()) | Err(TryLockError::OwnerDied(()))) {
+            s.depth.store(1, Relaxed);
+        }
+        r
+    }
+
+    /// Acquires the lock (again, if this thread owns it already).
+    ///
+    /// # Errors
+    /// [`LockError::OwnerDied`] (acquired: its previous owner had died).
+    pub fn acquire(&self) -> std::result::Result<(), LockError<()>> {
+        match self.acquire_with(|l| l.lock().map_err(|Deadlock| LockFailure::Deadlock)) {
+            Ok(()) => Ok(()),
+            Err(TryLockError::OwnerDied(())) => Err(LockError::OwnerDied(())),
+            Err(_) => Err(LockError::Deadlock),
+        }
+    }
+
+    /// Acquires the lock if it is free or already this thread's.
+    ///
+    /// # Errors
+    /// [`TryLockError::WouldBlock`], [`TryLockError::OwnerDied`].
+    pub fn try_acquire(&self) -> std::result::Result<(), TryLockError<()>> {
+        self.acquire_with(RawLock::try_lock)
+    }
+
+    /// Acquires the lock, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`TryLockError::WouldBlock`] if it was not free in time, [`TryLockError::OwnerDied`].
+    pub fn acquire_timeout(&self, timeout: Duration) -> std::result::Result<(), TryLockError<()>> {
+        self.acquire_with(|l| l.try_lock_for(timeout))
+    }
+
+    /// Releases one level of this thread's ownership; the last release unlocks it.
+    ///
+    /// # Errors
+    /// [`Error::NotOwner`] if this thread does not own it.
+    pub fn release(&self) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = self.shared.get();
+        if !s.lock.held_by_me() {
+            return Err(Error::NotOwner);
+        }
+        if s.depth.load(Relaxed) <= 1 {
+            s.depth.store(0, Relaxed);
+            // SAFETY: checked just above that this thread holds the lock.
+            unsafe { s.lock.unlock() };
+        } else {
+            s.depth.fetch_sub(1, Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Whether this thread owns the lock.
+    pub fn is_owned(&self) -> bool {
+        self.shared.get().lock.held_by_me()
+    }
+}
+
+handle_common!(RLock);

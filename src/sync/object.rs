@@ -1,0 +1,106 @@
+//! `Shared<C>`: a one-page segment whose control block is a synchronisation primitive's state
+//! `C` (a `Lock`, an `Event`, a `Barrier`...). Its kind and the type `C` are checked on open.
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::shm::{DEFAULT_OPEN_WAIT, Kind, Segment, SegmentName, ShmShared, Spec, TypeInfo};
+use crate::sys;
+
+pub(crate) struct Shared<C> {
+    ctl: NonNull<C>,
+    /// Owns the mapping `ctl` points into.
+    seg: Segment,
+}
+
+// SAFETY: `ctl` points into the shared mapping owned by `seg`, alive as long as `self`; `C` is
+// `ShmShared` (atomics only), so it may be used from any thread.
+unsafe impl<C: ShmShared> Send for Shared<C> {}
+// SAFETY: as for Send.
+unsafe impl<C: ShmShared> Sync for Shared<C> {}
+
+impl<C: ShmShared> Shared<C> {
+    /// Creates the segment `name` (an anonymous one if `None`) holding `init`.
+    pub(crate) fn create(name: Option<&str>, kind: Kind, init: C) -> Result<Arc<Self>> {
+        let name = match name {
+            Some(n) => SegmentName::new(n)?,
+            None => SegmentName::anonymous()?,
+        };
+        let spec = Spec::new(kind, TypeInfo::of::<C>(), 0, sys::page_size() as u64)?;
+        let seg = Segment::create(name, &spec, |seg| {
+            let ctl: *const C = seg.control::<C>()?;
+            // SAFETY: `control` checked that `C` fits in the mapping and is aligned; the segment
+            // is not published yet, so nobody else can see it.
+            unsafe { ctl.cast_mut().write(init) };
+            Ok(())
+        })?;
+        Self::wrap(seg)
+    }
+
+    /// Opens the segment `name`, which must hold a `C` of `kind`.
+    pub(crate) fn open(name: &str, kind: Kind) -> Result<Arc<Self>> {
+        let expect = crate::shm::Expect {
+            kind,
+            ty: TypeInfo::of::<C>(),
+            len: None,
+        };
+        Self::wrap(Segment::open(
+            SegmentName::new(name)?,
+            &expect,
+            DEFAULT_OPEN_WAIT,
+        )?)
+    }
+
+    fn wrap(seg: Segment) -> Result<Arc<Self>> {
+        let ctl = NonNull::from(seg.control::<C>()?);
+        Ok(Arc::new(Shared { ctl, seg }))
+    }
+
+    pub(crate) fn get(&self) -> &C {
+        // SAFETY: points into the control block of `self.seg`, validated by `control`, alive as
+        // long as `self`; `C` is `ShmShared`.
+        unsafe { self.ctl.as_ref() }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        self.seg.name()
+    }
+}
+
+/// `Clone`, `Debug`, and serde as the segment's name, for a handle `struct $ty { shared: Arc<Shared<_>> }`.
+macro_rules! handle_common {
+    ($ty:ident) => {
+        impl Clone for $ty {
+            fn clone(&self) -> Self {
+                $ty {
+                    shared: std::sync::Arc::clone(&self.shared),
+                }
+            }
+        }
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("name", &self.name())
+                    .finish()
+            }
+        }
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_str(self.name())
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(
+                d: D,
+            ) -> std::result::Result<Self, D::Error> {
+                let name = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+                $ty::open(&name).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use handle_common;

@@ -1,0 +1,407 @@
+//! Lock, RLock, Semaphore, Event, Condition, Barrier and Pipe across real processes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{arg, role, spawn, wait, wait_until, watchdog};
+use shmkit::{
+    Array, Barrier, Condition, Connection, Error, Event, Lock, Pipe, RLock, RawValue, Semaphore,
+    TryLockError, Value,
+};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Five parties (four child processes and the parent) pass a barrier ten times in lockstep:
+/// nobody leaves a pass before all have arrived, exactly one gets index 0 each pass, and the
+/// action runs exactly once per pass.
+#[test]
+fn five_parties_pass_a_barrier_in_lockstep_ten_times() {
+    watchdog(Duration::from_secs(120));
+    const TEST: &str = "five_parties_pass_a_barrier_in_lockstep_ten_times";
+    let party = |barrier: Barrier,
+                 arrivals: Array<u32>,
+                 indexes: Array<u32>,
+                 actions: Value<u32>,
+                 me: usize| {
+        let barrier = barrier.with_action(move || actions.update(|a| *a += 1).unwrap());
+        for round in 0..10 {
+            arrivals.update(|a| a[round] += 1).unwrap();
+            let index = barrier.wait_timeout(Duration::from_secs(30)).unwrap();
+            assert_eq!(
+                arrivals.get(round).unwrap(),
+                5,
+                "left pass {round} before everyone arrived"
+            );
+            indexes.set(round * 5 + me, index).unwrap();
+        }
+    };
+    if role().is_some() {
+        let me: usize = arg("ME").parse().unwrap();
+        return party(
+            Barrier::open(&arg("BARRIER")).unwrap(),
+            Array::open(&arg("ARRIVALS")).unwrap(),
+            Array::open(&arg("INDEXES")).unwrap(),
+            Value::open(&arg("ACTIONS")).unwrap(),
+            me,
+        );
+    }
+    let barrier = Barrier::new(5).unwrap();
+    let (arrivals, indexes) = (
+        Array::<u32>::new(10).unwrap(),
+        Array::<u32>::new(50).unwrap(),
+    );
+    let actions = Value::new(0u32).unwrap();
+    let mut kids: Vec<_> = (1..5)
+        .map(|me| {
+            let me = me.to_string();
+            let vars = [
+                ("BARRIER", barrier.name()),
+                ("ARRIVALS", arrivals.name()),
+                ("INDEXES", indexes.name()),
+                ("ACTIONS", actions.name()),
+                ("ME", &me),
+            ];
+            spawn(TEST, "party", &vars)
+        })
+        .collect();
+    party(
+        barrier.clone(),
+        arrivals.clone(),
+        indexes.clone(),
+        actions.clone(),
+        0,
+    );
+    for k in &mut kids {
+        assert!(wait(k, LIMIT).success());
+    }
+    let idx = indexes.to_vec().unwrap();
+    for round in 0..10 {
+        let mut pass: Vec<u32> = idx[round * 5..round * 5 + 5].to_vec();
+        pass.sort();
+        assert_eq!(
+            pass,
+            [0, 1, 2, 3, 4],
+            "pass {round}: indexes must be distinct, one of them 0"
+        );
+    }
+    assert_eq!(actions.get().unwrap(), 10, "the action runs once per pass");
+}
+
+/// Six processes wait on a condition; `notify(2)` lets exactly two of them go.
+#[test]
+fn notify_two_wakes_exactly_two_of_six_waiters() {
+    watchdog(Duration::from_secs(120));
+    const TEST: &str = "notify_two_wakes_exactly_two_of_six_waiters";
+    if role().is_some() {
+        let cond = Condition::open(&arg("COND")).unwrap();
+        let (ready, woke) = (
+            Value::<u32>::open(&arg("READY")).unwrap(),
+            Value::<u32>::open(&arg("WOKE")).unwrap(),
+        );
+        cond.acquire().unwrap();
+        ready.update(|r| *r += 1).unwrap();
+        assert!(
+            cond.wait_timeout(Duration::from_secs(60)).unwrap(),
+            "never notified"
+        );
+        woke.update(|w| *w += 1).unwrap();
+        cond.release().unwrap();
+        return;
+    }
+    let cond = Condition::new().unwrap();
+    let (ready, woke) = (Value::new(0u32).unwrap(), Value::new(0u32).unwrap());
+    let vars = [
+        ("COND", cond.name()),
+        ("READY", ready.name()),
+        ("WOKE", woke.name()),
+    ];
+    let mut kids: Vec<_> = (0..6).map(|_| spawn(TEST, "waiter", &vars)).collect();
+    wait_until("six waiters", LIMIT, || ready.get().unwrap() == 6);
+    // Each waiter counted itself under the condition's lock and released it only by waiting:
+    // once we hold the lock, all six are waiting.
+    cond.acquire().unwrap();
+    assert!(matches!(Condition::notify(&cond, 2), Ok(())));
+    cond.release().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        woke.get().unwrap(),
+        2,
+        "notify(2) must let exactly two waiters go"
+    );
+    cond.acquire().unwrap();
+    cond.notify_all().unwrap();
+    cond.release().unwrap();
+    for k in &mut kids {
+        assert!(wait(k, LIMIT).success());
+    }
+    assert_eq!(woke.get().unwrap(), 6);
+    assert!(
+        matches!(cond.notify(1), Err(Error::NotOwner)),
+        "notify without the lock"
+    );
+    assert!(
+        matches!(cond.wait(), Err(Error::NotOwner)),
+        "wait without the lock"
+    );
+}
+
+/// A semaphore of 2 limits four processes to two at a time, measured by a shared counter.
+#[test]
+fn a_semaphore_of_two_limits_four_processes_to_two_at_a_time() {
+    watchdog(Duration::from_secs(120));
+    const TEST: &str = "a_semaphore_of_two_limits_four_processes_to_two_at_a_time";
+    if role().is_some() {
+        let sem = Semaphore::open(&arg("SEM")).unwrap();
+        let (inside, most) = (
+            Value::<i32>::open(&arg("INSIDE")).unwrap(),
+            Value::<i32>::open(&arg("MOST")).unwrap(),
+        );
+        for _ in 0..40 {
+            assert!(sem.acquire_timeout(Duration::from_secs(30)));
+            let now = inside.update(|n| {
+                *n += 1;
+                *n
+            });
+            most.update(|m| *m = (*m).max(now.unwrap())).unwrap();
+            std::thread::sleep(Duration::from_micros(500));
+            inside.update(|n| *n -= 1).unwrap();
+            sem.release().unwrap();
+        }
+        return;
+    }
+    let sem = Semaphore::new(2).unwrap();
+    let (inside, most) = (Value::new(0i32).unwrap(), Value::new(0i32).unwrap());
+    let vars = [
+        ("SEM", sem.name()),
+        ("INSIDE", inside.name()),
+        ("MOST", most.name()),
+    ];
+    let mut kids: Vec<_> = (0..4).map(|_| spawn(TEST, "worker", &vars)).collect();
+    for k in &mut kids {
+        assert!(wait(k, LIMIT).success());
+    }
+    assert_eq!(
+        most.get().unwrap(),
+        2,
+        "at most two inside, and two did get in together"
+    );
+    assert_eq!((inside.get().unwrap(), sem.value()), (0, 2));
+}
+
+#[test]
+fn bounded_semaphores_refuse_extra_releases_and_timeouts_are_honoured() {
+    watchdog(Duration::from_secs(60));
+    let b = Semaphore::bounded(1).unwrap();
+    assert!(matches!(b.release(), Err(Error::TooManyReleases)));
+    assert!(b.try_acquire());
+    assert!(!b.try_acquire());
+    let t0 = Instant::now();
+    assert!(!b.acquire_timeout(Duration::from_millis(50)));
+    assert!(t0.elapsed() >= Duration::from_millis(50));
+    b.release().unwrap();
+    assert_eq!(b.value(), 1);
+    let u = Semaphore::new(0).unwrap();
+    u.release().unwrap();
+    u.release().unwrap();
+    assert_eq!(
+        u.value(),
+        2,
+        "an unbounded semaphore may go above its start"
+    );
+}
+
+/// The child holds a Lock and is SIGKILLed: the next acquirer gets it, told the owner died.
+/// Another process may release a Lock it did not acquire (it has no owner).
+#[test]
+fn a_lock_holder_sigkilled_and_a_lock_released_by_another_process() {
+    watchdog(Duration::from_secs(120));
+    const TEST: &str = "a_lock_holder_sigkilled_and_a_lock_released_by_another_process";
+    match role().as_deref() {
+        Some("holder") => {
+            let lock = Lock::open(&arg("LOCK")).unwrap();
+            lock.acquire().unwrap();
+            RawValue::<u32>::open(&arg("FLAG")).unwrap().set(1);
+            std::thread::sleep(Duration::from_secs(60));
+            return;
+        }
+        Some("releaser") => return Lock::open(&arg("LOCK")).unwrap().release().unwrap(),
+        _ => {}
+    }
+    let lock = Lock::new().unwrap();
+    let flag = RawValue::new(0u32).unwrap();
+    let mut kid = spawn(
+        TEST,
+        "holder",
+        &[("LOCK", lock.name()), ("FLAG", flag.name())],
+    );
+    wait_until("the child to hold the lock", LIMIT, || flag.get() == 1);
+    assert!(matches!(lock.try_acquire(), Err(TryLockError::WouldBlock)));
+    kid.kill().unwrap();
+    wait(&mut kid, LIMIT);
+    assert!(matches!(
+        lock.acquire_timeout(Duration::from_secs(1)),
+        Err(TryLockError::OwnerDied(()))
+    ));
+    assert!(lock.is_locked());
+    let mut releaser = spawn(TEST, "releaser", &[("LOCK", lock.name())]);
+    assert!(wait(&mut releaser, LIMIT).success());
+    assert!(!lock.is_locked());
+    assert!(matches!(lock.release(), Err(Error::NotLocked)));
+    let guard = lock.lock().unwrap();
+    assert!(matches!(lock.try_acquire(), Err(TryLockError::Deadlock)));
+    drop(guard);
+    assert!(!lock.is_locked());
+}
+
+#[test]
+fn an_rlock_is_reentrant_for_its_owner_only() {
+    watchdog(Duration::from_secs(60));
+    let r = RLock::new().unwrap();
+    r.acquire().unwrap();
+    r.acquire().unwrap();
+    assert!(r.is_owned());
+    let r2 = r.clone();
+    std::thread::spawn(move || {
+        assert!(matches!(r2.release(), Err(Error::NotOwner)));
+        assert!(matches!(r2.try_acquire(), Err(TryLockError::WouldBlock)));
+    })
+    .join()
+    .unwrap();
+    r.release().unwrap();
+    assert!(r.is_owned(), "held once more");
+    r.release().unwrap();
+    assert!(!r.is_owned());
+    assert!(matches!(r.release(), Err(Error::NotOwner)));
+    let r3 = r.clone();
+    std::thread::spawn(move || r3.acquire_timeout(Duration::from_secs(5)).unwrap())
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn an_event_set_in_one_process_releases_a_waiter_in_another() {
+    watchdog(Duration::from_secs(120));
+    if role().is_some() {
+        let (go, done) = (
+            Event::open(&arg("GO")).unwrap(),
+            Event::open(&arg("DONE")).unwrap(),
+        );
+        assert!(go.wait_timeout(Duration::from_secs(30)));
+        done.set();
+        return;
+    }
+    let (go, done) = (Event::new().unwrap(), Event::new().unwrap());
+    let t0 = Instant::now();
+    assert!(!done.wait_timeout(Duration::from_millis(50)));
+    assert!(t0.elapsed() >= Duration::from_millis(50));
+    let mut kid = spawn(
+        "an_event_set_in_one_process_releases_a_waiter_in_another",
+        "waiter",
+        &[("GO", go.name()), ("DONE", done.name())],
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!done.is_set());
+    go.set();
+    assert!(done.wait_timeout(Duration::from_secs(30)));
+    assert!(wait(&mut kid, LIMIT).success());
+    go.clear();
+    assert!(!go.is_set());
+}
+
+#[test]
+fn abort_reset_and_timeout_break_a_barrier_for_every_waiter() {
+    watchdog(Duration::from_secs(60));
+    let b = Barrier::new(3).unwrap();
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let b = b.clone();
+            std::thread::spawn(move || b.wait())
+        })
+        .collect();
+    wait_until("two waiters", LIMIT, || b.n_waiting() == 2);
+    b.abort();
+    for w in waiters {
+        assert!(matches!(w.join().unwrap(), Err(Error::BrokenBarrier)));
+    }
+    assert!(
+        matches!(b.wait(), Err(Error::BrokenBarrier)),
+        "broken until reset"
+    );
+    b.reset();
+    let b2 = b.clone();
+    let late = std::thread::spawn(move || b2.wait_timeout(Duration::from_secs(10)));
+    wait_until("a waiter", LIMIT, || b.n_waiting() == 1);
+    let t0 = Instant::now();
+    assert!(matches!(
+        b.wait_timeout(Duration::from_millis(50)),
+        Err(Error::BrokenBarrier)
+    ));
+    assert!(t0.elapsed() >= Duration::from_millis(50));
+    assert!(
+        matches!(late.join().unwrap(), Err(Error::BrokenBarrier)),
+        "a timeout breaks it for all"
+    );
+    assert!(matches!(
+        Barrier::new(0),
+        Err(Error::InvalidArgument { .. })
+    ));
+}
+
+/// Request/response over a duplex pipe handed to a child; then the child is SIGKILLed and the
+/// parent's recv reports end-of-file instead of blocking forever.
+#[test]
+fn a_pipe_to_a_child_answers_and_reports_eof_when_the_child_is_killed() {
+    watchdog(Duration::from_secs(120));
+    if role().is_some() {
+        let conn: Connection = serde_json::from_str(&arg("CONN")).unwrap();
+        let s: String = conn.recv().unwrap();
+        conn.send(&s.to_uppercase()).unwrap();
+        conn.send_bytes(b"last words").unwrap();
+        std::thread::sleep(Duration::from_secs(60)); // killed here, without closing
+        return;
+    }
+    let (mine, theirs) = Pipe::new(true).unwrap();
+    let mut kid = spawn(
+        "a_pipe_to_a_child_answers_and_reports_eof_when_the_child_is_killed",
+        "child",
+        &[("CONN", &serde_json::to_string(&theirs).unwrap())],
+    );
+    mine.send(&"hello").unwrap();
+    assert!(mine.poll(Duration::from_secs(30)).unwrap());
+    assert_eq!(mine.recv::<String>().unwrap(), "HELLO");
+    kid.kill().unwrap();
+    wait(&mut kid, LIMIT);
+    let t0 = Instant::now();
+    assert_eq!(
+        mine.recv_bytes().unwrap(),
+        b"last words",
+        "what was sent before the death arrives"
+    );
+    assert!(matches!(mine.recv_bytes(), Err(Error::Eof)));
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert!(matches!(
+        mine.send_bytes(b"anyone?"),
+        Err(Error::BrokenPipe)
+    ));
+}
+
+#[test]
+fn closing_one_end_gives_the_other_eof_after_what_was_sent() {
+    watchdog(Duration::from_secs(60));
+    let (r, w) = Pipe::new(false).unwrap();
+    assert!(
+        matches!(r.send_bytes(b"x"), Err(Error::BrokenPipe)),
+        "the read end of a one-way pipe"
+    );
+    w.send(&42u64).unwrap();
+    w.close();
+    assert!(matches!(w.send(&1u64), Err(Error::BrokenPipe)));
+    assert!(r.poll(Duration::ZERO).unwrap());
+    assert_eq!(r.recv::<u64>().unwrap(), 42);
+    assert!(matches!(r.recv::<u64>(), Err(Error::Eof)));
+    let (a, b) = Pipe::new(true).unwrap();
+    assert!(!a.poll(Duration::from_millis(20)).unwrap());
+    drop(b); // the holder's last handle: closes that end
+    assert!(matches!(a.recv_bytes(), Err(Error::Eof)));
+}
