@@ -6,7 +6,7 @@
 use std::process::{Child, Command};
 use std::time::Instant;
 
-use shmkit::{Array, Queue, Value};
+use shmkit::{Array, Connection, Pipe, Queue, Value};
 
 const ROLE: &str = "SHMKIT_BENCH_ROLE";
 const IMPLEMENTED: &[&str] = &[
@@ -17,9 +17,10 @@ const IMPLEMENTED: &[&str] = &[
     "pingpong",
     "value_incr",
     "array_fill",
+    "pipe_small",
     "lock_uncontended",
 ];
-const PLANNED: &[&str] = &["pool_map", "pool_apply_async", "pipe_small"];
+const PLANNED: &[&str] = &["pool_map", "pool_apply_async"];
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -229,6 +230,40 @@ fn pingpong() -> Res<()> {
     Ok(())
 }
 
+/// A child sends `count` 64-byte messages on its end of a one-way pipe, then closes it.
+fn pipe_send_child() -> Res<()> {
+    let conn: Connection = serde_json::from_str(&var("CONN")?)?;
+    let count: usize = var("COUNT")?.parse()?;
+    let msg = [b'x'; 64];
+    for _ in 0..count {
+        conn.send_bytes(&msg)?;
+    }
+    conn.close();
+    Ok(())
+}
+
+/// `Pipe(duplex=False)`: a child sends 64-byte messages, the parent receives them.
+fn pipe_small() -> Res<()> {
+    let count = n(2_000_000);
+    let (r, w) = Pipe::new(false)?;
+    let (end, count_s) = (serde_json::to_string(&w)?, count.to_string());
+    let t0 = Instant::now();
+    let kid = child("pipe_send", &[("CONN", &end), ("COUNT", &count_s)])?;
+    let mut buf = Vec::new();
+    let mut got = 0;
+    for _ in 0..count {
+        got += r.recv_bytes_into(&mut buf)?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    join(kid)?;
+    if got != count * 64 || !matches!(r.recv_bytes_into(&mut buf), Err(shmkit::Error::Eof)) {
+        return Err(format!("pipe_small: got {got} bytes, then no end-of-file").into());
+    }
+    drop(w);
+    report("pipe_small", count, secs, got);
+    Ok(())
+}
+
 /// 2 processes each add 1.0 to one shared `Value<f64>` under its lock.
 fn value_incr() -> Res<()> {
     // Python does 200,000 per process, the C reference 5,000,000; we do 2,000,000 so that
@@ -315,6 +350,7 @@ fn main() -> Res<()> {
             "produce" => produce_child(),
             "consume" => consume_child(),
             "echo" => echo_child(),
+            "pipe_send" => pipe_send_child(),
             _ => Err(format!("unknown role {role}").into()),
         };
     }
@@ -335,6 +371,7 @@ fn main() -> Res<()> {
             "pingpong" => pingpong()?,
             "value_incr" => value_incr()?,
             "array_fill" => array_fill()?,
+            "pipe_small" => pipe_small()?,
             "lock_uncontended" => lock_uncontended()?,
             s if PLANNED.contains(&s) => eprintln!("scenario {s}: not implemented yet (skipped)"),
             s => {

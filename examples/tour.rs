@@ -9,7 +9,9 @@ use std::error::Error;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use shmkit::{Array, LockError, Queue, RawValue, TryLockError, Value};
+use shmkit::{
+    Array, Barrier, Connection, Event, LockError, Pipe, Queue, RawValue, TryLockError, Value,
+};
 
 const ROLE: &str = "SHMKIT_TOUR_ROLE";
 const WORKERS: usize = 4;
@@ -56,8 +58,20 @@ fn producer() -> Res {
     Ok(())
 }
 
+/// Echo: wait for the start signal, meet at the barrier, then uppercase what comes down the pipe.
+fn echo() -> Res {
+    let (go, line, conn): (Event, Barrier, Connection) = handles()?;
+    go.wait_timeout(Duration::from_secs(30));
+    line.wait_timeout(Duration::from_secs(30))?;
+    while let Ok(s) = conn.recv::<String>() {
+        conn.send(&s.to_uppercase())?;
+    }
+    Ok(())
+}
+
 fn main() -> Res {
     match std::env::var(ROLE).as_deref() {
+        Ok("echo") => return echo(),
         Ok("worker") => return worker(),
         Ok("victim") => return victim(),
         Ok("producer") => return producer(),
@@ -135,7 +149,20 @@ fn main() -> Res {
         item.iter().all(|&b| b == 0x5a)
     );
 
-    println!("5. Segments in /dev/shm (removed when their creator drops them):");
+    println!("5. An Event, a Barrier and a Pipe between two processes:");
+    let (go, line, (mine, theirs)) = (Event::new()?, Barrier::new(2)?, Pipe::new(true)?);
+    let mut child = start("echo", &serde_json::to_string(&(&go, &line, &theirs))?)?;
+    go.set();
+    let index = line.wait_timeout(Duration::from_secs(30))?;
+    mine.send(&"through the pipe")?;
+    println!(
+        "   met at the barrier (index {index}); the child answers {:?}",
+        mine.recv::<String>()?
+    );
+    mine.close();
+    child.wait()?;
+
+    println!("6. Segments in /dev/shm (removed when their creator drops them):");
     for s in shmkit::shm::segments()?
         .iter()
         .filter(|s| s.creator_pid == Some(std::process::id()))

@@ -77,6 +77,8 @@ impl Pipe {
 }
 
 struct Inner {
+    /// When `send` last asked whether the other end's process is alive (µs since `epoch()`).
+    last_liveness_check: AtomicU64,
     state: Arc<Shared<PipeState>>,
     end: usize,
     /// Messages to this end.
@@ -90,6 +92,12 @@ struct Inner {
 #[derive(Clone)]
 pub struct Connection {
     inner: Arc<Inner>,
+}
+
+/// A fixed instant to measure `last_liveness_check` from.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 fn me() -> (u32, u64) {
@@ -109,12 +117,39 @@ impl Connection {
         e.start.store(start, Ordering::Relaxed);
         e.pid.store(pid, Ordering::Release);
         Connection {
-            inner: Arc::new(Inner { state, end, rx, tx }),
+            inner: Arc::new(Inner {
+                last_liveness_check: AtomicU64::new(0),
+                state,
+                end,
+                rx,
+                tx,
+            }),
         }
     }
 
     fn ends(&self) -> &[EndState; 2] {
         &self.inner.state.get().ends
+    }
+
+    /// For `send`: whether the other end is closed (every time: one load), or its process has
+    /// died (asked of `/proc` at most once per [`DEATH_CHECK`], not on every message).
+    fn peer_gone_cheap(&self) -> bool {
+        if self.ends()[1 - self.inner.end]
+            .closed
+            .load(Ordering::Acquire)
+            != 0
+        {
+            return true;
+        }
+        let now = epoch().elapsed().as_micros() as u64;
+        let last = self.inner.last_liveness_check.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < DEATH_CHECK.as_micros() as u64 {
+            return false;
+        }
+        self.inner
+            .last_liveness_check
+            .store(now.max(1), Ordering::Relaxed);
+        self.peer_gone()
     }
 
     /// Whether the other end is closed, or held by a process that has died.
@@ -144,7 +179,7 @@ impl Connection {
     pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
         self.open_self()?;
         let tx = self.inner.tx.as_ref().ok_or(Error::BrokenPipe)?;
-        if self.peer_gone() {
+        if self.peer_gone_cheap() {
             return Err(Error::BrokenPipe);
         }
         tx.put_bytes(bytes).map_err(|e| match e {
