@@ -52,24 +52,40 @@ impl Pipe {
     /// [`Error::Io`] if the shared segments cannot be created.
     #[allow(clippy::new_ret_no_self)]
     pub fn new(duplex: bool) -> Result<(Connection, Connection)> {
+        Self::make(None, duplex)
+    }
+
+    /// As [`new`](Self::new), with a name: another process opens an end with
+    /// [`Connection::open`]. This process owns the name (and its queues `<name>-to0`,
+    /// `<name>-to1`) and removes them when its last handle is dropped.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::Io`].
+    pub fn create(name: &str, duplex: bool) -> Result<(Connection, Connection)> {
+        Self::make(Some(name), duplex)
+    }
+
+    fn make(name: Option<&str>, duplex: bool) -> Result<(Connection, Connection)> {
         let end = || EndState {
             pid: AtomicU32::new(0),
             closed: AtomicU32::new(0),
             start: AtomicU64::new(0),
         };
         let state = Shared::create(
-            None,
+            name,
             Kind::Pipe,
             PipeState {
                 ends: [end(), end()],
             },
         )?;
-        let to0 = Queue::<Vec<u8>>::new(0)?;
-        let to1 = if duplex {
-            Some(Queue::<Vec<u8>>::new(0)?)
-        } else {
-            None
+        let queue = |to: usize| match name {
+            Some(n) => {
+                Queue::<Vec<u8>>::create(&format!("{n}-to{to}"), 0, crate::queue::DEFAULT_CAPACITY)
+            }
+            None => Queue::<Vec<u8>>::new(0),
         };
+        let to0 = queue(0)?;
+        let to1 = if duplex { Some(queue(1)?) } else { None };
         let a = Connection::claimed(Arc::clone(&state), 0, Some(to0.clone()), to1.clone());
         let b = Connection::claimed(state, 1, to1, Some(to0));
         Ok((a, b))
@@ -106,6 +122,33 @@ fn me() -> (u32, u64) {
 }
 
 impl Connection {
+    /// Opens end `end` (0 or 1) of the named pipe `name` (made by [`Pipe::create`]); this
+    /// process then holds that end.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::InvalidArgument`] for an end other than 0 or 1, ...
+    pub fn open(name: &str, end: usize) -> Result<Self> {
+        if end > 1 {
+            return Err(Error::InvalidArgument {
+                what: format!("a pipe has ends 0 and 1, not {end}"),
+            });
+        }
+        let state = Shared::open(name, Kind::Pipe)?;
+        let open = |to: usize| match Queue::<Vec<u8>>::open(&format!("{name}-to{to}")) {
+            Ok(q) => Ok(Some(q)),
+            Err(Error::NotFound { .. }) if to == 1 => Ok(None), // a one-way pipe
+            Err(e) => Err(e),
+        };
+        let (to0, to1) = (open(0)?, open(1)?);
+        let (rx, tx) = if end == 0 { (to0, to1) } else { (to1, to0) };
+        Ok(Connection::claimed(state, end, rx, tx))
+    }
+
+    /// The pipe's name ([`Connection::open`] takes it, with the end).
+    pub fn name(&self) -> &str {
+        self.inner.state.name()
+    }
+
     fn claimed(
         state: Arc<Shared<PipeState>>,
         end: usize,

@@ -405,3 +405,71 @@ fn closing_one_end_gives_the_other_eof_after_what_was_sent() {
     drop(b); // the holder's last handle: closes that end
     assert!(matches!(a.recv_bytes(), Err(Error::Eof)));
 }
+
+/// A child opens a named pipe by name; an RLock held twice by one process blocks another until
+/// it is released twice.
+#[test]
+fn named_pipes_and_rlocks_across_processes() {
+    watchdog(Duration::from_secs(120));
+    const TEST: &str = "named_pipes_and_rlocks_across_processes";
+    if role().is_some() {
+        let conn = Connection::open(&arg("PIPE"), 1).unwrap();
+        let r = RLock::open(&arg("RLOCK")).unwrap();
+        r.acquire().unwrap();
+        r.acquire().unwrap();
+        conn.send(&"held twice").unwrap();
+        assert_eq!(conn.recv::<String>().unwrap(), "release");
+        r.release().unwrap();
+        conn.send(&"released once").unwrap();
+        assert_eq!(conn.recv::<String>().unwrap(), "release");
+        r.release().unwrap();
+        conn.send(&"released").unwrap();
+        return;
+    }
+    let name = common::unique("pipe");
+    let (mine, _theirs) = Pipe::create(&name, true).unwrap();
+    assert_eq!(mine.name(), name);
+    let r = RLock::new().unwrap();
+    let mut kid = spawn(TEST, "child", &[("PIPE", &name), ("RLOCK", r.name())]);
+    assert_eq!(mine.recv::<String>().unwrap(), "held twice");
+    assert!(matches!(r.try_acquire(), Err(TryLockError::WouldBlock)));
+    mine.send(&"release").unwrap();
+    assert_eq!(mine.recv::<String>().unwrap(), "released once");
+    assert!(
+        matches!(r.try_acquire(), Err(TryLockError::WouldBlock)),
+        "still held once"
+    );
+    mine.send(&"release").unwrap();
+    assert_eq!(mine.recv::<String>().unwrap(), "released");
+    r.acquire_timeout(Duration::from_secs(10)).unwrap();
+    assert!(wait(&mut kid, LIMIT).success());
+    assert!(matches!(
+        Connection::open(&name, 2),
+        Err(Error::InvalidArgument { .. })
+    ));
+}
+
+/// Two processes wait on an empty semaphore; one is SIGKILLed in its sleep. A release still
+/// reaches the other.
+#[test]
+fn a_waiter_killed_in_its_sleep_leaves_a_semaphore_usable() {
+    watchdog(Duration::from_secs(120));
+    const TEST: &str = "a_waiter_killed_in_its_sleep_leaves_a_semaphore_usable";
+    if role().is_some() {
+        let sem = Semaphore::open(&arg("SEM")).unwrap();
+        assert!(
+            sem.acquire_timeout(Duration::from_secs(30)),
+            "never got the unit"
+        );
+        return;
+    }
+    let sem = Semaphore::new(0).unwrap();
+    let mut doomed = spawn(TEST, "waiter", &[("SEM", sem.name())]);
+    let mut survivor = spawn(TEST, "waiter", &[("SEM", sem.name())]);
+    std::thread::sleep(Duration::from_millis(300)); // both asleep in acquire
+    doomed.kill().unwrap();
+    wait(&mut doomed, LIMIT);
+    sem.release().unwrap();
+    assert!(wait(&mut survivor, LIMIT).success());
+    assert_eq!(sem.value(), 0);
+}
