@@ -1,8 +1,10 @@
 //! # shmkit
 //!
 //! What Python's `multiprocessing` gives Python programs, for Rust programs, over shared memory
-//! and free of its traps: typed shared values and arrays, and queues whose producers never get
-//! stuck at exit, today; processes, pools, locks and pipes as they land.
+//! and free of its traps: typed shared values and arrays; queues whose producers never get
+//! stuck at exit; `Lock`, `RLock`, `Semaphore`, `Event`, `Condition` and `Barrier` across
+//! processes; and pipes that report end-of-file when the other end dies. Processes and pools
+//! are coming.
 //!
 //! ```
 //! # fn main() -> shmkit::Result<()> {
@@ -38,10 +40,11 @@
 //!
 //! ## Layers
 //! `sys` (the only code that calls libc) → `shm` (segments and headers) → `sync` (the robust
-//! lock) → `cell` (`Value`, `Array`) and `queue` (`Queue`, `JoinableQueue`). `unsafe` is denied
-//! crate-wide and allowed only in `sys`, `shm::segment`, `shm::registry`, `sync::raw_lock`,
-//! `sync::guard`, `cell::core`, `queue::core` and `queue::spill`, each block with a `// SAFETY:`
-//! argument.
+//! lock, and the primitives built on it) → `cell` (`Value`, `Array`), `queue` (`Queue`,
+//! `JoinableQueue`) and `pipe` (`Pipe`). `unsafe` is denied crate-wide and allowed only in
+//! `sys`, `shm::segment`, `shm::registry`, the `sync` modules (the raw lock, the guard, and the
+//! primitives' shared state), `cell::core`, `queue::core`, `queue::spill` and `pipe`, each block
+//! with a `// SAFETY:` argument.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
