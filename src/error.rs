@@ -187,6 +187,12 @@ pub enum Error {
     /// This end of a pipe is closed, or the other end is, so a message cannot be sent.
     #[error("the pipe is closed")]
     BrokenPipe,
+    /// A child process never reached `shmkit::init()`, or this process is such a child and may
+    /// not start children of its own: add `shmkit::init();` as the first line of `main`.
+    #[error(
+        "the child process did not run shmkit::init(): add `shmkit::init();` as the first line of main"
+    )]
+    NotInitialised,
     /// An element index was out of range.
     #[error("index {index} is out of range for length {len}")]
     OutOfRange {

@@ -3,8 +3,8 @@
 //! What Python's `multiprocessing` gives Python programs, for Rust programs, over shared memory
 //! and free of its traps: typed shared values and arrays; queues whose producers never get
 //! stuck at exit; `Lock`, `RLock`, `Semaphore`, `Event`, `Condition` and `Barrier` across
-//! processes; and pipes that report end-of-file when the other end dies. Processes and pools
-//! are coming.
+//! processes; pipes that report end-of-file when the other end dies; and Rust functions run in
+//! child processes ([`Process`]). Pools are coming.
 //!
 //! ```
 //! # fn main() -> shmkit::Result<()> {
@@ -43,7 +43,7 @@
 //! lock, and the primitives built on it) → `cell` (`Value`, `Array`), `queue` (`Queue`,
 //! `JoinableQueue`) and `pipe` (`Pipe`). `unsafe` is denied crate-wide and allowed only in
 //! `sys`, `shm::segment`, `shm::registry`, the `sync` modules (the raw lock, the guard, and the
-//! primitives' shared state), `cell::core`, `queue::core`, `queue::spill` and `pipe`, each block
+//! primitives' shared state), `cell::core`, `queue::core`, `queue::spill`, `pipe` and `process::child`, each block
 //! with a `// SAFETY:` argument.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -52,6 +52,7 @@ mod cell;
 mod error;
 #[allow(unsafe_code)] // only `unsafe impl ShmShared` for its all-atomic state
 mod pipe;
+pub mod process;
 pub mod queue;
 pub mod shm;
 mod sync;
@@ -64,6 +65,7 @@ pub mod fuzzing;
 pub use cell::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};
 pub use error::{Error, Result};
 pub use pipe::{Connection, DEATH_CHECK, Pipe};
+pub use process::{Process, ProcessError, current_pid, init, parent_pid};
 pub use queue::{GetError, JoinableQueue, PutError, Queue};
 pub use sync::{
     AccessError, Barrier, BoundedSemaphore, Condition, Event, Lock, LockError, LockGuard, RLock,

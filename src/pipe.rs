@@ -320,6 +320,16 @@ impl Connection {
         }
     }
 
+    /// Gives up holding this end without closing it, so that dropping this handle does not
+    /// close it: for handing the end to a process that has not claimed it yet.
+    pub(crate) fn disown(self) {
+        let e = &self.ends()[self.inner.end];
+        let (pid, start) = me();
+        if e.pid.load(Ordering::Relaxed) == pid && e.start.load(Ordering::Relaxed) == start {
+            e.pid.store(0, Ordering::Release);
+        }
+    }
+
     /// Closes this end: the other end's `recv` returns end-of-file once it has read what was
     /// sent. Dropping the last handle to an end in the process that holds it closes it too.
     pub fn close(&self) {

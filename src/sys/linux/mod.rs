@@ -1,10 +1,12 @@
 //! Linux implementation of the `sys` layer.
 
 mod futex;
+mod process;
 mod shm;
 mod task;
 
 pub(crate) use futex::{futex_wait, futex_wake};
+pub(crate) use process::{SIGKILL, SIGTERM, die_with_parent, exe_identity, parent_pid, signal};
 pub(crate) use shm::{
     SHM_DIR, file_size, page_size, same_file, shm_create_exclusive, shm_list, shm_open_existing,
     shm_unlink,

@@ -1,0 +1,293 @@
+//! `Process`: a Rust function running in a child process (Python's `multiprocessing.Process`).
+
+use std::marker::PhantomData;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::child::{self, CHILD_ENV, Message, Spec};
+use crate::error::{Error, Result};
+use crate::pipe::{Connection, Pipe};
+use crate::sys;
+
+/// How long `start` waits for a child to reach `shmkit::init()`.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a child's function gave no value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// The function panicked, with this message.
+    #[error("the child panicked: {0}")]
+    Panicked(String),
+    /// The argument or the result could not be (de)serialised.
+    #[error("{0}")]
+    Serde(String),
+    /// The child exited (with this code, or was killed by this signal) before it sent a result.
+    #[error("the child exited ({0}) without a result")]
+    Exited(ExitStatus),
+    /// An OS error waiting for the child, or a deadline passed.
+    #[error(transparent)]
+    Failed(#[from] Error),
+}
+
+/// A function running in a child process: Python's `multiprocessing.Process`, with the
+/// function's return value (or its panic message) brought back by [`join`](Self::join).
+///
+/// The child is this executable started again; its `main` must begin with
+/// [`shmkit::init()`](crate::init). Only fn items and closures that capture nothing can be
+/// started (anything else fails to compile); the argument `A` and result `R` travel with serde,
+/// and may contain shmkit handles (`Value`, `Array`, `Queue`, `Lock`, `Connection`...).
+///
+/// A *daemon* child is killed by the kernel when its parent exits. Other children keep running
+/// if the parent exits without joining them (Python joins them at exit; Rust has no such hook).
+pub struct Process<R> {
+    child: Child,
+    conn: Connection,
+    name: String,
+    outcome: Option<std::result::Result<(Vec<u8>, bool), ProcessError>>,
+    status: Option<ExitStatus>,
+    _result: PhantomData<fn() -> R>,
+}
+
+/// Options for starting a [`Process`]: a name, and whether it is a daemon.
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    name: Option<String>,
+    daemon: bool,
+}
+
+impl Builder {
+    /// The process's name (default `Process-N`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Whether the child is killed when its parent exits.
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+
+    /// Starts `f(arg)` in a child process.
+    ///
+    /// # Errors
+    /// [`Error::NotInitialised`] if the child never reached `shmkit::init()` (or this process is
+    /// such a child itself); [`Error::Serialize`] for an argument that does not serialise;
+    /// [`Error::Io`] if the child cannot be started.
+    pub fn start<F, A, R>(self, f: F, arg: A) -> Result<Process<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        let _ = f;
+        if child::uninitialised_child() {
+            return Err(Error::NotInitialised);
+        }
+        static COUNT: AtomicU32 = AtomicU32::new(1);
+        let name = self
+            .name
+            .unwrap_or_else(|| format!("Process-{}", COUNT.fetch_add(1, Ordering::Relaxed)));
+        let arg = postcard::to_allocvec(&arg).map_err(|e| Error::Serialize(e.to_string()))?;
+        let (conn, theirs) = Pipe::new(true)?;
+        let spec = Spec {
+            entry: child::entry_offset::<F, A, R>(),
+            exe: sys::exe_identity().map_err(|e| Error::io("stat /proc/self/exe", e))?,
+            conn: serde_json::to_string(&theirs).map_err(|e| Error::Serialize(e.to_string()))?,
+            daemon: self.daemon,
+        };
+        let mut cmd =
+            Command::new(std::env::current_exe().map_err(|e| Error::io("current_exe", e))?);
+        // Inside `cargo test`, run only the test that is starting the child (libtest names its
+        // threads after their tests); that test's first line, `shmkit::init()`, takes over.
+        if let Some(test) = std::thread::current().name().filter(|n| *n != "main") {
+            cmd.args([test, "--exact", "--nocapture", "--test-threads=1", "-q"]);
+        }
+        let spec = serde_json::to_string(&spec).map_err(|e| Error::Serialize(e.to_string()))?;
+        let child = cmd
+            .env(CHILD_ENV, spec)
+            .spawn()
+            .map_err(|e| Error::io("spawn", e))?;
+        let mut p = Process {
+            child,
+            conn,
+            name,
+            outcome: None,
+            status: None,
+            _result: PhantomData,
+        };
+        theirs.disown(); // the child's end: it claims it when it runs
+        p.handshake(&arg)?;
+        Ok(p)
+    }
+}
+
+impl Process<()> {
+    /// Options for a process: a name, daemon. `Process::builder().name("x").start(f, arg)`.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+}
+
+impl<R: DeserializeOwned> Process<R> {
+    /// Starts `f(arg)` in a child process (see [`Builder::start`]).
+    ///
+    /// # Errors
+    /// As [`Builder::start`].
+    pub fn start<F, A>(f: F, arg: A) -> Result<Self>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize,
+    {
+        Builder::default().start(f, arg)
+    }
+
+    fn handshake(&mut self, arg: &[u8]) -> Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if self.conn.poll(Duration::from_millis(10))? {
+                return match self.conn.recv::<Message>() {
+                    Ok(Message::Hello) => self.conn.send_bytes(arg),
+                    _ => Err(Error::NotInitialised),
+                };
+            }
+            if self
+                .child
+                .try_wait()
+                .map_err(|e| Error::io("wait", e))?
+                .is_some()
+                || Instant::now() >= deadline
+            {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return Err(Error::NotInitialised);
+            }
+        }
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The process's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the child is still running.
+    pub fn is_alive(&mut self) -> bool {
+        self.poll_status().is_none()
+    }
+
+    fn poll_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    /// The exit code: `None` while running; 0 on success; 1 if the function panicked or
+    /// returned an `Err`; the code of an explicit `exit`; minus the signal if it was killed.
+    pub fn exitcode(&mut self) -> Option<i32> {
+        self.poll_status()
+            .map(|s| s.code().unwrap_or_else(|| -s.signal().unwrap_or(0)))
+    }
+
+    /// Sends SIGTERM.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the signal cannot be sent (the child is already reaped).
+    pub fn terminate(&self) -> Result<()> {
+        sys::signal(self.pid(), sys::SIGTERM).map_err(|e| Error::io("kill(SIGTERM)", e))
+    }
+
+    /// Sends SIGKILL.
+    ///
+    /// # Errors
+    /// As [`terminate`](Self::terminate).
+    pub fn kill(&self) -> Result<()> {
+        sys::signal(self.pid(), sys::SIGKILL).map_err(|e| Error::io("kill(SIGKILL)", e))
+    }
+
+    /// Waits for the child to finish and returns its function's result.
+    ///
+    /// # Errors
+    /// [`ProcessError::Panicked`] with the panic message, [`ProcessError::Exited`] if it exited
+    /// or was killed before sending a result, [`ProcessError::Serde`].
+    pub fn join(&mut self) -> std::result::Result<R, ProcessError> {
+        self.join_until(None)
+    }
+
+    /// As [`join`](Self::join), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`join`](Self::join), and [`ProcessError::Failed`] with [`Error::Timeout`].
+    pub fn join_timeout(&mut self, timeout: Duration) -> std::result::Result<R, ProcessError> {
+        self.join_until(Instant::now().checked_add(timeout))
+    }
+
+    fn join_until(&mut self, deadline: Option<Instant>) -> std::result::Result<R, ProcessError> {
+        while self.outcome.is_none() {
+            if self.conn.poll(Duration::from_millis(20)).unwrap_or(true) {
+                self.outcome = Some(match self.conn.recv::<Message>() {
+                    Ok(Message::Returned { bytes, failed }) => Ok((bytes, failed)),
+                    Ok(Message::Panicked(m)) => Err(ProcessError::Panicked(m)),
+                    Ok(Message::Failed(m)) => Err(ProcessError::Serde(m)),
+                    Ok(Message::Hello) => continue,
+                    Err(_) => Err(ProcessError::Exited(self.wait_status(deadline)?)),
+                });
+            } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::Timeout.into());
+            }
+        }
+        self.wait_status(deadline)?;
+        match self.outcome.as_ref() {
+            Some(Ok((bytes, _))) => {
+                postcard::from_bytes(bytes).map_err(|e| ProcessError::Serde(e.to_string()))
+            }
+            Some(Err(ProcessError::Panicked(m))) => Err(ProcessError::Panicked(m.clone())),
+            Some(Err(ProcessError::Serde(m))) => Err(ProcessError::Serde(m.clone())),
+            Some(Err(ProcessError::Exited(s))) => Err(ProcessError::Exited(*s)),
+            _ => Err(Error::Timeout.into()),
+        }
+    }
+
+    fn wait_status(&mut self, deadline: Option<Instant>) -> Result<ExitStatus> {
+        loop {
+            if let Some(s) = self.poll_status() {
+                return Ok(s);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::Timeout);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for Process<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.name)
+            .field("pid", &self.child.id())
+            .finish()
+    }
+}
+
+/// This process's id.
+pub fn current_pid() -> u32 {
+    sys::current_pid()
+}
+
+/// The parent process's id.
+pub fn parent_pid() -> u32 {
+    sys::parent_pid()
+}
