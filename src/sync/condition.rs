@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::error::LockError;
 use super::object::{Shared, handle_common};
-use super::raw_lock::{Acquired, RawLock};
+use super::raw_lock::RawLock;
 use crate::error::{Error, Result};
 use crate::shm::{Kind, ShmShared};
 use crate::sys;
@@ -91,15 +91,7 @@ impl Condition {
     }
 
     fn relock(&self) -> std::result::Result<(), LockError<()>> {
-        let l = &self.state().lock;
-        match l.lock() {
-            Ok(Acquired::Clean) => Ok(()),
-            Ok(Acquired::Poisoned) => {
-                l.set_poisoned(false);
-                Err(LockError::OwnerDied(()))
-            }
-            Err(_) => Err(LockError::Deadlock),
-        }
+        super::lock::blocking(&self.state().lock)
     }
 
     /// Acquires the condition's lock.

@@ -60,7 +60,9 @@ fn clean_up(
     }
 }
 
-fn blocking(raw: &RawLock) -> std::result::Result<(), LockError<()>> {
+/// Locks `raw`, blocking; a dead holder is reported to this acquirer (as `OwnerDied`) and the
+/// poisoned flag cleared, since a lock without data has nothing to repair.
+pub(super) fn blocking(raw: &RawLock) -> std::result::Result<(), LockError<()>> {
     match clean_up(raw, raw.lock().map_err(|Deadlock| LockFailure::Deadlock)) {
         Ok(()) => Ok(()),
         Err(TryLockError::OwnerDied(())) => Err(LockError::OwnerDied(())),
