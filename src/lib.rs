@@ -52,6 +52,7 @@ mod cell;
 mod error;
 #[allow(unsafe_code)] // only `unsafe impl ShmShared` for its all-atomic state
 mod pipe;
+mod pool;
 pub mod process;
 pub mod queue;
 pub mod shm;
@@ -65,7 +66,16 @@ pub mod fuzzing;
 pub use cell::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};
 pub use error::{Error, Result};
 pub use pipe::{Connection, DEATH_CHECK, Pipe};
+pub use pool::{AsyncResult, Chunked, Imap, Pool, PoolBuilder, StarFn, TaskError};
 pub use process::{Process, ProcessError, current_pid, init, parent_pid};
+
+/// An executor in the style of Python's `concurrent.futures`: [`Executor`](futures::Executor),
+/// [`Future`](futures::Future), [`wait`](futures::wait), [`as_completed`](futures::as_completed).
+pub mod futures {
+    pub use crate::pool::futures::{
+        AsCompleted, Executor, Future, ReturnWhen, Waited, as_completed, wait,
+    };
+}
 pub use queue::{GetError, JoinableQueue, PutError, Queue};
 pub use sync::{
     AccessError, Barrier, BoundedSemaphore, Condition, Event, Lock, LockError, LockGuard, RLock,

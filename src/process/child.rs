@@ -9,7 +9,7 @@
 //! inode) before using it. Only zero-sized functions can be started: fn items and closures that
 //! capture nothing. A closure capturing local state fails to compile (see `trampoline`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -21,6 +21,12 @@ use crate::sys;
 pub(crate) const CHILD_ENV: &str = "SHMKIT_CHILD";
 
 static INIT_CALLED: AtomicBool = AtomicBool::new(false);
+static KEY: AtomicU64 = AtomicU64::new(0);
+
+/// In a child, the key its parent put in its [`Spec`]; 0 elsewhere.
+pub(crate) fn key() -> u64 {
+    KEY.load(Ordering::Relaxed)
+}
 
 /// What a child sends its parent, in order: `Hello` once it runs `init`, then one outcome.
 #[derive(serde::Serialize, serde::Deserialize, Debug)]
@@ -44,6 +50,10 @@ pub(crate) struct Spec {
     pub(crate) exe: (u64, u64),
     pub(crate) conn: String,
     pub(crate) daemon: bool,
+    /// A secret the parent may use to sign what it later sends through shared memory (a pool
+    /// signs the functions it names), so that a corrupted message is refused, not run.
+    #[serde(default)]
+    pub(crate) key: u64,
 }
 
 /// The function the entry offsets are measured from.
@@ -64,18 +74,9 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    const {
-        assert!(
-            std::mem::size_of::<F>() == 0,
-            "only fn items and closures that capture nothing can run in a child process"
-        )
-    };
     let arg: A = postcard::from_bytes(input)
         .map_err(|e| format!("the argument did not deserialise: {e}"))?;
-    // SAFETY: `F` is zero-sized (checked at compile time above), so reading one reads no bytes
-    // and a dangling, aligned pointer is valid for it; fn items and capture-less closures have
-    // no invariant beyond their type.
-    let f: F = unsafe { std::ptr::NonNull::<F>::dangling().read() };
+    let f: F = conjure();
     let result = f(arg);
     let bytes =
         postcard::to_allocvec(&result).map_err(|e| format!("the result did not serialise: {e}"))?;
@@ -83,6 +84,22 @@ where
     let failed = std::any::type_name::<R>().starts_with("core::result::Result<")
         && bytes.first() == Some(&1);
     Ok((bytes, failed))
+}
+
+/// The value of a zero-sized function type: how a trampoline gets its function in a process
+/// that was sent only the function's type (as an offset). A closure capturing local state is
+/// not zero-sized and fails to compile here.
+pub(crate) fn conjure<F>() -> F {
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0,
+            "only fn items and closures that capture nothing can run in another process"
+        )
+    };
+    // SAFETY: `F` is zero-sized (checked at compile time above), so reading one reads no bytes
+    // and a dangling, aligned pointer is valid for it; fn items and capture-less closures have
+    // no invariant beyond their type.
+    unsafe { std::ptr::NonNull::<F>::dangling().read() }
 }
 
 /// The offset of `F`'s trampoline from [`anchor`].
@@ -133,6 +150,7 @@ fn run(spec: &str) -> i32 {
     if sys::exe_identity().ok() != Some(spec.exe) {
         return fail("started from a different executable than its parent".into());
     }
+    KEY.store(spec.key, Ordering::Relaxed);
     if spec.daemon && sys::die_with_parent().is_err() {
         return fail("could not tie a daemon child to its parent".into());
     }

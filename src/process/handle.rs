@@ -59,6 +59,9 @@ pub struct Process<R> {
 pub struct Builder {
     name: Option<String>,
     daemon: bool,
+    /// Inside `cargo test`: the test to run in the child (default: the current thread's name).
+    test: Option<Option<String>>,
+    key: u64,
 }
 
 impl Builder {
@@ -71,6 +74,19 @@ impl Builder {
     /// Whether the child is killed when its parent exits.
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.daemon = daemon;
+        self
+    }
+
+    /// The libtest test the child must run, for a process started from a thread that is not the
+    /// test's own (a pool's collector); `None` outside tests.
+    pub(crate) fn test_filter(mut self, test: Option<String>) -> Self {
+        self.test = Some(test);
+        self
+    }
+
+    /// The secret the child reads back with `child::key()`.
+    pub(crate) fn key(mut self, key: u64) -> Self {
+        self.key = key;
         self
     }
 
@@ -101,13 +117,15 @@ impl Builder {
             exe: sys::exe_identity().map_err(|e| Error::io("stat /proc/self/exe", e))?,
             conn: serde_json::to_string(&theirs).map_err(|e| Error::Serialize(e.to_string()))?,
             daemon: self.daemon,
+            key: self.key,
         };
         let mut cmd =
             Command::new(std::env::current_exe().map_err(|e| Error::io("current_exe", e))?);
         // Inside `cargo test`, run only the test that is starting the child (libtest names its
         // threads after their tests); that test's first line, `shmkit::init()`, takes over.
-        if let Some(test) = std::thread::current().name().filter(|n| *n != "main") {
-            cmd.args([test, "--exact", "--nocapture", "--test-threads=1", "-q"]);
+        let test = self.test.unwrap_or_else(current_test);
+        if let Some(test) = test {
+            cmd.args([test.as_str(), "--exact", "--nocapture", "--test-threads=1", "-q"]);
         }
         let spec = serde_json::to_string(&spec).map_err(|e| Error::Serialize(e.to_string()))?;
         let child = cmd
@@ -280,6 +298,15 @@ impl<R> std::fmt::Debug for Process<R> {
             .field("pid", &self.child.id())
             .finish()
     }
+}
+
+/// The libtest test running on this thread, if any: libtest names its threads after their
+/// tests (a binary's main thread is "main").
+pub(crate) fn current_test() -> Option<String> {
+    std::thread::current()
+        .name()
+        .filter(|n| *n != "main")
+        .map(str::to_owned)
 }
 
 /// This process's id.

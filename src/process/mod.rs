@@ -2,8 +2,8 @@
 //! [`init`](crate::init) at the top of `main`.
 
 #[allow(unsafe_code)]
-mod child;
-mod handle;
+pub(crate) mod child;
+pub(crate) mod handle;
 
 pub use child::init;
 pub use handle::{Builder, Process, ProcessError, current_pid, parent_pid};

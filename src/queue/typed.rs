@@ -193,6 +193,15 @@ impl Queue<Vec<u8>> {
             .map_err(|f| put_error(f, ()))
     }
 
+    /// Puts the concatenation of `head` and `body` as one byte string, without building it.
+    pub(crate) fn put_bytes2(&self, head: &[u8], body: &[u8]) -> Result<(), PutError<()>> {
+        let mut prefix = [0u8; 10];
+        let n = codec::varint((head.len() + body.len()) as u64, &mut prefix);
+        self.core
+            .put(&[&prefix[..n], head, body], Wait::Forever)
+            .map_err(|f| put_error(f, ()))
+    }
+
     /// Takes the oldest item into `buf` (cleared first) and returns its length: one copy, from
     /// shared memory into `buf`, and no allocation once `buf` is large enough.
     ///

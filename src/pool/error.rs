@@ -1,0 +1,54 @@
+//! `TaskError`: why a pool task gave no value.
+
+/// Why a task submitted to a [`Pool`](crate::Pool) or an [`Executor`](crate::futures::Executor)
+/// gave no value. Each task fails on its own: the pool stays usable after every variant except
+/// [`Initializer`](Self::Initializer) and [`Broken`](Self::Broken).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The function panicked, with this message.
+    #[error("the task panicked: {0}")]
+    Panicked(String),
+    /// The function returned `Err`, rendered as text (a string error is its text; anything else
+    /// its JSON).
+    #[error("the task failed: {0}")]
+    Failed(String),
+    /// The worker running the task died (killed by a signal, aborted, out of memory) before it
+    /// sent the result. The pool replaced the worker.
+    #[error("the worker (pid {pid}) running this task died: {status}")]
+    WorkerDied {
+        /// The dead worker's pid.
+        pid: u32,
+        /// How it ended, as text (`killed by signal 9`, `exit code 3`).
+        status: String,
+    },
+    /// The argument or the result did not serialise.
+    #[error("{0}")]
+    Serialize(String),
+    /// The argument or the result did not deserialise.
+    #[error("{0}")]
+    Deserialize(String),
+    /// A worker's initializer panicked or its worker died in it; the pool does not start
+    /// workers again (Python's pool restarts them forever), and every task fails.
+    #[error("the pool's initializer failed: {0}")]
+    Initializer(String),
+    /// The pool was terminated or dropped before the task finished.
+    #[error("the pool was terminated before the task finished")]
+    Terminated,
+    /// The task was submitted after `close`, `join` or `shutdown`.
+    #[error("the pool is closed to new tasks")]
+    Closed,
+    /// An executor's worker died, which breaks the executor, as in Python's
+    /// `ProcessPoolExecutor`: every unfinished future fails with this, and so does any new one.
+    #[error("the executor is broken: {0}")]
+    Broken(String),
+    /// The future was cancelled before it started.
+    #[error("the task was cancelled")]
+    Cancelled,
+    /// `get_timeout` or `result_timeout` waited its whole timeout.
+    #[error("timed out waiting for the task")]
+    Timeout,
+    /// The pool could not start a worker or talk to it (an OS error, as text).
+    #[error("pool failure: {0}")]
+    Pool(String),
+}

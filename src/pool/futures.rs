@@ -1,0 +1,368 @@
+//! An executor in the style of Python's `concurrent.futures.ProcessPoolExecutor`: `submit`
+//! returns a [`Future`]; [`wait`] and [`as_completed`] watch several.
+//!
+//! As in Python, the abrupt death of a worker *breaks* the executor: every unfinished future
+//! fails with [`TaskError::Broken`], and so does every later `submit`. (A [`Pool`] instead fails
+//! only the dead worker's task and replaces the worker.)
+//!
+//! ```no_run
+//! use shmkit::futures::{Executor, ReturnWhen, as_completed, wait};
+//!
+//! fn slow_square(x: u64) -> u64 {
+//!     std::thread::sleep(std::time::Duration::from_millis(10 * x));
+//!     x * x
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     shmkit::init();
+//!     let executor = Executor::new(2)?;
+//!     let futures: Vec<_> = (1..=4).map(|x| executor.submit(slow_square, x)).collect();
+//!     for f in as_completed(&futures, None) {
+//!         println!("{}", f?.result()?);
+//!     }
+//!     let w = wait(&futures, None, ReturnWhen::AllCompleted);
+//!     assert_eq!(w.done.len(), 4);
+//!     Ok(())
+//! }
+//! ```
+
+use std::marker::PhantomData;
+use std::sync::mpsc;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::core::{Config, Core, Sink};
+use super::error::TaskError;
+use super::pool::{Pool, default_processes};
+use super::slot::{self, Phase, Slot};
+use super::task;
+use crate::error::Result;
+
+/// A pool of worker processes behind `submit` and futures: Python's `ProcessPoolExecutor`.
+///
+/// Dropping it is `shutdown(true, false)`, as leaving Python's `with` block: it waits for the
+/// submitted tasks.
+pub struct Executor {
+    pool: Pool,
+}
+
+impl Executor {
+    /// Starts an executor with `max_workers` worker processes.
+    ///
+    /// # Errors
+    /// As [`PoolBuilder::build`](crate::PoolBuilder::build).
+    pub fn new(max_workers: usize) -> Result<Executor> {
+        let config = Config {
+            processes: max_workers,
+            initializer: None,
+            maxtasks: None,
+            break_on_death: true,
+            test: crate::process::handle::current_test(),
+            worker_name: "ExecutorWorker",
+        };
+        Ok(Executor {
+            pool: Pool::with_config(config)?,
+        })
+    }
+
+    /// Starts an executor with a worker per available core.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn with_default_workers() -> Result<Executor> {
+        Executor::new(default_processes())
+    }
+
+    /// Schedules `f(arg)`.
+    pub fn submit<F, A, R>(&self, f: F, arg: A) -> Future<R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let mut args = Vec::new();
+        task::push_arg(&mut args, &arg);
+        let slot = Slot::new(vec![1]);
+        let core = self.pool.core();
+        let id = core.submit(task::map_entry(f), args, Sink::Slot(slot.clone(), 0));
+        Future {
+            slot,
+            core: Arc::downgrade(core),
+            id,
+            _r: PhantomData,
+        }
+    }
+
+    /// Submits `f` for every item at once, and returns their results in order, each as it is
+    /// needed (Python's `Executor.map`).
+    pub fn map<F, A, R, I>(&self, f: F, items: I) -> impl Iterator<Item = std::result::Result<R, TaskError>> + use<F, A, R, I>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        let futures: Vec<Future<R>> = items.into_iter().map(|a| self.submit(f, a)).collect();
+        futures.into_iter().map(|f| f.result())
+    }
+
+    /// Accepts no more tasks. With `cancel_futures`, cancels those that have not started. With
+    /// `wait`, waits for the rest and stops the workers; without, they stop once done.
+    pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        let core = self.pool.core();
+        core.close(true);
+        if cancel_futures {
+            for sink in core.withdraw_all() {
+                if let Sink::Slot(slot, _) = sink {
+                    slot.cancel();
+                }
+            }
+        }
+        if wait {
+            let _ = self.pool.join();
+        }
+    }
+
+    /// The pids of the workers running now.
+    pub fn pids(&self) -> Vec<u32> {
+        self.pool.pids()
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        self.shutdown(true, false);
+    }
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor").field("pool", &self.pool).finish()
+    }
+}
+
+/// The eventual result of [`Executor::submit`]: Python's `concurrent.futures.Future`.
+/// Clones are handles on the same future.
+pub struct Future<R> {
+    slot: Arc<Slot>,
+    core: Weak<Core>,
+    id: Option<u64>,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<R> Clone for Future<R> {
+    fn clone(&self) -> Self {
+        Future {
+            slot: self.slot.clone(),
+            core: self.core.clone(),
+            id: self.id,
+            _r: PhantomData,
+        }
+    }
+}
+
+impl<R: DeserializeOwned + 'static> Future<R> {
+    /// Whether it finished or was cancelled.
+    pub fn done(&self) -> bool {
+        matches!(self.slot.phase(), Phase::Done | Phase::Cancelled)
+    }
+
+    /// Whether a worker has it (it may be waiting in that worker's inbox, as in Python, where
+    /// a future is running once it is in the call queue).
+    pub fn running(&self) -> bool {
+        matches!(self.slot.phase(), Phase::Running | Phase::Completing)
+    }
+
+    /// Whether it was cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.slot.phase() == Phase::Cancelled
+    }
+
+    /// Cancels it if no worker has it yet; whether it is cancelled. Done callbacks run.
+    pub fn cancel(&self) -> bool {
+        match self.slot.phase() {
+            Phase::Cancelled => return true,
+            Phase::Pending => {}
+            _ => return false,
+        }
+        let withdrawn = match (self.core.upgrade(), self.id) {
+            (Some(core), Some(id)) => core.withdraw(id),
+            _ => false,
+        };
+        withdrawn && self.slot.cancel()
+    }
+
+    /// Waits for it and returns its value.
+    ///
+    /// # Errors
+    /// The task's [`TaskError`]; [`TaskError::Cancelled`] if it was cancelled.
+    pub fn result(&self) -> std::result::Result<R, TaskError> {
+        let done = self.slot.wait(None).ok_or(TaskError::Timeout)?;
+        slot::decode_one(&done, &[1])
+    }
+
+    /// As [`result`](Self::result), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`TaskError::Timeout`] if it has not finished by then.
+    pub fn result_timeout(&self, timeout: Duration) -> std::result::Result<R, TaskError> {
+        let deadline = Instant::now().checked_add(timeout);
+        let done = self.slot.wait(deadline).ok_or(TaskError::Timeout)?;
+        slot::decode_one(&done, &[1])
+    }
+
+    /// Waits for it and returns its error, if it failed (Python's `exception()`).
+    pub fn error(&self) -> Option<TaskError> {
+        self.result().err()
+    }
+
+    /// Waits at most `timeout`; whether it is done.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.slot.wait(Instant::now().checked_add(timeout)).is_some()
+    }
+
+    /// Runs `f` with this future once it is done or cancelled: on the pool's collector thread,
+    /// or at once on this thread if it already is (Python's `add_done_callback`).
+    pub fn add_done_callback(&self, f: impl FnOnce(&Future<R>) + Send + 'static) {
+        let me = self.clone();
+        self.slot.add_after(Box::new(move || f(&me)));
+    }
+}
+
+impl<R> std::fmt::Debug for Future<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Future")
+            .field("phase", &self.slot.phase())
+            .finish()
+    }
+}
+
+/// When [`wait`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnWhen {
+    /// As soon as any future is done or cancelled.
+    FirstCompleted,
+    /// As soon as any future fails, or when all are done.
+    FirstException,
+    /// When all are done or cancelled.
+    AllCompleted,
+}
+
+/// What [`wait`] returns: the futures split into done and not done, each in the given order.
+#[derive(Debug)]
+pub struct Waited<R> {
+    /// Done or cancelled.
+    pub done: Vec<Future<R>>,
+    /// Still pending or running.
+    pub not_done: Vec<Future<R>>,
+}
+
+/// Sends each future's index down a channel when it is done (at once for those that are).
+fn watch<R: DeserializeOwned + 'static>(futures: &[Future<R>]) -> mpsc::Receiver<usize> {
+    let (tx, rx) = mpsc::channel();
+    for (i, f) in futures.iter().enumerate() {
+        let tx = tx.clone();
+        f.slot.add_after(Box::new(move || {
+            let _ = tx.send(i);
+        }));
+    }
+    rx
+}
+
+/// Waits, at most `timeout`, until `when` holds for `futures` (Python's
+/// `concurrent.futures.wait`).
+pub fn wait<R: DeserializeOwned + 'static>(
+    futures: &[Future<R>],
+    timeout: Option<Duration>,
+    when: ReturnWhen,
+) -> Waited<R> {
+    let rx = watch(futures);
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let mut finished = vec![false; futures.len()];
+    let mut count = 0;
+    let mut failed = false;
+    loop {
+        let satisfied = match when {
+            ReturnWhen::AllCompleted => count == futures.len(),
+            ReturnWhen::FirstCompleted => count > 0 || futures.is_empty(),
+            ReturnWhen::FirstException => failed || count == futures.len(),
+        };
+        if satisfied {
+            break;
+        }
+        let got = match deadline {
+            None => rx.recv().ok(),
+            Some(d) => rx
+                .recv_timeout(d.saturating_duration_since(Instant::now()))
+                .ok(),
+        };
+        let Some(i) = got else { break };
+        if !std::mem::replace(&mut finished[i], true) {
+            count += 1;
+            let f = &futures[i];
+            failed |= !f.cancelled() && f.error().is_some();
+        }
+    }
+    let (done, not_done): (Vec<_>, Vec<_>) = futures
+        .iter()
+        .cloned()
+        .zip(finished)
+        .partition(|(_, d)| *d);
+    Waited {
+        done: done.into_iter().map(|(f, _)| f).collect(),
+        not_done: not_done.into_iter().map(|(f, _)| f).collect(),
+    }
+}
+
+/// The futures in the order they finish (Python's `concurrent.futures.as_completed`); those
+/// already done come first. If `timeout` passes before all are done, the iterator yields
+/// [`TaskError::Timeout`] once and ends.
+pub fn as_completed<R: DeserializeOwned + 'static>(
+    futures: &[Future<R>],
+    timeout: Option<Duration>,
+) -> AsCompleted<R> {
+    AsCompleted {
+        rx: watch(futures),
+        futures: futures.to_vec(),
+        deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
+        left: futures.len(),
+    }
+}
+
+/// The iterator of [`as_completed`].
+pub struct AsCompleted<R> {
+    futures: Vec<Future<R>>,
+    rx: mpsc::Receiver<usize>,
+    deadline: Option<Instant>,
+    left: usize,
+}
+
+impl<R> Iterator for AsCompleted<R> {
+    type Item = std::result::Result<Future<R>, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        let got = match self.deadline {
+            None => self.rx.recv().ok(),
+            Some(d) => self
+                .rx
+                .recv_timeout(d.saturating_duration_since(Instant::now()))
+                .ok(),
+        };
+        match got {
+            Some(i) => {
+                self.left -= 1;
+                Some(Ok(self.futures[i].clone()))
+            }
+            None => {
+                self.left = 0;
+                Some(Err(TaskError::Timeout))
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! `Imap`: the lazy iterator of `Pool::imap` and `Pool::imap_unordered`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::marker::PhantomData;
+use std::sync::mpsc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::core::Sink;
+use super::error::TaskError;
+use super::pool::Pool;
+use super::slot::ChunkOutcome;
+use super::task;
+
+/// Encodes up to one chunk of the input into the buffer; returns how many items it took.
+type NextChunk<'p> = Box<dyn FnMut(&mut Vec<u8>) -> usize + 'p>;
+
+/// The results of [`Pool::imap`] (in order) or [`Pool::imap_unordered`] (as they finish), one
+/// `Result` per item: a failing item yields its error and the iteration goes on.
+///
+/// The input is read lazily: at most a few chunks per worker are in flight, so an endless
+/// input works, and a slow consumer holds back the producer instead of filling memory.
+pub struct Imap<'p, R> {
+    pool: &'p Pool,
+    entry: i64,
+    next_chunk: NextChunk<'p>,
+    exhausted: bool,
+    ordered: bool,
+    window: usize,
+    tx: mpsc::Sender<(usize, ChunkOutcome)>,
+    rx: mpsc::Receiver<(usize, ChunkOutcome)>,
+    sizes: Vec<usize>,
+    received: usize,
+    next_index: usize,
+    waiting: BTreeMap<usize, ChunkOutcome>,
+    ready: VecDeque<Result<R, TaskError>>,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<'p, R: DeserializeOwned> Imap<'p, R> {
+    pub(crate) fn new<A, I>(
+        pool: &'p Pool,
+        entry: i64,
+        chunksize: usize,
+        items: I,
+        ordered: bool,
+    ) -> Self
+    where
+        A: Serialize + 'p,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'p,
+    {
+        let mut items = items.into_iter();
+        let next_chunk: NextChunk<'p> = Box::new(move |buf: &mut Vec<u8>| {
+            let mut n = 0;
+            for a in items.by_ref().take(chunksize) {
+                task::push_arg(buf, &a);
+                n += 1;
+            }
+            n
+        });
+        let (tx, rx) = mpsc::channel();
+        Imap {
+            window: 3 * pool.processes() + 2,
+            pool,
+            entry,
+            next_chunk,
+            exhausted: false,
+            ordered,
+            tx,
+            rx,
+            sizes: Vec::new(),
+            received: 0,
+            next_index: 0,
+            waiting: BTreeMap::new(),
+            ready: VecDeque::new(),
+            _r: PhantomData,
+        }
+    }
+
+    /// Submits chunks until `window` are in flight or the input ends.
+    fn top_up(&mut self) {
+        while !self.exhausted && self.sizes.len() - self.received < self.window {
+            let mut args = Vec::new();
+            let n = (self.next_chunk)(&mut args);
+            if n == 0 {
+                self.exhausted = true;
+                break;
+            }
+            let index = self.sizes.len();
+            self.sizes.push(n);
+            let sink = Sink::Stream(self.tx.clone(), index);
+            self.pool.core().submit(self.entry, args, sink);
+        }
+    }
+
+    fn unpack(&mut self, index: usize, outcome: ChunkOutcome) {
+        let size = self.sizes[index];
+        match outcome {
+            Ok(bytes) => {
+                let mut items = Vec::with_capacity(size);
+                task::decode_chunk(&bytes, size, &mut items);
+                self.ready.extend(items);
+            }
+            Err(e) => self.ready.extend((0..size).map(|_| Err(e.clone()))),
+        }
+    }
+}
+
+impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
+    type Item = Result<R, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.ready.pop_front() {
+                return Some(item);
+            }
+            self.top_up();
+            if self.ordered {
+                if let Some(outcome) = self.waiting.remove(&self.next_index) {
+                    self.next_index += 1;
+                    self.unpack(self.next_index - 1, outcome);
+                    continue;
+                }
+            }
+            if self.received == self.sizes.len() {
+                return None; // the input is exhausted and everything has been yielded
+            }
+            // Every submitted chunk gets exactly one outcome: a result, a worker's death, the
+            // pool's refusal or termination. So this wait ends.
+            let (index, outcome) = self.rx.recv().ok()?;
+            self.received += 1;
+            if self.ordered {
+                self.waiting.insert(index, outcome);
+            } else {
+                self.unpack(index, outcome);
+            }
+        }
+    }
+}

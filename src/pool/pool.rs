@@ -1,0 +1,463 @@
+//! `Pool`: Python's `multiprocessing.Pool`, with worker processes that stay up between tasks.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::core::{Config, Core, Sink};
+use super::error::TaskError;
+use super::imap::Imap;
+use super::slot::{self, AsyncResult, Decode, Slot};
+use super::task::{self, StarFn};
+use crate::error::{Error, Result};
+
+/// A pool of worker processes: Python's `multiprocessing.Pool`.
+///
+/// Workers are this executable started again (so `main` must begin with
+/// [`shmkit::init()`](crate::init)), and stay up between tasks. Tasks are plain functions (fn
+/// items or closures that capture nothing; anything else fails to compile) with serde
+/// arguments and results.
+///
+/// Where Python's pool hangs, this one answers:
+/// - A task that panics or returns `Err` fails alone, with its message
+///   ([`TaskError::Panicked`], [`TaskError::Failed`]); `map` reports the first failure once every
+///   chunk has finished.
+/// - A worker that dies in the middle of a task (SIGKILL, abort, out of memory) fails that task
+///   with [`TaskError::WorkerDied`]; tasks that were waiting for that worker go to another; the
+///   worker is replaced, and the pool stays usable.
+/// - An argument or result that does not (de)serialise fails its task only.
+/// - An initializer that fails breaks the pool with [`TaskError::Initializer`] instead of
+///   restarting workers forever.
+///
+/// Dropping the pool terminates it (Python's `with Pool() as p:` does the same): unfinished
+/// tasks fail with [`TaskError::Terminated`]. Call [`close`](Self::close) and
+/// [`join`](Self::join) to let them finish.
+///
+/// ```no_run
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     shmkit::init();
+///     let pool = shmkit::Pool::new(4)?;
+///     assert_eq!(pool.map(square, 1..=5)?, [1, 4, 9, 16, 25]);
+///     let r = pool.apply_async(square, 7).on_success(|v| println!("got {v}"));
+///     assert_eq!(r.get()?, 49);
+///     Ok(())
+/// }
+/// ```
+pub struct Pool {
+    core: Arc<Core>,
+    collector: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Options for a [`Pool`]: the number of workers, an initializer, `maxtasksperchild`.
+#[derive(Default)]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    initializer: Option<std::result::Result<(i64, Vec<u8>), String>>,
+    maxtasks: Option<u64>,
+}
+
+impl PoolBuilder {
+    /// The number of worker processes (default: the available cores).
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n);
+        self
+    }
+
+    /// Runs `f(arg)` first in every worker (Python's `initializer` and `initargs`), for
+    /// example to open shared objects once. If it panics, the pool is broken: every task fails
+    /// with [`TaskError::Initializer`].
+    pub fn initializer<F, A>(mut self, f: F, arg: A) -> Self
+    where
+        F: Fn(A) + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+    {
+        let mut args = Vec::new();
+        task::push_arg(&mut args, &arg);
+        self.initializer = Some(match task::first_failure_of_args(&args) {
+            None => Ok((task::map_entry::<F, A, ()>(f), args)),
+            Some(why) => Err(why),
+        });
+        self
+    }
+
+    /// Replaces each worker by a fresh process after it has run `n` tasks (Python's
+    /// `maxtasksperchild`; a `map` chunk is one task).
+    pub fn maxtasksperchild(mut self, n: u64) -> Self {
+        self.maxtasks = Some(n.max(1));
+        self
+    }
+
+    /// Starts the workers.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for 0 processes or an initializer argument that does not
+    /// serialise; [`Error::NotInitialised`] if this binary's `main` does not begin with
+    /// `shmkit::init()`; [`Error::Io`] if a worker cannot be started.
+    pub fn build(self) -> Result<Pool> {
+        let initializer = self
+            .initializer
+            .transpose()
+            .map_err(|why| Error::InvalidArgument { what: why })?;
+        let processes = self.processes.unwrap_or_else(default_processes);
+        let config = Config {
+            processes,
+            initializer,
+            maxtasks: self.maxtasks,
+            break_on_death: false,
+            test: crate::process::handle::current_test(),
+            worker_name: "PoolWorker",
+        };
+        Pool::with_config(config)
+    }
+}
+
+/// The available cores (Python's `os.cpu_count()`), at least 1.
+pub(crate) fn default_processes() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Pool {
+    /// Starts a pool of `processes` workers.
+    ///
+    /// # Errors
+    /// As [`PoolBuilder::build`].
+    pub fn new(processes: usize) -> Result<Pool> {
+        Pool::builder().processes(processes).build()
+    }
+
+    /// Options: `Pool::builder().processes(4).initializer(f, arg).maxtasksperchild(100).build()`.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    pub(crate) fn with_config(config: Config) -> Result<Pool> {
+        let (core, collector) = Core::start(config)?;
+        Ok(Pool {
+            core,
+            collector: Mutex::new(Some(collector)),
+        })
+    }
+
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// The number of workers.
+    pub fn processes(&self) -> usize {
+        self.core.processes()
+    }
+
+    /// The pids of the workers running now.
+    pub fn pids(&self) -> Vec<u32> {
+        self.core.pids()
+    }
+
+    /// Map operations with `chunksize` items per task instead of the default
+    /// (Python's `chunksize=` argument): `pool.chunksize(100).map(f, items)`.
+    pub fn chunksize(&self, chunksize: usize) -> Chunked<'_> {
+        Chunked {
+            pool: self,
+            chunksize: Some(chunksize.max(1)),
+        }
+    }
+
+    fn chunked(&self) -> Chunked<'_> {
+        Chunked {
+            pool: self,
+            chunksize: None,
+        }
+    }
+
+    /// Runs `f(arg)` on a worker and waits for the result (Python's `apply`).
+    ///
+    /// # Errors
+    /// The task's [`TaskError`].
+    pub fn apply<F, A, R>(&self, f: F, arg: A) -> std::result::Result<R, TaskError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        self.apply_async(f, arg).get()
+    }
+
+    /// Starts `f(arg)` on a worker (Python's `apply_async`); callbacks go on the result.
+    pub fn apply_async<F, A, R>(&self, f: F, arg: A) -> AsyncResult<R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let mut args = Vec::new();
+        task::push_arg(&mut args, &arg);
+        let slot = Slot::new(vec![1]);
+        self.core.submit(
+            task::map_entry(f),
+            args,
+            Sink::Slot(slot.clone(), 0),
+        );
+        AsyncResult::new(slot, slot::decode_one::<R>)
+    }
+
+    /// `f` on every item, in order (Python's `map`), in chunks of the default size: the items
+    /// divided by four times the workers, rounded up.
+    ///
+    /// # Errors
+    /// The first failing item's [`TaskError`], once every chunk has finished.
+    pub fn map<F, A, R, I>(&self, f: F, items: I) -> std::result::Result<Vec<R>, TaskError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.chunked().map(f, items)
+    }
+
+    /// As [`map`](Self::map), without waiting (Python's `map_async`).
+    pub fn map_async<F, A, R, I>(&self, f: F, items: I) -> AsyncResult<Vec<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.chunked().map_async(f, items)
+    }
+
+    /// `f(a, b, ...)` for every tuple `(a, b, ...)`, in order (Python's `starmap`).
+    ///
+    /// # Errors
+    /// As [`map`](Self::map).
+    pub fn starmap<F, Args, R, I>(&self, f: F, items: I) -> std::result::Result<Vec<R>, TaskError>
+    where
+        F: StarFn<Args, Output = R>,
+        Args: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = Args>,
+    {
+        self.chunked().starmap(f, items)
+    }
+
+    /// As [`starmap`](Self::starmap), without waiting (Python's `starmap_async`).
+    pub fn starmap_async<F, Args, R, I>(&self, f: F, items: I) -> AsyncResult<Vec<R>>
+    where
+        F: StarFn<Args, Output = R>,
+        Args: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = Args>,
+    {
+        self.chunked().starmap_async(f, items)
+    }
+
+    /// `f` on every item, lazily and in order (Python's `imap`, one item per task by default):
+    /// the iterator yields each item's result as soon as it and those before it are done, and
+    /// reads `items` only a few chunks ahead, so `items` may be endless.
+    pub fn imap<'p, F, A, R, I>(&'p self, f: F, items: I) -> Imap<'p, R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'p,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'p,
+    {
+        self.chunksize(1).imap(f, items)
+    }
+
+    /// As [`imap`](Self::imap), yielding results in the order they finish (Python's
+    /// `imap_unordered`).
+    pub fn imap_unordered<'p, F, A, R, I>(&'p self, f: F, items: I) -> Imap<'p, R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'p,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'p,
+    {
+        self.chunksize(1).imap_unordered(f, items)
+    }
+
+    /// Accepts no more tasks (Python's `close`); those already submitted still run.
+    pub fn close(&self) {
+        self.core.close(false);
+    }
+
+    /// Waits for every submitted task, then stops the workers (Python's `join`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] unless [`close`](Self::close) or
+    /// [`terminate`](Self::terminate) came first, as in Python.
+    pub fn join(&self) -> Result<()> {
+        self.join_until(None)
+    }
+
+    /// As [`join`](Self::join), waiting at most `timeout` for the tasks.
+    ///
+    /// # Errors
+    /// As [`join`](Self::join), and [`Error::Timeout`] if tasks are still running then (the
+    /// pool stays closed and working; join again, or terminate it).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        self.join_until(Instant::now().checked_add(timeout))
+    }
+
+    fn join_until(&self, deadline: Option<Instant>) -> Result<()> {
+        if self.core.accepting() {
+            return Err(Error::InvalidArgument {
+                what: "join() needs close() or terminate() first".into(),
+            });
+        }
+        if !self.core.wait_idle(deadline) {
+            return Err(Error::Timeout);
+        }
+        self.core.close(true);
+        if let Some(handle) = self.collector.lock().take() {
+            let _ = handle.join();
+        }
+        Ok(())
+    }
+
+    /// Kills the workers at once (Python's `terminate`); unfinished tasks fail with
+    /// [`TaskError::Terminated`].
+    pub fn terminate(&self) {
+        self.core.terminate();
+        if let Some(handle) = self.collector.lock().take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("processes", &self.processes())
+            .field("pids", &self.pids())
+            .finish()
+    }
+}
+
+/// The default chunk size of `map`: Python's `ceil(len / (4 × workers))`.
+fn default_chunksize(len: usize, processes: usize) -> usize {
+    len.div_ceil(4 * processes).max(1)
+}
+
+/// A [`Pool`]'s map operations with an explicit chunk size: see [`Pool::chunksize`].
+#[derive(Clone, Copy)]
+pub struct Chunked<'p> {
+    pool: &'p Pool,
+    chunksize: Option<usize>,
+}
+
+impl<'p> Chunked<'p> {
+    /// As [`Pool::map`].
+    ///
+    /// # Errors
+    /// As [`Pool::map`].
+    pub fn map<F, A, R, I>(self, f: F, items: I) -> std::result::Result<Vec<R>, TaskError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_async(f, items).get()
+    }
+
+    /// As [`Pool::map_async`].
+    pub fn map_async<F, A, R, I>(self, f: F, items: I) -> AsyncResult<Vec<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        let items: Vec<A> = items.into_iter().collect();
+        self.submit_all(task::map_entry(f), &items, slot::decode_all::<R>)
+    }
+
+    /// As [`Pool::starmap`].
+    ///
+    /// # Errors
+    /// As [`Pool::map`].
+    pub fn starmap<F, Args, R, I>(self, f: F, items: I) -> std::result::Result<Vec<R>, TaskError>
+    where
+        F: StarFn<Args, Output = R>,
+        Args: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = Args>,
+    {
+        self.starmap_async(f, items).get()
+    }
+
+    /// As [`Pool::starmap_async`].
+    pub fn starmap_async<F, Args, R, I>(self, f: F, items: I) -> AsyncResult<Vec<R>>
+    where
+        F: StarFn<Args, Output = R>,
+        Args: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = Args>,
+    {
+        let items: Vec<Args> = items.into_iter().collect();
+        self.submit_all(task::star_entry(f), &items, slot::decode_all::<R>)
+    }
+
+    /// As [`Pool::imap`].
+    pub fn imap<F, A, R, I>(self, f: F, items: I) -> Imap<'p, R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'p,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'p,
+    {
+        Imap::new(self.pool, task::map_entry(f), self.chunksize.unwrap_or(1), items, true)
+    }
+
+    /// As [`Pool::imap_unordered`].
+    pub fn imap_unordered<F, A, R, I>(self, f: F, items: I) -> Imap<'p, R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'p,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'p,
+    {
+        Imap::new(self.pool, task::map_entry(f), self.chunksize.unwrap_or(1), items, false)
+    }
+
+    /// Submits `items` in chunks, all landing in one slot.
+    fn submit_all<A: Serialize, T: 'static>(
+        self,
+        entry: i64,
+        items: &[A],
+        decode: Decode<T>,
+    ) -> AsyncResult<T> {
+        let size = self
+            .chunksize
+            .unwrap_or_else(|| default_chunksize(items.len(), self.pool.processes()));
+        let slot = Slot::new(items.chunks(size).map(<[A]>::len).collect());
+        for (i, chunk) in items.chunks(size).enumerate() {
+            let mut args = Vec::with_capacity(chunk.len() * 8);
+            for a in chunk {
+                task::push_arg(&mut args, a);
+            }
+            self.pool
+                .core
+                .submit(entry, args, Sink::Slot(slot.clone(), i));
+        }
+        AsyncResult::new(slot, decode)
+    }
+}

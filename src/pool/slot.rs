@@ -1,0 +1,344 @@
+//! `Slot`: where the outcome of a submission (one task, or every chunk of a `map`) lands in the
+//! parent, and `AsyncResult`, the typed handle on it.
+//!
+//! A slot moves Pending → Running → Completing → Done (or Pending → Cancelled). When its last
+//! chunk lands, the collector thread runs the *before* callbacks (an `AsyncResult`'s success
+//! and error callbacks, so they have run when `get` returns, as in Python), then marks it Done
+//! and wakes the waiters, then runs the *after* callbacks (a future's done callbacks, which may
+//! themselves ask the future for its result).
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use serde::de::DeserializeOwned;
+
+use super::error::TaskError;
+use super::task;
+
+/// The outcome of one chunk: its encoded outcomes, or why it has none.
+pub(crate) type ChunkOutcome = Result<Vec<u8>, TaskError>;
+
+/// Decodes a slot's chunks into the handle's value.
+pub(crate) type Decode<T> = fn(&[ChunkOutcome], &[usize]) -> Result<T, TaskError>;
+
+type Before = Box<dyn FnOnce(&[ChunkOutcome]) + Send>;
+type After = Box<dyn FnOnce() + Send>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Pending,
+    Running,
+    Completing,
+    Done,
+    Cancelled,
+}
+
+struct State {
+    chunks: Vec<Option<ChunkOutcome>>,
+    remaining: usize,
+    done: Option<Arc<[ChunkOutcome]>>,
+    phase: Phase,
+    before: Vec<Before>,
+    after: Vec<After>,
+}
+
+/// The parent's end of a submission.
+pub(crate) struct Slot {
+    state: Mutex<State>,
+    changed: Condvar,
+    /// How many items each chunk holds.
+    sizes: Vec<usize>,
+}
+
+impl Slot {
+    pub(crate) fn new(sizes: Vec<usize>) -> Arc<Self> {
+        let n = sizes.len();
+        let slot = Arc::new(Slot {
+            state: Mutex::new(State {
+                chunks: (0..n).map(|_| None).collect(),
+                remaining: n,
+                done: None,
+                phase: Phase::Pending,
+                before: Vec::new(),
+                after: Vec::new(),
+            }),
+            changed: Condvar::new(),
+            sizes,
+        });
+        if n == 0 {
+            slot.finish(Vec::new());
+        }
+        slot
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        self.state.lock().phase
+    }
+
+    /// A chunk went to a worker.
+    pub(crate) fn set_running(&self) {
+        let mut st = self.state.lock();
+        if st.phase == Phase::Pending {
+            st.phase = Phase::Running;
+        }
+    }
+
+    /// Chunk `index` finished. Runs callbacks, so call it without holding pool locks.
+    pub(crate) fn complete(&self, index: usize, outcome: ChunkOutcome) {
+        let mut st = self.state.lock();
+        if matches!(st.phase, Phase::Completing | Phase::Done | Phase::Cancelled) {
+            return;
+        }
+        let Some(cell) = st.chunks.get_mut(index) else {
+            return;
+        };
+        if cell.replace(outcome).is_none() {
+            st.remaining -= 1;
+        }
+        if st.remaining > 0 {
+            return;
+        }
+        let chunks = st.chunks.drain(..).flatten().collect();
+        drop(st);
+        self.finish(chunks);
+    }
+
+    fn finish(&self, chunks: Vec<ChunkOutcome>) {
+        let chunks: Arc<[ChunkOutcome]> = chunks.into();
+        let mut st = self.state.lock();
+        st.phase = Phase::Completing;
+        st.done = Some(chunks.clone());
+        loop {
+            let before = std::mem::take(&mut st.before);
+            if before.is_empty() {
+                break;
+            }
+            drop(st);
+            for f in before {
+                f(&chunks);
+            }
+            st = self.state.lock();
+        }
+        st.phase = Phase::Done;
+        let after = std::mem::take(&mut st.after);
+        drop(st);
+        self.changed.notify_all();
+        for f in after {
+            f();
+        }
+    }
+
+    /// Cancels a submission that has not started; false if it has.
+    pub(crate) fn cancel(&self) -> bool {
+        let mut st = self.state.lock();
+        match st.phase {
+            Phase::Cancelled => return true,
+            Phase::Pending => {}
+            _ => return false,
+        }
+        st.phase = Phase::Cancelled;
+        st.done = Some(
+            self.sizes
+                .iter()
+                .map(|_| Err(TaskError::Cancelled))
+                .collect(),
+        );
+        let after = std::mem::take(&mut st.after);
+        drop(st);
+        self.changed.notify_all();
+        for f in after {
+            f();
+        }
+        true
+    }
+
+    /// Runs `f` with the outcomes before waiters are woken, or now if that has passed.
+    fn add_before(&self, f: Before) {
+        let mut st = self.state.lock();
+        match (&st.done, st.phase) {
+            (Some(done), Phase::Done | Phase::Cancelled) => {
+                let done = done.clone();
+                drop(st);
+                f(&done);
+            }
+            _ => st.before.push(f),
+        }
+    }
+
+    /// Runs `f` once the slot is done or cancelled, or now if it is.
+    pub(crate) fn add_after(&self, f: After) {
+        let mut st = self.state.lock();
+        if matches!(st.phase, Phase::Done | Phase::Cancelled) {
+            drop(st);
+            f();
+        } else {
+            st.after.push(f);
+        }
+    }
+
+    /// Waits until done or cancelled, at most until `deadline`; the outcomes if so.
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Arc<[ChunkOutcome]>> {
+        let mut st = self.state.lock();
+        loop {
+            if matches!(st.phase, Phase::Done | Phase::Cancelled) {
+                return st.done.clone();
+            }
+            match deadline {
+                None => self.changed.wait(&mut st),
+                Some(d) => {
+                    if self.changed.wait_until(&mut st, d).timed_out()
+                        && !matches!(st.phase, Phase::Done | Phase::Cancelled)
+                    {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn sizes(&self) -> &[usize] {
+        &self.sizes
+    }
+}
+
+/// Decodes the single item of a one-chunk slot.
+pub(crate) fn decode_one<R: DeserializeOwned>(
+    chunks: &[ChunkOutcome],
+    _: &[usize],
+) -> Result<R, TaskError> {
+    match chunks.first() {
+        Some(Ok(bytes)) => match task::Items(bytes).next() {
+            Some(Ok((tag, bytes))) => task::decode_outcome(tag, bytes),
+            Some(Err(why)) => Err(TaskError::Deserialize(why)),
+            None => Err(TaskError::Deserialize("the worker sent no result".into())),
+        },
+        Some(Err(e)) => Err(e.clone()),
+        None => Err(TaskError::Deserialize("no outcome".into())),
+    }
+}
+
+/// Decodes every item of every chunk, in order; the first failure, if any, after all of them.
+pub(crate) fn decode_all<R: DeserializeOwned>(
+    chunks: &[ChunkOutcome],
+    sizes: &[usize],
+) -> Result<Vec<R>, TaskError> {
+    let mut items = Vec::with_capacity(sizes.iter().sum());
+    for (chunk, &size) in chunks.iter().zip(sizes) {
+        match chunk {
+            Ok(bytes) => task::decode_chunk(bytes, size, &mut items),
+            Err(e) => items.extend((0..size).map(|_| Err(e.clone()))),
+        }
+    }
+    items.into_iter().collect()
+}
+
+/// The result of [`Pool::apply_async`](crate::Pool::apply_async) or
+/// [`Pool::map_async`](crate::Pool::map_async): Python's `AsyncResult`.
+///
+/// [`on_success`](Self::on_success) and [`on_error`](Self::on_error) register Python's
+/// `callback` and `error_callback`: they run in the parent, on the pool's collector thread, as
+/// soon as the task finishes and before [`get`](Self::get) returns (or at once, on the calling
+/// thread, if it has already finished). A callback should be quick and must not wait for
+/// another task of the same pool: while it runs, no other result is delivered.
+pub struct AsyncResult<T> {
+    slot: Arc<Slot>,
+    decode: Decode<T>,
+    _value: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for AsyncResult<T> {
+    fn clone(&self) -> Self {
+        AsyncResult {
+            slot: self.slot.clone(),
+            decode: self.decode,
+            _value: PhantomData,
+        }
+    }
+}
+
+impl<T: 'static> AsyncResult<T> {
+    pub(crate) fn new(slot: Arc<Slot>, decode: Decode<T>) -> Self {
+        AsyncResult {
+            slot,
+            decode,
+            _value: PhantomData,
+        }
+    }
+
+    /// Waits for the task and returns its value (decoded afresh on each call).
+    ///
+    /// # Errors
+    /// The task's [`TaskError`]; for a `map_async`, the first failing item's, once all chunks
+    /// have finished.
+    pub fn get(&self) -> Result<T, TaskError> {
+        let done = self.slot.wait(None).ok_or(TaskError::Timeout)?;
+        (self.decode)(&done, self.slot.sizes())
+    }
+
+    /// As [`get`](Self::get), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`TaskError::Timeout`] if it has not finished by then (it keeps running; ask again).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, TaskError> {
+        let deadline = Instant::now().checked_add(timeout);
+        let done = self.slot.wait(deadline).ok_or(TaskError::Timeout)?;
+        (self.decode)(&done, self.slot.sizes())
+    }
+
+    /// Waits until the task has finished.
+    pub fn wait(&self) {
+        self.slot.wait(None);
+    }
+
+    /// Waits at most `timeout`; whether the task has finished.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.slot.wait(Instant::now().checked_add(timeout)).is_some()
+    }
+
+    /// Whether the task has finished (and its callbacks have run).
+    pub fn ready(&self) -> bool {
+        matches!(self.slot.phase(), Phase::Done | Phase::Cancelled)
+    }
+
+    /// Whether the task finished with a value; `None` while it has not finished (Python raises
+    /// `ValueError` there).
+    pub fn successful(&self) -> Option<bool> {
+        self.ready().then(|| self.get().is_ok())
+    }
+
+    /// Registers a callback for the value (Python's `callback`).
+    #[must_use = "the AsyncResult is how to get the value"]
+    pub fn on_success(self, f: impl FnOnce(&T) + Send + 'static) -> Self {
+        let decode = self.decode;
+        let sizes = self.slot.sizes().to_vec();
+        self.slot.add_before(Box::new(move |chunks| {
+            if let Ok(value) = decode(chunks, &sizes) {
+                f(&value);
+            }
+        }));
+        self
+    }
+
+    /// Registers a callback for the error (Python's `error_callback`).
+    #[must_use = "the AsyncResult is how to get the value"]
+    pub fn on_error(self, f: impl FnOnce(&TaskError) + Send + 'static) -> Self {
+        let decode = self.decode;
+        let sizes = self.slot.sizes().to_vec();
+        self.slot.add_before(Box::new(move |chunks| {
+            if let Err(e) = decode(chunks, &sizes) {
+                f(&e);
+            }
+        }));
+        self
+    }
+}
+
+impl<T> std::fmt::Debug for AsyncResult<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("phase", &self.slot.phase())
+            .finish()
+    }
+}
