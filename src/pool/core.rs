@@ -488,11 +488,7 @@ impl Core {
                 for (k, id) in sent.into_iter().enumerate() {
                     if k == 0 && running == id + 1 {
                         if let Some(task) = st.tasks.remove(&id) {
-                            let e = TaskError::WorkerDied {
-                                pid,
-                                status: status.clone(),
-                            };
-                            deliveries.push((task.sink, Err(e)));
+                            deliveries.push((task.sink, Err(self.died(pid, &status))));
                         }
                     } else {
                         requeue.push(id);
@@ -508,9 +504,7 @@ impl Core {
                     continue;
                 }
                 if self.config.break_on_death {
-                    broken = Some(TaskError::Broken(format!(
-                        "a worker (pid {pid}) died abruptly: {status}"
-                    )));
+                    broken = Some(self.died(pid, &status));
                 } else if !ready && self.config.initializer.is_some() {
                     broken = Some(TaskError::Initializer(format!(
                         "a worker (pid {pid}) died in its initializer: {status}"
@@ -546,6 +540,18 @@ impl Core {
                 self.shut_down(why, &mut deliveries);
                 deliver(deliveries);
                 break;
+            }
+        }
+    }
+
+    /// The error of the task a worker was running when it died.
+    fn died(&self, pid: u32, status: &str) -> TaskError {
+        if self.config.break_on_death {
+            TaskError::Broken(format!("a worker (pid {pid}) died abruptly: {status}"))
+        } else {
+            TaskError::WorkerDied {
+                pid,
+                status: status.to_owned(),
             }
         }
     }

@@ -1,0 +1,443 @@
+//! `Pool`: Python's Pool API with real worker processes (this test binary started again; each
+//! test begins with `shmkit::init()`, which runs the worker's loop in a worker), including
+//! workers killed in the middle of a task.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{wait_until, watchdog};
+use serde::{Deserialize, Serialize};
+use shmkit::{Error, Pool, TaskError, Value};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+fn describe(name: String, times: usize, sep: char) -> String {
+    vec![name; times].join(&sep.to_string())
+}
+
+fn odd_fails(x: i64) -> Result<i64, String> {
+    if x % 2 == 0 {
+        Ok(x / 2)
+    } else {
+        Err(format!("{x} is odd"))
+    }
+}
+
+fn seven_panics(x: u32) -> u32 {
+    assert!(x != 7, "seven is not allowed");
+    x
+}
+
+fn sleep_ms(ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    shmkit::current_pid()
+}
+
+fn pid(_: ()) -> u32 {
+    shmkit::current_pid()
+}
+
+fn counted((counter, x): (Value<u64>, u32)) -> u32 {
+    std::thread::sleep(Duration::from_millis(5));
+    counter.update(|c| *c += 1).unwrap();
+    assert!(x != 3, "three fails");
+    x
+}
+
+/// Item 5 publishes its worker's pid and waits to be killed; the others are quick.
+fn victim((flag, x): (Value<u32>, u32)) -> u32 {
+    if x == 5 {
+        flag.set(shmkit::current_pid()).unwrap();
+        std::thread::sleep(Duration::from_secs(30));
+    }
+    x * 10
+}
+
+fn abort_on_zero(x: u32) -> u32 {
+    if x == 0 {
+        std::process::abort();
+    }
+    x
+}
+
+/// Serialises only when `ok`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+struct Picky {
+    ok: bool,
+}
+
+impl Serialize for Picky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.ok {
+            s.serialize_bool(true)
+        } else {
+            Err(serde::ser::Error::custom("Picky refuses to serialise"))
+        }
+    }
+}
+
+fn unwrap_picky(p: Picky) -> bool {
+    p.ok
+}
+
+fn make_picky(ok: bool) -> Picky {
+    Picky { ok }
+}
+
+/// Deserialises only an even number.
+#[derive(Debug, Serialize)]
+struct Even(u32);
+
+impl<'de> Deserialize<'de> for Even {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u32::deserialize(d)?;
+        if v % 2 == 0 {
+            Ok(Even(v))
+        } else {
+            Err(serde::de::Error::custom(format!("{v} is not even")))
+        }
+    }
+}
+
+fn half(e: Even) -> u32 {
+    e.0 / 2
+}
+
+static GREETING: AtomicU64 = AtomicU64::new(0);
+
+fn set_greeting(v: u64) {
+    GREETING.store(v, Ordering::Relaxed);
+}
+
+fn greeting(_: ()) -> u64 {
+    GREETING.load(Ordering::Relaxed)
+}
+
+fn picky_init(_: Picky) {}
+
+fn failing_init(_: ()) {
+    panic!("the initializer gives up");
+}
+
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn map_starmap_and_imap_give_every_result_in_order() {
+    shmkit::init();
+    watchdog(Duration::from_secs(120));
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.processes(), 2);
+    let expect: Vec<u64> = (0..1000u64).map(|x| x * x).collect();
+    assert_eq!(pool.map(square, 0..1000u64).unwrap(), expect);
+    assert_eq!(pool.chunksize(7).map(square, 0..1000u64).unwrap(), expect);
+    assert_eq!(pool.map(square, Vec::<u64>::new()).unwrap(), Vec::<u64>::new());
+    assert_eq!(
+        pool.map_async(square, [3u64, 4]).get_timeout(LIMIT).unwrap(),
+        [9, 16]
+    );
+
+    let pairs: Vec<(u64, u64)> = (0..100).map(|i| (i, 2 * i)).collect();
+    let sums = pool.starmap(add, pairs).unwrap();
+    assert_eq!(sums, (0..100).map(|i| 3 * i).collect::<Vec<u64>>());
+    let described = pool
+        .starmap(describe, [("ab".to_string(), 3usize, '-'), ("c".into(), 1, '+')])
+        .unwrap();
+    assert_eq!(described, ["ab-ab-ab", "c"]);
+
+    let ordered: Vec<u64> = pool
+        .imap(square, 0..200u64)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(ordered, expect[..200]);
+    let mut unordered: Vec<u64> = pool
+        .chunksize(3)
+        .imap_unordered(square, 0..200u64)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    unordered.sort();
+    assert_eq!(unordered, expect[..200]);
+    // imap reads its input lazily: an endless input works.
+    let first: Vec<u64> = pool
+        .imap(square, 0u64..)
+        .take(50)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(first, expect[..50]);
+    // Python's default chunk size for map: ceil(len / (4 × workers)).
+    let pids: Vec<u32> = pool.map(pid, vec![(); 8]).unwrap();
+    assert!(pids.iter().all(|p| pool.pids().contains(p)));
+    pool.close();
+    pool.join().unwrap();
+}
+
+#[test]
+fn apply_async_runs_callbacks_in_the_parent_before_get_returns() {
+    shmkit::init();
+    watchdog(Duration::from_secs(120));
+    let pool = Pool::new(2).unwrap();
+    assert_ne!(pool.apply(sleep_ms, 0).unwrap(), shmkit::current_pid());
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let me = std::process::id();
+    let results: Vec<_> = [60u64, 1, 30]
+        .into_iter()
+        .map(|ms| {
+            let seen = seen.clone();
+            pool.apply_async(sleep_ms, ms).on_success(move |worker| {
+                // The callback runs in this (the parent) process.
+                assert_eq!(std::process::id(), me);
+                seen.lock().unwrap().push((ms, *worker));
+            })
+        })
+        .collect();
+    for r in &results {
+        let worker = r.get_timeout(LIMIT).unwrap();
+        assert!(seen.lock().unwrap().iter().any(|&(_, w)| w == worker));
+        assert!(r.ready());
+        assert_eq!(r.successful(), Some(true));
+    }
+    assert_eq!(seen.lock().unwrap().len(), 3);
+
+    // get_timeout gives up without losing the task; wait then finds it done.
+    let slow = pool.apply_async(sleep_ms, 300);
+    assert_eq!(slow.get_timeout(Duration::from_millis(10)), Err(TaskError::Timeout));
+    assert!(!slow.ready());
+    assert_eq!(slow.successful(), None);
+    assert!(slow.wait_timeout(LIMIT));
+    assert!(slow.get().is_ok());
+
+    // An error goes to the error callback, not the success one.
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let e2 = errors.clone();
+    let r = pool
+        .apply_async(seven_panics, 7)
+        .on_success(|_| panic!("no value expected"))
+        .on_error(move |e| e2.lock().unwrap().push(e.clone()));
+    assert!(matches!(r.get_timeout(LIMIT), Err(TaskError::Panicked(m)) if m.contains("seven")));
+    assert_eq!(errors.lock().unwrap().len(), 1);
+    assert_eq!(r.successful(), Some(false));
+    // A callback registered after the end runs at once.
+    let late = Arc::new(AtomicU64::new(0));
+    let l2 = late.clone();
+    let _ = r.on_error(move |_| {
+        l2.store(1, Ordering::Relaxed);
+    });
+    assert_eq!(late.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_failing_task_fails_alone_and_map_waits_for_every_chunk() {
+    shmkit::init();
+    watchdog(Duration::from_secs(120));
+    let pool = Pool::new(2).unwrap();
+    assert!(matches!(pool.apply(seven_panics, 7), Err(TaskError::Panicked(m)) if m.contains("seven is not allowed")));
+    assert_eq!(pool.apply(seven_panics, 8), Ok(8));
+    assert_eq!(
+        pool.apply(odd_fails, 3),
+        Err(TaskError::Failed("3 is odd".into()))
+    );
+    assert_eq!(pool.apply(odd_fails, 4), Ok(Ok(2)));
+
+    // map reports the first failure, but only after every chunk has run.
+    let counter = Value::new(0u64).unwrap();
+    let items: Vec<(Value<u64>, u32)> = (0..40).map(|x| (counter.clone(), x)).collect();
+    let err = pool.chunksize(2).map(counted, items).unwrap_err();
+    assert!(matches!(err, TaskError::Panicked(m) if m.contains("three fails")));
+    assert_eq!(counter.get().unwrap(), 40);
+
+    // imap yields the error at its item and goes on.
+    let got: Vec<_> = pool.imap(seven_panics, 5..10).collect();
+    assert_eq!(got.len(), 5);
+    assert!(got[2].is_err());
+    assert!(got.iter().enumerate().all(|(i, r)| i == 2 || r.is_ok()));
+    assert_eq!(pool.map(square, 0..4u64).unwrap(), [0, 1, 4, 9]);
+}
+
+#[test]
+fn arguments_and_results_that_do_not_serialise_fail_their_task_only() {
+    shmkit::init();
+    watchdog(Duration::from_secs(120));
+    let pool = Pool::new(2).unwrap();
+    let r = pool.apply(unwrap_picky, Picky { ok: false });
+    assert!(matches!(r, Err(TaskError::Serialize(m)) if m.contains("Picky refuses")));
+    assert_eq!(pool.apply(unwrap_picky, Picky { ok: true }), Ok(true));
+    let r = pool.apply(make_picky, false);
+    assert!(matches!(r, Err(TaskError::Serialize(m)) if m.contains("result did not serialise")));
+    let r = pool.apply(half, Even(3));
+    assert!(matches!(r, Err(TaskError::Deserialize(m)) if m.contains("argument")));
+    // In a map, the bad item fails it; its chunk neighbours are fine.
+    let got: Vec<_> = pool
+        .chunksize(4)
+        .imap(unwrap_picky, [true, false, true, true].map(|ok| Picky { ok }))
+        .collect();
+    assert!(got[0].is_ok() && got[1].is_err() && got[2].is_ok() && got[3].is_ok());
+    assert_eq!(pool.map(half, [Even(2), Even(8)]).unwrap(), [1, 4]);
+}
+
+#[test]
+fn a_worker_killed_during_map_fails_its_task_and_is_replaced() {
+    shmkit::init();
+    watchdog(Duration::from_secs(120));
+    let pool = Pool::new(2).unwrap();
+    let before = pool.pids();
+    let flag = Value::new(0u32).unwrap();
+    let killer = {
+        let flag = flag.clone();
+        std::thread::spawn(move || {
+            wait_until("the victim task to start", LIMIT, || flag.get().unwrap() != 0);
+            let pid = flag.get().unwrap();
+            // SAFETY-free: plain kill(2) through the command line tool.
+            std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .unwrap();
+            pid
+        })
+    };
+    let items: Vec<(Value<u32>, u32)> = (0..20).map(|x| (flag.clone(), x)).collect();
+    let started = Instant::now();
+    let got: Vec<_> = pool.imap(victim, items.clone()).collect();
+    let victim_pid = killer.join().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(25), "map waited for the sleeping task");
+    for (i, r) in got.iter().enumerate() {
+        if i == 5 {
+            assert!(
+                matches!(r, Err(TaskError::WorkerDied { pid, status }) if *pid == victim_pid && status.contains("signal 9")),
+                "{r:?}"
+            );
+        } else {
+            assert_eq!(r.as_ref().unwrap(), &(i as u32 * 10));
+        }
+    }
+    // map reports it as its error; the pool has replaced the worker and still works.
+    flag.set(0).unwrap();
+    let killer = {
+        let flag = flag.clone();
+        std::thread::spawn(move || {
+            wait_until("the victim task to start", LIMIT, || flag.get().unwrap() != 0);
+            let pid = flag.get().unwrap().to_string();
+            std::process::Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+        })
+    };
+    let err = pool.chunksize(3).map(victim, items).unwrap_err();
+    killer.join().unwrap();
+    assert!(matches!(err, TaskError::WorkerDied { .. }), "{err:?}");
+    wait_until("a replacement worker", LIMIT, || pool.pids().len() == 2);
+    assert!(!pool.pids().contains(&victim_pid));
+    assert_ne!(pool.pids(), before);
+    assert_eq!(pool.map(square, 0..10u64).unwrap()[9], 81);
+
+    // A worker that aborts on its own is a dead worker too.
+    let r = pool.apply(abort_on_zero, 0);
+    assert!(matches!(&r, Err(TaskError::WorkerDied { status, .. }) if status.contains("signal 6")), "{r:?}");
+    assert_eq!(pool.apply(abort_on_zero, 4), Ok(4));
+}
+
+#[test]
+fn terminate_fails_every_queued_task_and_kills_the_workers() {
+    shmkit::init();
+    watchdog(Duration::from_secs(120));
+    let pool = Pool::new(2).unwrap();
+    let pids = pool.pids();
+    let results: Vec<_> = (0..500).map(|_| pool.apply_async(sleep_ms, 20)).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let errors = Arc::new(AtomicU64::new(0));
+    let last = results[499].clone();
+    let e2 = errors.clone();
+    let last = last.on_error(move |e| {
+        assert_eq!(e, &TaskError::Terminated);
+        e2.fetch_add(1, Ordering::Relaxed);
+    });
+    pool.terminate();
+    let mut terminated = 0;
+    for r in &results {
+        match r.get_timeout(Duration::from_secs(5)) {
+            Ok(_) => {}
+            Err(TaskError::Terminated) => terminated += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert!(terminated > 400, "only {terminated} of 500 were terminated");
+    assert_eq!(errors.load(Ordering::Relaxed), 1);
+    assert!(last.ready());
+    for pid in pids {
+        assert!(!alive(pid), "worker {pid} outlived terminate");
+    }
+    assert_eq!(pool.apply(square, 2), Err(TaskError::Terminated));
+}
+
+#[test]
+fn maxtasksperchild_replaces_workers_and_initializer_runs_in_each() {
+    shmkit::init();
+    watchdog(Duration::from_secs(120));
+    let pool = Pool::builder()
+        .processes(1)
+        .maxtasksperchild(2)
+        .initializer(set_greeting, 42u64)
+        .build()
+        .unwrap();
+    let pids: Vec<u32> = (0..6).map(|_| pool.apply(pid, ()).unwrap()).collect();
+    let mut distinct = pids.clone();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "{pids:?}");
+    assert_eq!(pids[0], pids[1]);
+    assert_ne!(pids[1], pids[2]);
+    assert_eq!(pool.apply(greeting, ()).unwrap(), 42);
+    assert_eq!(pool.map(greeting, vec![(); 10]).unwrap(), vec![42; 10]);
+
+    // An initializer that fails breaks the pool: every task fails, none hangs.
+    let broken = Pool::builder()
+        .processes(2)
+        .initializer(failing_init, ())
+        .build()
+        .unwrap();
+    let r = broken.apply_async(square, 3);
+    assert!(matches!(r.get_timeout(LIMIT), Err(TaskError::Initializer(m)) if m.contains("gives up")));
+    assert!(matches!(broken.map(square, 0..10u64), Err(TaskError::Initializer(_))));
+}
+
+#[test]
+fn lifecycle_errors_are_clear() {
+    shmkit::init();
+    watchdog(Duration::from_secs(120));
+    assert!(matches!(Pool::new(0), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(
+        Pool::builder().initializer(picky_init, Picky { ok: false }).build(),
+        Err(Error::InvalidArgument { .. })
+    ));
+    let pool = Pool::new(1).unwrap();
+    assert!(matches!(pool.join(), Err(Error::InvalidArgument { .. })));
+    let r = pool.apply_async(sleep_ms, 50);
+    pool.close();
+    assert_eq!(pool.apply(square, 2), Err(TaskError::Closed));
+    // join lets the submitted task finish, then stops the workers.
+    let pids = pool.pids();
+    pool.join_timeout(LIMIT).unwrap();
+    assert!(r.get_timeout(Duration::ZERO).is_ok());
+    for pid in pids {
+        assert!(!alive(pid));
+    }
+
+    // Dropping a pool terminates it.
+    let pool = Pool::new(2).unwrap();
+    let pids = pool.pids();
+    let r = pool.apply_async(sleep_ms, 10_000);
+    drop(pool);
+    assert_eq!(r.get_timeout(LIMIT), Err(TaskError::Terminated));
+    for pid in pids {
+        assert!(!alive(pid));
+    }
+}
