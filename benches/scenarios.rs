@@ -19,9 +19,9 @@ const IMPLEMENTED: &[&str] = &[
     "array_fill",
     "pipe_small",
     "lock_uncontended",
+    "pool_map",
+    "pool_apply_async",
 ];
-const PLANNED: &[&str] = &["pool_map", "pool_apply_async"];
-
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn n(x: usize) -> usize {
@@ -342,7 +342,43 @@ fn fill_child() -> Res<()> {
     Ok(())
 }
 
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// `Pool(2).map(square, range(N))` with the default chunk size, workers already started.
+fn pool_map() -> Res<()> {
+    let count = n(200_000) as u64;
+    let pool = shmkit::Pool::new(2)?;
+    pool.map(square, 0..10u64)?; // workers started
+    let t0 = Instant::now();
+    let out = pool.map(square, 0..count)?;
+    let secs = t0.elapsed().as_secs_f64();
+    assert_eq!(out.len() as u64, count);
+    assert_eq!(out[out.len() - 1], (count - 1) * (count - 1));
+    report("pool_map", count as usize, secs, 0);
+    Ok(())
+}
+
+/// `Pool(2).apply_async(square, (i,))` for N tasks, then `get()` each.
+fn pool_apply_async() -> Res<()> {
+    let count = n(20_000) as u64;
+    let pool = shmkit::Pool::new(2)?;
+    pool.map(square, 0..10u64)?;
+    let t0 = Instant::now();
+    let results: Vec<_> = (0..count).map(|i| pool.apply_async(square, i)).collect();
+    let mut total = 0u64;
+    for r in &results {
+        total += r.get()?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    assert_eq!(total, (0..count).map(|i| i * i).sum::<u64>());
+    report("pool_apply_async", count as usize, secs, 0);
+    Ok(())
+}
+
 fn main() -> Res<()> {
+    shmkit::init(); // a pool worker runs its loop here
     if let Ok(role) = std::env::var(ROLE) {
         return match role.as_str() {
             "incr" => incr_child(),
@@ -373,7 +409,8 @@ fn main() -> Res<()> {
             "array_fill" => array_fill()?,
             "pipe_small" => pipe_small()?,
             "lock_uncontended" => lock_uncontended()?,
-            s if PLANNED.contains(&s) => eprintln!("scenario {s}: not implemented yet (skipped)"),
+            "pool_map" => pool_map()?,
+            "pool_apply_async" => pool_apply_async()?,
             s => {
                 return Err(
                     format!("unknown scenario {s:?}; known: {}", IMPLEMENTED.join(", ")).into(),

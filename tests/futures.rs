@@ -57,7 +57,9 @@ fn submit_result_callbacks_and_cancel() {
     third.add_done_callback(move |f| *s2.lock().unwrap() = Some(f.result()));
     assert_eq!(first.result_timeout(LIMIT), Ok(300));
     assert_eq!(third.result_timeout(LIMIT), Ok(2));
-    wait_until("the done callback", LIMIT, || seen.lock().unwrap().is_some());
+    wait_until("the done callback", LIMIT, || {
+        seen.lock().unwrap().is_some()
+    });
     assert_eq!(seen.lock().unwrap().clone(), Some(Ok(2)));
     // Already done: the callback runs at once, here.
     let here = Arc::new(AtomicU32::new(0));
@@ -73,7 +75,10 @@ fn submit_result_callbacks_and_cancel() {
     assert!(first.error().is_none());
     // result_timeout gives up and the future goes on.
     let slow = executor.submit(sleep_then, 200);
-    assert_eq!(slow.result_timeout(Duration::from_millis(5)), Err(TaskError::Timeout));
+    assert_eq!(
+        slow.result_timeout(Duration::from_millis(5)),
+        Err(TaskError::Timeout)
+    );
     assert_eq!(slow.result_timeout(LIMIT), Ok(200));
     let mapped: Vec<_> = executor.map(sleep_then, [3, 1, 2]).collect();
     assert_eq!(mapped, [Ok(3), Ok(1), Ok(2)]);
@@ -84,27 +89,32 @@ fn as_completed_and_wait_follow_completion_order() {
     shmkit::init();
     watchdog(Duration::from_secs(120));
     let executor = Executor::new(2).unwrap();
-    let futures: Vec<_> = [400u64, 20].map(|ms| executor.submit(sleep_then, ms)).into();
+    let futures: Vec<_> = [400u64, 20]
+        .map(|ms| executor.submit(sleep_then, ms))
+        .into();
     let order: Vec<u64> = as_completed(&futures, Some(LIMIT))
         .map(|f| f.unwrap().result().unwrap())
         .collect();
     assert_eq!(order, [20, 400]);
 
-    let futures: Vec<_> = [500u64, 10].map(|ms| executor.submit(sleep_then, ms)).into();
+    let futures: Vec<_> = [500u64, 10]
+        .map(|ms| executor.submit(sleep_then, ms))
+        .into();
     let w = wait(&futures, Some(LIMIT), ReturnWhen::FirstCompleted);
     assert_eq!(w.done.len(), 1);
     assert_eq!(w.done[0].result(), Ok(10));
     assert_eq!(w.not_done.len(), 1);
     // A timeout returns what is done so far.
-    let w = wait(&futures, Some(Duration::from_millis(1)), ReturnWhen::AllCompleted);
+    let w = wait(
+        &futures,
+        Some(Duration::from_millis(1)),
+        ReturnWhen::AllCompleted,
+    );
     assert_eq!((w.done.len(), w.not_done.len()), (1, 1));
     let w = wait(&futures, Some(LIMIT), ReturnWhen::AllCompleted);
     assert_eq!((w.done.len(), w.not_done.len()), (2, 0));
 
-    let mixed = vec![
-        executor.submit(sleep_then, 600),
-        executor.submit(fails, 1),
-    ];
+    let mixed = vec![executor.submit(sleep_then, 600), executor.submit(fails, 1)];
     let w = wait(&mixed, Some(LIMIT), ReturnWhen::FirstException);
     assert_eq!(w.done.len(), 1);
     assert!(w.done[0].error().is_some());
@@ -144,7 +154,9 @@ fn a_killed_worker_breaks_the_executor_instead_of_hanging() {
         .args(["-KILL", &pid.to_string()])
         .status()
         .unwrap();
-    assert!(matches!(victim.result_timeout(LIMIT), Err(TaskError::Broken(m)) if m.contains(&pid.to_string())));
+    assert!(
+        matches!(victim.result_timeout(LIMIT), Err(TaskError::Broken(m)) if m.contains(&pid.to_string()))
+    );
     for f in &pending {
         match f.result_timeout(LIMIT) {
             Ok(_) | Err(TaskError::Broken(_)) => {}
@@ -153,5 +165,8 @@ fn a_killed_worker_breaks_the_executor_instead_of_hanging() {
     }
     assert!(pending.iter().any(|f| f.error().is_some()));
     let later = executor.submit(sleep_then, 1);
-    assert!(matches!(later.result_timeout(LIMIT), Err(TaskError::Broken(_))));
+    assert!(matches!(
+        later.result_timeout(LIMIT),
+        Err(TaskError::Broken(_))
+    ));
 }

@@ -143,9 +143,14 @@ fn map_starmap_and_imap_give_every_result_in_order() {
     let expect: Vec<u64> = (0..1000u64).map(|x| x * x).collect();
     assert_eq!(pool.map(square, 0..1000u64).unwrap(), expect);
     assert_eq!(pool.chunksize(7).map(square, 0..1000u64).unwrap(), expect);
-    assert_eq!(pool.map(square, Vec::<u64>::new()).unwrap(), Vec::<u64>::new());
     assert_eq!(
-        pool.map_async(square, [3u64, 4]).get_timeout(LIMIT).unwrap(),
+        pool.map(square, Vec::<u64>::new()).unwrap(),
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        pool.map_async(square, [3u64, 4])
+            .get_timeout(LIMIT)
+            .unwrap(),
         [9, 16]
     );
 
@@ -153,7 +158,10 @@ fn map_starmap_and_imap_give_every_result_in_order() {
     let sums = pool.starmap(add, pairs).unwrap();
     assert_eq!(sums, (0..100).map(|i| 3 * i).collect::<Vec<u64>>());
     let described = pool
-        .starmap(describe, [("ab".to_string(), 3usize, '-'), ("c".into(), 1, '+')])
+        .starmap(
+            describe,
+            [("ab".to_string(), 3usize, '-'), ("c".into(), 1, '+')],
+        )
         .unwrap();
     assert_eq!(described, ["ab-ab-ab", "c"]);
 
@@ -213,7 +221,10 @@ fn apply_async_runs_callbacks_in_the_parent_before_get_returns() {
 
     // get_timeout gives up without losing the task; wait then finds it done.
     let slow = pool.apply_async(sleep_ms, 300);
-    assert_eq!(slow.get_timeout(Duration::from_millis(10)), Err(TaskError::Timeout));
+    assert_eq!(
+        slow.get_timeout(Duration::from_millis(10)),
+        Err(TaskError::Timeout)
+    );
     assert!(!slow.ready());
     assert_eq!(slow.successful(), None);
     assert!(slow.wait_timeout(LIMIT));
@@ -243,7 +254,9 @@ fn a_failing_task_fails_alone_and_map_waits_for_every_chunk() {
     shmkit::init();
     watchdog(Duration::from_secs(120));
     let pool = Pool::new(2).unwrap();
-    assert!(matches!(pool.apply(seven_panics, 7), Err(TaskError::Panicked(m)) if m.contains("seven is not allowed")));
+    assert!(
+        matches!(pool.apply(seven_panics, 7), Err(TaskError::Panicked(m)) if m.contains("seven is not allowed"))
+    );
     assert_eq!(pool.apply(seven_panics, 8), Ok(8));
     assert_eq!(
         pool.apply(odd_fails, 3),
@@ -281,7 +294,10 @@ fn arguments_and_results_that_do_not_serialise_fail_their_task_only() {
     // In a map, the bad item fails it; its chunk neighbours are fine.
     let got: Vec<_> = pool
         .chunksize(4)
-        .imap(unwrap_picky, [true, false, true, true].map(|ok| Picky { ok }))
+        .imap(
+            unwrap_picky,
+            [true, false, true, true].map(|ok| Picky { ok }),
+        )
         .collect();
     assert!(got[0].is_ok() && got[1].is_err() && got[2].is_ok() && got[3].is_ok());
     assert_eq!(pool.map(half, [Even(2), Even(8)]).unwrap(), [1, 4]);
@@ -297,7 +313,9 @@ fn a_worker_killed_during_map_fails_its_task_and_is_replaced() {
     let killer = {
         let flag = flag.clone();
         std::thread::spawn(move || {
-            wait_until("the victim task to start", LIMIT, || flag.get().unwrap() != 0);
+            wait_until("the victim task to start", LIMIT, || {
+                flag.get().unwrap() != 0
+            });
             let pid = flag.get().unwrap();
             // SAFETY-free: plain kill(2) through the command line tool.
             std::process::Command::new("kill")
@@ -311,7 +329,10 @@ fn a_worker_killed_during_map_fails_its_task_and_is_replaced() {
     let started = Instant::now();
     let got: Vec<_> = pool.imap(victim, items.clone()).collect();
     let victim_pid = killer.join().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(25), "map waited for the sleeping task");
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "map waited for the sleeping task"
+    );
     for (i, r) in got.iter().enumerate() {
         if i == 5 {
             assert!(
@@ -327,9 +348,14 @@ fn a_worker_killed_during_map_fails_its_task_and_is_replaced() {
     let killer = {
         let flag = flag.clone();
         std::thread::spawn(move || {
-            wait_until("the victim task to start", LIMIT, || flag.get().unwrap() != 0);
+            wait_until("the victim task to start", LIMIT, || {
+                flag.get().unwrap() != 0
+            });
             let pid = flag.get().unwrap().to_string();
-            std::process::Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+            std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status()
+                .unwrap();
         })
     };
     let err = pool.chunksize(3).map(victim, items).unwrap_err();
@@ -342,7 +368,10 @@ fn a_worker_killed_during_map_fails_its_task_and_is_replaced() {
 
     // A worker that aborts on its own is a dead worker too.
     let r = pool.apply(abort_on_zero, 0);
-    assert!(matches!(&r, Err(TaskError::WorkerDied { status, .. }) if status.contains("signal 6")), "{r:?}");
+    assert!(
+        matches!(&r, Err(TaskError::WorkerDied { status, .. }) if status.contains("signal 6")),
+        "{r:?}"
+    );
     assert_eq!(pool.apply(abort_on_zero, 4), Ok(4));
 }
 
@@ -405,8 +434,13 @@ fn maxtasksperchild_replaces_workers_and_initializer_runs_in_each() {
         .build()
         .unwrap();
     let r = broken.apply_async(square, 3);
-    assert!(matches!(r.get_timeout(LIMIT), Err(TaskError::Initializer(m)) if m.contains("gives up")));
-    assert!(matches!(broken.map(square, 0..10u64), Err(TaskError::Initializer(_))));
+    assert!(
+        matches!(r.get_timeout(LIMIT), Err(TaskError::Initializer(m)) if m.contains("gives up"))
+    );
+    assert!(matches!(
+        broken.map(square, 0..10u64),
+        Err(TaskError::Initializer(_))
+    ));
 }
 
 #[test]
@@ -415,7 +449,9 @@ fn lifecycle_errors_are_clear() {
     watchdog(Duration::from_secs(120));
     assert!(matches!(Pool::new(0), Err(Error::InvalidArgument { .. })));
     assert!(matches!(
-        Pool::builder().initializer(picky_init, Picky { ok: false }).build(),
+        Pool::builder()
+            .initializer(picky_init, Picky { ok: false })
+            .build(),
         Err(Error::InvalidArgument { .. })
     ));
     let pool = Pool::new(1).unwrap();

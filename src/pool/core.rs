@@ -10,15 +10,15 @@
 //! [`Sink`]) happens after the state lock is released, so a callback may submit more tasks.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::mpsc;
 use std::sync::Arc;
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
 use super::error::TaskError;
-use super::slot::{ChunkOutcome, Slot};
+use super::slot::{Chunk, ChunkOutcome, Slot};
 use super::task;
 use super::worker::{self, Report, WorkerArgs};
 use crate::cell::RawArray;
@@ -363,7 +363,7 @@ impl Core {
             let mut check = false;
             match self.results.get_bytes_timeout_into(&mut buf, TICK) {
                 Ok(_) => {
-                    check |= self.handle(&buf, &mut deliveries);
+                    check |= self.handle(&mut buf, &mut deliveries);
                     // Take what else is there, in a bounded batch, before delivering.
                     for _ in 0..256 {
                         if self
@@ -373,7 +373,7 @@ impl Core {
                         {
                             break;
                         }
-                        check |= self.handle(&buf, &mut deliveries);
+                        check |= self.handle(&mut buf, &mut deliveries);
                     }
                 }
                 Err(GetError::Timeout) => {}
@@ -395,7 +395,7 @@ impl Core {
     }
 
     /// Handles one message from a worker; whether workers should be checked now.
-    fn handle(&self, msg: &[u8], deliveries: &mut Deliveries) -> bool {
+    fn handle(&self, msg: &mut Vec<u8>, deliveries: &mut Deliveries) -> bool {
         let Some((index, generation, report)) = worker::parse_report(msg) else {
             return false;
         };
@@ -407,18 +407,16 @@ impl Core {
             .is_some_and(|w| w.generation == generation);
         match report {
             Report::Wake => {}
-            Report::Result {
-                id,
-                elapsed_ns,
-                outcomes,
-            } => {
+            Report::Result { id, elapsed_ns } => {
                 if let Some(w) = st.workers.get_mut(index) {
                     if let Some(pos) = w.sent.iter().position(|&t| t == id) {
                         w.sent.remove(pos);
                     }
                 }
                 if let Some(task) = st.tasks.remove(&id) {
-                    deliveries.push((task.sink, Ok(outcomes.to_vec())));
+                    // The message itself becomes the outcome: no copy.
+                    let chunk = Chunk::new(std::mem::take(msg), worker::OUTCOMES_AT);
+                    deliveries.push((task.sink, Ok(chunk)));
                 }
                 let ns = elapsed_ns as f64;
                 st.avg_ns = Some(st.avg_ns.map_or(ns, |avg| avg * 0.8 + ns * 0.2));
@@ -450,7 +448,12 @@ impl Core {
             st.workers
                 .iter_mut()
                 .enumerate()
-                .filter_map(|(i, w)| w.process.as_mut().is_some_and(|p| !p.is_alive()).then_some(i))
+                .filter_map(|(i, w)| {
+                    w.process
+                        .as_mut()
+                        .is_some_and(|p| !p.is_alive())
+                        .then_some(i)
+                })
                 .collect()
         };
         if dead.is_empty() {

@@ -98,7 +98,11 @@ impl Executor {
 
     /// Submits `f` for every item at once, and returns their results in order, each as it is
     /// needed (Python's `Executor.map`).
-    pub fn map<F, A, R, I>(&self, f: F, items: I) -> impl Iterator<Item = std::result::Result<R, TaskError>> + use<F, A, R, I>
+    pub fn map<F, A, R, I>(
+        &self,
+        f: F,
+        items: I,
+    ) -> impl Iterator<Item = std::result::Result<R, TaskError>> + use<F, A, R, I>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
@@ -140,7 +144,9 @@ impl Drop for Executor {
 
 impl std::fmt::Debug for Executor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Executor").field("pool", &self.pool).finish()
+        f.debug_struct("Executor")
+            .field("pool", &self.pool)
+            .finish()
     }
 }
 
@@ -221,7 +227,9 @@ impl<R: DeserializeOwned + 'static> Future<R> {
 
     /// Waits at most `timeout`; whether it is done.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.slot.wait(Instant::now().checked_add(timeout)).is_some()
+        self.slot
+            .wait(Instant::now().checked_add(timeout))
+            .is_some()
     }
 
     /// Runs `f` with this future once it is done or cancelled: on the pool's collector thread,
@@ -306,11 +314,8 @@ pub fn wait<R: DeserializeOwned + 'static>(
             failed |= !f.cancelled() && f.error().is_some();
         }
     }
-    let (done, not_done): (Vec<_>, Vec<_>) = futures
-        .iter()
-        .cloned()
-        .zip(finished)
-        .partition(|(_, d)| *d);
+    let (done, not_done): (Vec<_>, Vec<_>) =
+        futures.iter().cloned().zip(finished).partition(|(_, d)| *d);
     Waited {
         done: done.into_iter().map(|(f, _)| f).collect(),
         not_done: not_done.into_iter().map(|(f, _)| f).collect(),

@@ -98,11 +98,7 @@ impl<'p, R: DeserializeOwned> Imap<'p, R> {
     fn unpack(&mut self, index: usize, outcome: ChunkOutcome) {
         let size = self.sizes[index];
         match outcome {
-            Ok(bytes) => {
-                let mut items = Vec::with_capacity(size);
-                task::decode_chunk(&bytes, size, &mut items);
-                self.ready.extend(items);
-            }
+            Ok(bytes) => task::decode_chunk(&bytes, size, |r| self.ready.push_back(r)),
             Err(e) => self.ready.extend((0..size).map(|_| Err(e.clone()))),
         }
     }

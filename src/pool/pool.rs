@@ -199,11 +199,8 @@ impl Pool {
         let mut args = Vec::new();
         task::push_arg(&mut args, &arg);
         let slot = Slot::new(vec![1]);
-        self.core.submit(
-            task::map_entry(f),
-            args,
-            Sink::Slot(slot.clone(), 0),
-        );
+        self.core
+            .submit(task::map_entry(f), args, Sink::Slot(slot.clone(), 0));
         AsyncResult::new(slot, slot::decode_one::<R>)
     }
 
@@ -373,7 +370,7 @@ impl<'p> Chunked<'p> {
         R: Serialize + DeserializeOwned + 'static,
         I: IntoIterator<Item = A>,
     {
-        self.map_async(f, items).get()
+        self.run_all(task::map_entry(f), items)
     }
 
     /// As [`Pool::map_async`].
@@ -399,7 +396,7 @@ impl<'p> Chunked<'p> {
         R: Serialize + DeserializeOwned + 'static,
         I: IntoIterator<Item = Args>,
     {
-        self.starmap_async(f, items).get()
+        self.run_all(task::star_entry(f), items)
     }
 
     /// As [`Pool::starmap_async`].
@@ -423,7 +420,13 @@ impl<'p> Chunked<'p> {
         I: IntoIterator<Item = A>,
         I::IntoIter: 'p,
     {
-        Imap::new(self.pool, task::map_entry(f), self.chunksize.unwrap_or(1), items, true)
+        Imap::new(
+            self.pool,
+            task::map_entry(f),
+            self.chunksize.unwrap_or(1),
+            items,
+            true,
+        )
     }
 
     /// As [`Pool::imap_unordered`].
@@ -435,7 +438,101 @@ impl<'p> Chunked<'p> {
         I: IntoIterator<Item = A>,
         I::IntoIter: 'p,
     {
-        Imap::new(self.pool, task::map_entry(f), self.chunksize.unwrap_or(1), items, false)
+        Imap::new(
+            self.pool,
+            task::map_entry(f),
+            self.chunksize.unwrap_or(1),
+            items,
+            false,
+        )
+    }
+
+    fn size(self, len: usize) -> usize {
+        self.chunksize
+            .unwrap_or_else(|| default_chunksize(len, self.pool.processes()))
+    }
+
+    /// Runs `items` in chunks and waits for all, decoding each chunk as it arrives (while the
+    /// workers run the others). An iterator that knows its length is encoded as it goes,
+    /// without being collected first.
+    fn run_all<A: Serialize, R: DeserializeOwned>(
+        self,
+        entry: i64,
+        items: impl IntoIterator<Item = A>,
+    ) -> std::result::Result<Vec<R>, TaskError> {
+        let items = items.into_iter();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut sizes = Vec::new();
+        let mut total = 0;
+        let mut submit = |chunk: &mut dyn Iterator<Item = A>, size: usize| {
+            let mut args = Vec::with_capacity(size * 6);
+            let mut n = 0;
+            for a in chunk.take(size) {
+                task::push_arg(&mut args, &a);
+                n += 1;
+            }
+            if n > 0 {
+                let sink = Sink::Stream(tx.clone(), sizes.len());
+                sizes.push(n);
+                total += n;
+                self.pool.core.submit(entry, args, sink);
+            }
+            n == size
+        };
+        match items.size_hint() {
+            (lo, Some(hi)) if lo == hi => {
+                let size = self.size(lo);
+                let mut items = items;
+                while submit(&mut items, size) {}
+            }
+            _ => {
+                let items: Vec<A> = items.collect();
+                let size = self.size(items.len());
+                let mut items = items.into_iter();
+                while submit(&mut items, size) {}
+            }
+        }
+        drop(tx);
+        // Chunks are decoded straight into the result when they arrive in order (the usual
+        // case), and parked until their turn otherwise.
+        let mut values: Vec<R> = Vec::with_capacity(total);
+        let mut parked: std::collections::BTreeMap<usize, Vec<R>> = Default::default();
+        let mut next = 0;
+        let mut first_err: Option<(usize, TaskError)> = None;
+        // Every chunk gets exactly one outcome (a result, a dead worker's error, the pool's
+        // refusal or termination), so this loop ends.
+        while let Ok((i, outcome)) = rx.recv() {
+            let mut err = None;
+            let mut part = Vec::new();
+            let out = if i == next { &mut values } else { &mut part };
+            match outcome {
+                Ok(bytes) => task::decode_chunk(&bytes, sizes[i], |r| match r {
+                    Ok(v) => out.push(v),
+                    Err(e) => {
+                        err.get_or_insert(e);
+                    }
+                }),
+                Err(e) => err = Some(e),
+            }
+            if let Some(e) = err {
+                if first_err.as_ref().is_none_or(|(at, _)| i < *at) {
+                    first_err = Some((i, e));
+                }
+            }
+            if i == next {
+                next += 1;
+                while let Some(part) = parked.remove(&next) {
+                    values.extend(part);
+                    next += 1;
+                }
+            } else {
+                parked.insert(i, part);
+            }
+        }
+        match first_err {
+            Some((_, e)) => Err(e),
+            None => Ok(values),
+        }
     }
 
     /// Submits `items` in chunks, all landing in one slot.
@@ -445,9 +542,7 @@ impl<'p> Chunked<'p> {
         items: &[A],
         decode: Decode<T>,
     ) -> AsyncResult<T> {
-        let size = self
-            .chunksize
-            .unwrap_or_else(|| default_chunksize(items.len(), self.pool.processes()));
+        let size = self.size(items.len());
         let slot = Slot::new(items.chunks(size).map(<[A]>::len).collect());
         for (i, chunk) in items.chunks(size).enumerate() {
             let mut args = Vec::with_capacity(chunk.len() * 8);

@@ -18,7 +18,27 @@ use super::error::TaskError;
 use super::task;
 
 /// The outcome of one chunk: its encoded outcomes, or why it has none.
-pub(crate) type ChunkOutcome = Result<Vec<u8>, TaskError>;
+pub(crate) type ChunkOutcome = Result<Chunk, TaskError>;
+
+/// A worker's results message, whose bytes from `start` are a chunk's encoded outcomes (the
+/// message is handed on as it came off the queue, without a copy).
+pub(crate) struct Chunk {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Chunk {
+    pub(crate) fn new(buf: Vec<u8>, start: usize) -> Self {
+        Chunk { buf, start }
+    }
+}
+
+impl std::ops::Deref for Chunk {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.buf.get(self.start..).unwrap_or_default()
+    }
+}
 
 /// Decodes a slot's chunks into the handle's value.
 pub(crate) type Decode<T> = fn(&[ChunkOutcome], &[usize]) -> Result<T, TaskError>;
@@ -224,14 +244,26 @@ pub(crate) fn decode_all<R: DeserializeOwned>(
     chunks: &[ChunkOutcome],
     sizes: &[usize],
 ) -> Result<Vec<R>, TaskError> {
-    let mut items = Vec::with_capacity(sizes.iter().sum());
+    let mut values = Vec::with_capacity(sizes.iter().sum());
+    let mut first_err = None;
     for (chunk, &size) in chunks.iter().zip(sizes) {
         match chunk {
-            Ok(bytes) => task::decode_chunk(bytes, size, &mut items),
-            Err(e) => items.extend((0..size).map(|_| Err(e.clone()))),
+            Ok(bytes) => task::decode_chunk(bytes, size, |r| match r {
+                Ok(v) if first_err.is_none() => values.push(v),
+                Ok(_) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }),
+            Err(e) => {
+                first_err.get_or_insert_with(|| e.clone());
+            }
         }
     }
-    items.into_iter().collect()
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(values),
+    }
 }
 
 /// The result of [`Pool::apply_async`](crate::Pool::apply_async) or
@@ -294,7 +326,9 @@ impl<T: 'static> AsyncResult<T> {
 
     /// Waits at most `timeout`; whether the task has finished.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.slot.wait(Instant::now().checked_add(timeout)).is_some()
+        self.slot
+            .wait(Instant::now().checked_add(timeout))
+            .is_some()
     }
 
     /// Whether the task has finished (and its callbacks have run).

@@ -76,19 +76,22 @@ fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
 }
 
 /// A results message, parsed (`None` for one that is malformed).
-pub(crate) enum Report<'a> {
+pub(crate) enum Report {
     Wake,
+    /// The outcomes follow, from [`OUTCOMES_AT`].
     Result {
         id: u64,
         elapsed_ns: u64,
-        outcomes: &'a [u8],
     },
     Ready,
     Retire,
     InitFailed(String),
 }
 
-pub(crate) fn parse_report(bytes: &[u8]) -> Option<(u32, u32, Report<'_>)> {
+/// Where a RESULT message's outcomes start.
+pub(crate) const OUTCOMES_AT: usize = HEADER + 16;
+
+pub(crate) fn parse_report(bytes: &[u8]) -> Option<(u32, u32, Report)> {
     let kind = *bytes.first()?;
     let index = u32_at(bytes, 1)?;
     let generation = u32_at(bytes, 5)?;
@@ -97,7 +100,6 @@ pub(crate) fn parse_report(bytes: &[u8]) -> Option<(u32, u32, Report<'_>)> {
         RESULT => Report::Result {
             id: u64_at(bytes, HEADER)?,
             elapsed_ns: u64_at(bytes, HEADER + 8)?,
-            outcomes: &bytes[HEADER + 16..],
         },
         READY => Report::Ready,
         RETIRE => Report::Retire,
@@ -156,7 +158,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             None => task::push_refusal(&mut out),
         }
         let elapsed = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
-        out[HEADER + 8..HEADER + 16].copy_from_slice(&elapsed.to_le_bytes());
+        out[HEADER + 8..OUTCOMES_AT].copy_from_slice(&elapsed.to_le_bytes());
         if args.results.put_bytes(&out).is_err() {
             return;
         }

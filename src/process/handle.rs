@@ -125,7 +125,13 @@ impl Builder {
         // threads after their tests); that test's first line, `shmkit::init()`, takes over.
         let test = self.test.unwrap_or_else(current_test);
         if let Some(test) = test {
-            cmd.args([test.as_str(), "--exact", "--nocapture", "--test-threads=1", "-q"]);
+            cmd.args([
+                test.as_str(),
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+                "-q",
+            ]);
         }
         let spec = serde_json::to_string(&spec).map_err(|e| Error::Serialize(e.to_string()))?;
         let child = cmd
