@@ -1,6 +1,6 @@
 //! A tour of shmkit: shared values and arrays across real processes, a lock that survives a
 //! process killed while holding it, type-checked opening, a queue whose producers never get
-//! stuck at exit, and cleanup.
+//! stuck at exit, a pool of workers that survives a worker killed mid-task, and cleanup.
 //!
 //! Run: `cargo run --release --example tour`. Children are this program started again with a
 //! role in `SHMKIT_TOUR_ROLE`.
@@ -69,7 +69,18 @@ fn echo() -> Res {
     Ok(())
 }
 
+/// A pool task; the one for 3 kills its own worker with SIGKILL, half-way through.
+fn cube_or_die(x: u64) -> u64 {
+    if x == 3 {
+        let me = shmkit::current_pid().to_string();
+        let _ = Command::new("kill").args(["-KILL", &me]).status();
+        std::thread::sleep(Duration::from_secs(60));
+    }
+    x * x * x
+}
+
 fn main() -> Res {
+    shmkit::init(); // in a pool worker, runs the worker and exits
     match std::env::var(ROLE).as_deref() {
         Ok("echo") => return echo(),
         Ok("worker") => return worker(),
@@ -162,7 +173,26 @@ fn main() -> Res {
     mine.close();
     child.wait()?;
 
-    println!("6. Segments in /dev/shm (removed when their creator drops them):");
+    println!("6. A Pool of {WORKERS} worker processes; the task for 3 SIGKILLs its own worker:");
+    let pool = shmkit::Pool::new(WORKERS)?;
+    let t0 = Instant::now();
+    let results: Vec<_> = pool.imap(cube_or_die, 1..=6u64).collect();
+    for (x, r) in (1..=6).zip(&results) {
+        match r {
+            Ok(v) => println!("   {x}^3 = {v}"),
+            Err(e) => println!("   {x}: {e}"),
+        }
+    }
+    println!(
+        "   (Python's Pool.map hangs forever here.) All answered in {:.0?}; map now: {:?}",
+        t0.elapsed(),
+        pool.map(cube_or_die, [4u64, 5])?
+    );
+    pool.close();
+    pool.join()?;
+    drop(pool); // its queues go with it
+
+    println!("7. Segments in /dev/shm (removed when their creator drops them):");
     for s in shmkit::shm::segments()?
         .iter()
         .filter(|s| s.creator_pid == Some(std::process::id()))

@@ -376,6 +376,30 @@ fn a_worker_killed_during_map_fails_its_task_and_is_replaced() {
 }
 
 #[test]
+fn short_tasks_do_not_wait_behind_a_long_one_while_a_worker_is_idle() {
+    shmkit::init();
+    watchdog(Duration::from_secs(120));
+    let pool = Pool::new(2).unwrap();
+    // Many quick tasks first: the pool learns that tasks are short, and prefetches.
+    assert_eq!(pool.map(square, 0..2000u64).unwrap().len(), 2000);
+    let long = pool.apply_async(sleep_ms, 3_000);
+    let short: Vec<_> = (0..20).map(|_| pool.apply_async(sleep_ms, 1)).collect();
+    let short_pids: Vec<u32> = short
+        .iter()
+        .map(|r| r.get_timeout(LIMIT).unwrap())
+        .collect();
+    assert!(
+        !long.ready(),
+        "the long task finished before the short ones"
+    );
+    let long_pid = long.get_timeout(LIMIT).unwrap();
+    assert!(
+        short_pids.iter().all(|&p| p != long_pid),
+        "a short task ran behind the long one on worker {long_pid}: {short_pids:?}"
+    );
+}
+
+#[test]
 fn terminate_fails_every_queued_task_and_kills_the_workers() {
     shmkit::init();
     watchdog(Duration::from_secs(120));

@@ -84,7 +84,6 @@ struct Task {
     sink: Sink,
 }
 
-#[derive(Default)]
 struct Worker {
     process: Option<Process<()>>,
     pid: u32,
@@ -95,6 +94,24 @@ struct Worker {
     /// Tasks it may still be sent (maxtasksperchild).
     quota: Option<u64>,
     ready: bool,
+    /// When the task at the head of `sent` started, about (sent, or the previous answered).
+    busy_since: Instant,
+}
+
+impl Worker {
+    /// A worker slot with no process yet.
+    fn idle() -> Worker {
+        Worker {
+            process: None,
+            pid: 0,
+            inbox: None,
+            generation: 0,
+            sent: VecDeque::new(),
+            quota: None,
+            ready: false,
+            busy_since: Instant::now(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,7 +168,7 @@ impl Core {
                 next_id: 0,
                 pending: VecDeque::new(),
                 tasks: HashMap::new(),
-                workers: (0..config.processes).map(|_| Worker::default()).collect(),
+                workers: (0..config.processes).map(|_| Worker::idle()).collect(),
                 avg_ns: None,
                 failure: None,
                 early_deaths: 0,
@@ -260,11 +277,19 @@ impl Core {
         sinks
     }
 
-    /// Sends pending tasks to workers with room in their inbox, one each in turn.
+    /// Sends pending tasks to workers: first one to each idle worker, then, while tasks are
+    /// short, more to each inbox in turn, up to the prefetch limit. A worker whose current task
+    /// has run longer than the prefetch window gets no more queued behind it.
     fn pump(&self, st: &mut State, deliveries: &mut Deliveries) {
+        let now = Instant::now();
+        if st.pending.is_empty() {
+            Self::steal(&mut st.workers, &mut st.pending, now);
+            return;
+        }
         let limit = st.avg_ns.map_or(1, |ns| {
             ((PREFETCH_NS / ns.max(1.0)) as usize).clamp(1, MAX_PREFETCH)
         });
+        let window = Duration::from_nanos(PREFETCH_NS as u64);
         let n = st.workers.len();
         let State {
             pending,
@@ -273,39 +298,101 @@ impl Core {
             deal_from,
             ..
         } = st;
-        while !pending.is_empty() {
-            let mut sent_any = false;
-            for k in 0..n {
-                let w = &mut workers[(*deal_from + k) % n];
-                let Some(inbox) = &w.inbox else { continue };
-                if w.sent.len() >= limit || w.quota == Some(0) {
-                    continue;
-                }
-                let Some(id) = pending.pop_front() else { break };
-                let Some(task) = tasks.get(&id) else { continue };
-                let header = worker::task_header(id, task.entry, task.tag);
-                match inbox.put_bytes2(&header, &task.args) {
-                    Ok(()) => {
-                        w.sent.push_back(id);
-                        if let Some(q) = &mut w.quota {
-                            *q -= 1;
-                        }
-                        if let Sink::Slot(slot, _) = &task.sink {
-                            slot.set_running();
-                        }
-                        sent_any = true;
+        for cap in [1, limit] {
+            while !pending.is_empty() {
+                let mut sent_any = false;
+                for k in 0..n {
+                    let w = &mut workers[(*deal_from + k) % n];
+                    let Some(inbox) = &w.inbox else { continue };
+                    let stuck = !w.sent.is_empty() && now.duration_since(w.busy_since) > window;
+                    if w.sent.len() >= cap || w.quota == Some(0) || stuck {
+                        continue;
                     }
-                    Err(e) => {
-                        if let Some(task) = tasks.remove(&id) {
-                            let why = format!("could not send the task to a worker: {e}");
-                            deliveries.push((task.sink, Err(TaskError::Pool(why))));
+                    let Some(id) = pending.pop_front() else { break };
+                    let Some(task) = tasks.get(&id) else { continue };
+                    let header = worker::task_header(id, task.entry, task.tag);
+                    match inbox.put_bytes2(&header, &task.args) {
+                        Ok(()) => {
+                            if w.sent.is_empty() {
+                                w.busy_since = now;
+                            }
+                            w.sent.push_back(id);
+                            if let Some(q) = &mut w.quota {
+                                *q -= 1;
+                            }
+                            if let Sink::Slot(slot, _) = &task.sink {
+                                slot.set_running();
+                            }
+                            sent_any = true;
+                        }
+                        Err(e) => {
+                            if let Some(task) = tasks.remove(&id) {
+                                let why = format!("could not send the task to a worker: {e}");
+                                deliveries.push((task.sink, Err(TaskError::Pool(why))));
+                            }
                         }
                     }
                 }
+                if !sent_any {
+                    break;
+                }
+                *deal_from = (*deal_from + 1) % n;
             }
-            *deal_from = (*deal_from + 1) % n;
-            if !sent_any {
-                break;
+        }
+        if pending.is_empty() {
+            Self::steal(workers, pending, now);
+        }
+    }
+
+    /// With nothing pending, moves tasks that wait behind a busy worker's current task to idle
+    /// workers: a task taken back from the busy worker's inbox has not started (the inbox hands
+    /// each item to one taker), so it can run elsewhere at once.
+    fn steal(workers: &mut [Worker], pending: &mut VecDeque<u64>, now: Instant) {
+        let mut buf = Vec::new();
+        loop {
+            let idle = workers
+                .iter()
+                .position(|w| w.inbox.is_some() && w.sent.is_empty() && w.quota != Some(0));
+            let donor = workers
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| w.inbox.is_some() && w.sent.len() >= 2)
+                .max_by_key(|(_, w)| w.sent.len())
+                .map(|(i, _)| i);
+            let (Some(idle), Some(donor)) = (idle, donor) else {
+                return;
+            };
+            let Some(from) = &workers[donor].inbox else {
+                return;
+            };
+            if from
+                .get_bytes_timeout_into(&mut buf, Duration::ZERO)
+                .is_err()
+            {
+                return; // the busy worker has taken them all already
+            }
+            let Some(id) = worker::task_id(&buf) else {
+                let _ = from.put_bytes(&buf); // not a task (STOP): give it back
+                return;
+            };
+            let w = &mut workers[donor];
+            w.sent.retain(|&t| t != id);
+            if let Some(q) = &mut w.quota {
+                *q += 1;
+            }
+            let w = &mut workers[idle];
+            let sent = w
+                .inbox
+                .as_ref()
+                .is_some_and(|to| to.put_bytes(&buf).is_ok());
+            if !sent {
+                pending.push_front(id); // dealt again on the next pump
+                return;
+            }
+            w.sent.push_back(id);
+            w.busy_since = now;
+            if let Some(q) = &mut w.quota {
+                *q -= 1;
             }
         }
     }
@@ -347,6 +434,7 @@ impl Core {
             sent: VecDeque::new(),
             quota: self.config.maxtasks,
             ready: false,
+            busy_since: Instant::now(),
         };
         self.pump(&mut st, &mut deliveries);
         drop(st);
@@ -411,6 +499,7 @@ impl Core {
                 if let Some(w) = st.workers.get_mut(index) {
                     if let Some(pos) = w.sent.iter().position(|&t| t == id) {
                         w.sent.remove(pos);
+                        w.busy_since = Instant::now();
                     }
                 }
                 if let Some(task) = st.tasks.remove(&id) {

@@ -58,6 +58,14 @@ pub(crate) fn task_header(id: u64, entry: i64, tag: u64) -> [u8; TASK_HEADER] {
     h
 }
 
+/// The task id of an inbox message, if it is a task.
+pub(crate) fn task_id(msg: &[u8]) -> Option<u64> {
+    if msg.first() != Some(&OP_TASK) {
+        return None;
+    }
+    u64_at(msg, 1)
+}
+
 /// The header of a results message.
 pub(crate) fn header(kind: u8, index: u32, generation: u32) -> [u8; HEADER] {
     let mut h = [0u8; HEADER];
