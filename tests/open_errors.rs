@@ -198,10 +198,11 @@ fn replayed_fuzz_inputs_return_without_panicking() {
     }
     let regressions = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
     type Harness = fn(&[u8]);
-    let targets: [(&str, Harness); 3] = [
+    let targets: [(&str, Harness); 4] = [
         ("segment_open", shmkit::fuzzing::open_segment_bytes),
         ("queue_ops", shmkit::fuzzing::queue_ops),
         ("queue_ring", shmkit::fuzzing::queue_ring),
+        ("pool_messages", shmkit::fuzzing::pool_messages),
     ];
     for (target, harness) in targets {
         for entry in std::fs::read_dir(regressions.join(target))
