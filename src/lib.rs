@@ -3,8 +3,9 @@
 //! What Python's `multiprocessing` gives Python programs, for Rust programs, over shared memory
 //! and free of its traps: typed shared values and arrays; queues whose producers never get
 //! stuck at exit; `Lock`, `RLock`, `Semaphore`, `Event`, `Condition` and `Barrier` across
-//! processes; pipes that report end-of-file when the other end dies; and Rust functions run in
-//! child processes ([`Process`]). Pools are coming.
+//! processes; pipes that report end-of-file when the other end dies; Rust functions run in
+//! child processes ([`Process`]); and pools of worker processes ([`Pool`], and an executor in
+//! [`futures`]) where a worker killed mid-task fails that task instead of hanging the caller.
 //!
 //! ```
 //! # fn main() -> shmkit::Result<()> {
@@ -41,9 +42,10 @@
 //! ## Layers
 //! `sys` (the only code that calls libc) → `shm` (segments and headers) → `sync` (the robust
 //! lock, and the primitives built on it) → `cell` (`Value`, `Array`), `queue` (`Queue`,
-//! `JoinableQueue`) and `pipe` (`Pipe`). `unsafe` is denied crate-wide and allowed only in
+//! `JoinableQueue`) and `pipe` (`Pipe`) → `process` (`Process`) → `pool` (`Pool`, `futures`). `unsafe` is denied crate-wide and allowed only in
 //! `sys`, `shm::segment`, `shm::registry`, the `sync` modules (the raw lock, the guard, and the
-//! primitives' shared state), `cell::core`, `queue::core`, `queue::spill`, `pipe` and `process::child`, each block
+//! primitives' shared state), `cell::core`, `queue::core`, `queue::spill`, `pipe`,
+//! `process::child` and `pool::task`, each block
 //! with a `// SAFETY:` argument.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

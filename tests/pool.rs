@@ -240,6 +240,12 @@ fn apply_async_runs_callbacks_in_the_parent_before_get_returns() {
     assert!(matches!(r.get_timeout(LIMIT), Err(TaskError::Panicked(m)) if m.contains("seven")));
     assert_eq!(errors.lock().unwrap().len(), 1);
     assert_eq!(r.successful(), Some(false));
+    // A callback that panics is reported, and the pool goes on delivering results.
+    let clumsy = pool
+        .apply_async(square, 5)
+        .on_success(|_| panic!("a clumsy callback"));
+    assert_eq!(clumsy.get_timeout(LIMIT), Ok(25));
+    assert_eq!(pool.apply(square, 6), Ok(36));
     // A callback registered after the end runs at once.
     let late = Arc::new(AtomicU64::new(0));
     let l2 = late.clone();

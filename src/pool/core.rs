@@ -193,7 +193,16 @@ impl Core {
                 if !ok {
                     collector.terminate();
                 }
-                collector.collect();
+                let run = std::panic::AssertUnwindSafe(|| collector.collect());
+                if std::panic::catch_unwind(run).is_err() {
+                    // A bug, not a user error (callbacks are guarded): fail every task rather
+                    // than leave its waiters hanging.
+                    let mut deliveries = Vec::new();
+                    let why = TaskError::Pool("the pool's collector thread panicked".into());
+                    collector.shut_down(why, &mut deliveries);
+                    deliver(deliveries);
+                    collector.reap();
+                }
             })
             .map_err(|e| Error::io("spawn the pool's collector thread", e))?;
         match rx.recv() {

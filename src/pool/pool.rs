@@ -33,6 +33,18 @@ use crate::error::{Error, Result};
 /// - An initializer that fails breaks the pool with [`TaskError::Initializer`] instead of
 ///   restarting workers forever.
 ///
+/// A closure that captures local state cannot be sent to a worker, which has no copy of that
+/// state: it is a compile-time error (where Python fails at run time, pickling):
+///
+/// ```compile_fail,E0080
+/// fn main() {
+///     shmkit::init();
+///     let pool = shmkit::Pool::new(2).unwrap();
+///     let offset = 10u64;
+///     let _ = pool.map(move |x: u64| x + offset, 0..4u64); // error: captures `offset`
+/// }
+/// ```
+///
 /// Dropping the pool terminates it (Python's `with Pool() as p:` does the same): unfinished
 /// tasks fail with [`TaskError::Terminated`]. Call [`close`](Self::close) and
 /// [`join`](Self::join) to let them finish.

@@ -137,7 +137,7 @@ impl Slot {
             }
             drop(st);
             for f in before {
-                f(&chunks);
+                guarded(|| f(&chunks));
             }
             st = self.state.lock();
         }
@@ -146,7 +146,7 @@ impl Slot {
         drop(st);
         self.changed.notify_all();
         for f in after {
-            f();
+            guarded(f);
         }
     }
 
@@ -169,7 +169,7 @@ impl Slot {
         drop(st);
         self.changed.notify_all();
         for f in after {
-            f();
+            guarded(f);
         }
         true
     }
@@ -181,7 +181,7 @@ impl Slot {
             (Some(done), Phase::Done | Phase::Cancelled) => {
                 let done = done.clone();
                 drop(st);
-                f(&done);
+                guarded(|| f(&done));
             }
             _ => st.before.push(f),
         }
@@ -192,7 +192,7 @@ impl Slot {
         let mut st = self.state.lock();
         if matches!(st.phase, Phase::Done | Phase::Cancelled) {
             drop(st);
-            f();
+            guarded(f);
         } else {
             st.after.push(f);
         }
@@ -220,6 +220,18 @@ impl Slot {
 
     pub(crate) fn sizes(&self) -> &[usize] {
         &self.sizes
+    }
+}
+
+/// Runs a user callback; a panic in it is reported on stderr instead of unwinding into the
+/// pool's collector thread, which must go on delivering every other result. (In Python, an
+/// exception in a callback kills the result handler thread, and the pool hangs.)
+fn guarded(f: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        eprintln!(
+            "shmkit: a pool callback panicked: {}",
+            task::panic_message(&*panic)
+        );
     }
 }
 
