@@ -38,7 +38,6 @@ use super::core::{Config, Core, Sink};
 use super::error::TaskError;
 use super::pool::{Pool, default_processes};
 use super::slot::{self, Phase, Slot};
-use super::task;
 use crate::error::Result;
 
 /// A pool of worker processes behind `submit` and futures: Python's `ProcessPoolExecutor`.
@@ -83,14 +82,10 @@ impl Executor {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + 'static,
     {
-        let mut args = Vec::new();
-        task::push_arg(&mut args, &arg);
-        let slot = Slot::new(vec![1]);
-        let core = self.pool.core();
-        let id = core.submit(task::map_entry(f), args, Sink::Slot(slot.clone(), 0));
+        let (slot, id) = self.pool.submit_one(f, &arg);
         Future {
             slot,
-            core: Arc::downgrade(core),
+            core: Arc::downgrade(self.pool.core()),
             id,
             _r: PhantomData,
         }

@@ -208,12 +208,24 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + 'static,
     {
-        let mut args = Vec::new();
-        task::push_arg(&mut args, &arg);
-        let slot = Slot::new(vec![1]);
-        self.core
-            .submit(task::map_entry(f), args, Sink::Slot(slot.clone(), 0));
+        let (slot, _) = self.submit_one(f, &arg);
         AsyncResult::new(slot, slot::decode_one::<R>)
+    }
+
+    /// Submits `f(arg)` as a task of one item: its slot, and its id (`None` if refused).
+    pub(crate) fn submit_one<F, A, R>(&self, f: F, arg: &A) -> (Arc<Slot>, Option<u64>)
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let mut args = Vec::new();
+        task::push_arg(&mut args, arg);
+        let slot = Slot::new(vec![1]);
+        let id = self
+            .core
+            .submit(task::map_entry(f), args, Sink::Slot(slot.clone(), 0));
+        (slot, id)
     }
 
     /// `f` on every item, in order (Python's `map`), in chunks of the default size: the items
@@ -432,13 +444,7 @@ impl<'p> Chunked<'p> {
         I: IntoIterator<Item = A>,
         I::IntoIter: 'p,
     {
-        Imap::new(
-            self.pool,
-            task::map_entry(f),
-            self.chunksize.unwrap_or(1),
-            items,
-            true,
-        )
+        self.imap_in(f, items, true)
     }
 
     /// As [`Pool::imap_unordered`].
@@ -450,13 +456,19 @@ impl<'p> Chunked<'p> {
         I: IntoIterator<Item = A>,
         I::IntoIter: 'p,
     {
-        Imap::new(
-            self.pool,
-            task::map_entry(f),
-            self.chunksize.unwrap_or(1),
-            items,
-            false,
-        )
+        self.imap_in(f, items, false)
+    }
+
+    fn imap_in<F, A, R, I>(self, f: F, items: I, ordered: bool) -> Imap<'p, R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'p,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'p,
+    {
+        let chunksize = self.chunksize.unwrap_or(1);
+        Imap::new(self.pool, task::map_entry(f), chunksize, items, ordered)
     }
 
     fn size(self, len: usize) -> usize {
