@@ -138,6 +138,14 @@ fn shutdown_cancels_pending_futures_and_refuses_new_ones() {
     let late = executor.submit(sleep_then, 1);
     assert_eq!(late.result_timeout(LIMIT), Err(TaskError::Closed));
     assert!(executor.pids().is_empty());
+
+    // shutdown(wait = false) returns at once; the running task still finishes.
+    let executor = Executor::new(1).unwrap();
+    let running = executor.submit(sleep_then, 2_000);
+    executor.shutdown(false, false);
+    assert!(!running.done());
+    assert_eq!(running.result_timeout(LIMIT), Ok(2_000));
+    drop(executor);
 }
 
 #[test]

@@ -44,6 +44,11 @@ fn sleep_ms(ms: u64) -> u32 {
     shmkit::current_pid()
 }
 
+fn reversed(mut v: Vec<u8>) -> Vec<u8> {
+    v.reverse();
+    v
+}
+
 fn pid(_: ()) -> u32 {
     shmkit::current_pid()
 }
@@ -184,6 +189,11 @@ fn map_starmap_and_imap_give_every_result_in_order() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(first, expect[..50]);
+    // Arguments and results larger than the queues' rings (1 MiB) travel too.
+    let big: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8).collect();
+    let back = pool.apply(reversed, big.clone()).unwrap();
+    assert_eq!(back.len(), big.len());
+    assert!(back.iter().rev().eq(big.iter()));
     // Python's default chunk size for map: ceil(len / (4 × workers)).
     let pids: Vec<u32> = pool.map(pid, vec![(); 8]).unwrap();
     assert!(pids.iter().all(|p| pool.pids().contains(p)));
