@@ -517,3 +517,26 @@ fn lifecycle_errors_are_clear() {
         assert!(!alive(pid));
     }
 }
+
+#[test]
+fn pools_and_results_can_be_shared_between_threads() {
+    shmkit::init();
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Pool>();
+    send_sync::<shmkit::AsyncResult<Vec<u64>>>();
+    send_sync::<shmkit::futures::Executor>();
+    send_sync::<shmkit::futures::Future<String>>();
+    watchdog(Duration::from_secs(120));
+    let pool = Arc::new(Pool::new(2).unwrap());
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let pool = pool.clone();
+            std::thread::spawn(move || pool.map(square, t * 100..(t + 1) * 100).unwrap())
+        })
+        .collect();
+    for (t, h) in threads.into_iter().enumerate() {
+        let t = t as u64;
+        let expect: Vec<u64> = (t * 100..(t + 1) * 100).map(|x| x * x).collect();
+        assert_eq!(h.join().unwrap(), expect);
+    }
+}
