@@ -59,6 +59,17 @@ pub(crate) enum Sink {
 }
 
 impl Sink {
+    /// The task will not run: a slot becomes cancelled, a stream gets the error.
+    fn cancel(self) {
+        match self {
+            // A slot with other chunks already running cannot be cancelled as a whole: this
+            // chunk still gets its outcome, so no one waits for it.
+            Sink::Slot(slot, i) if !slot.cancel() => slot.complete(i, Err(TaskError::Cancelled)),
+            Sink::Slot(..) => {}
+            stream => stream.deliver(Err(TaskError::Cancelled)),
+        }
+    }
+
     fn deliver(self, outcome: ChunkOutcome) {
         match self {
             Sink::Slot(slot, i) => slot.complete(i, outcome),
@@ -156,9 +167,6 @@ impl Core {
             return Err(Error::InvalidArgument {
                 what: "a pool needs at least one process".into(),
             });
-        }
-        if crate::process::child::uninitialised_child() {
-            return Err(Error::NotInitialised);
         }
         let key = sys::random_u128().map_err(|e| Error::io("getrandom", e))? as u64;
         let core = Arc::new(Core {
@@ -272,18 +280,23 @@ impl Core {
         true
     }
 
-    /// Removes every task no worker has been sent, and returns their sinks.
-    pub(crate) fn withdraw_all(&self) -> Vec<Sink> {
-        let mut st = self.state.lock();
-        let pending = std::mem::take(&mut st.pending);
-        let sinks = pending
-            .into_iter()
-            .filter_map(|id| st.tasks.remove(&id).map(|t| t.sink))
-            .collect();
-        if st.tasks.is_empty() {
-            self.idle.notify_all();
+    /// Cancels every task no worker has been sent.
+    pub(crate) fn cancel_pending(&self) {
+        let sinks: Vec<Sink> = {
+            let mut st = self.state.lock();
+            let pending = std::mem::take(&mut st.pending);
+            let sinks = pending
+                .into_iter()
+                .filter_map(|id| st.tasks.remove(&id).map(|t| t.sink))
+                .collect();
+            if st.tasks.is_empty() {
+                self.idle.notify_all();
+            }
+            sinks
+        };
+        for sink in sinks {
+            sink.cancel();
         }
-        sinks
     }
 
     /// Sends pending tasks to workers: first one to each idle worker, then, while tasks are

@@ -26,7 +26,6 @@
 //! }
 //! ```
 
-use std::marker::PhantomData;
 use std::sync::mpsc;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -34,10 +33,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::core::{Config, Core, Sink};
+use super::core::{Config, Core};
 use super::error::TaskError;
 use super::pool::{Pool, default_processes};
-use super::slot::{self, Phase, Slot};
+use super::slot::{self, AsyncResult, Phase};
 use crate::error::Result;
 
 /// A pool of worker processes behind `submit` and futures: Python's `ProcessPoolExecutor`.
@@ -84,10 +83,9 @@ impl Executor {
     {
         let (slot, id) = self.pool.submit_one(f, &arg);
         Future {
-            slot,
+            result: AsyncResult::new(slot, slot::decode_one::<R>),
             core: Arc::downgrade(self.pool.core()),
             id,
-            _r: PhantomData,
         }
     }
 
@@ -114,11 +112,7 @@ impl Executor {
         let core = self.pool.core();
         core.close(true);
         if cancel_futures {
-            for sink in core.withdraw_all() {
-                if let Sink::Slot(slot, _) = sink {
-                    slot.cancel();
-                }
-            }
+            core.cancel_pending();
         }
         if wait {
             let _ = self.pool.join();
@@ -147,20 +141,21 @@ impl std::fmt::Debug for Executor {
 
 /// The eventual result of [`Executor::submit`]: Python's `concurrent.futures.Future`.
 /// Clones are handles on the same future.
+///
+/// It is an [`AsyncResult`] (which waits, decodes and holds the outcome) plus what cancelling
+/// needs: the task's id in its pool.
 pub struct Future<R> {
-    slot: Arc<Slot>,
+    result: AsyncResult<R>,
     core: Weak<Core>,
     id: Option<u64>,
-    _r: PhantomData<fn() -> R>,
 }
 
 impl<R> Clone for Future<R> {
     fn clone(&self) -> Self {
         Future {
-            slot: self.slot.clone(),
+            result: self.result.clone(),
             core: self.core.clone(),
             id: self.id,
-            _r: PhantomData,
         }
     }
 }
@@ -168,23 +163,27 @@ impl<R> Clone for Future<R> {
 impl<R: DeserializeOwned + 'static> Future<R> {
     /// Whether it finished or was cancelled.
     pub fn done(&self) -> bool {
-        matches!(self.slot.phase(), Phase::Done | Phase::Cancelled)
+        self.result.ready()
+    }
+
+    fn phase(&self) -> Phase {
+        self.result.slot().phase()
     }
 
     /// Whether a worker has it (it may be waiting in that worker's inbox, as in Python, where
     /// a future is running once it is in the call queue).
     pub fn running(&self) -> bool {
-        matches!(self.slot.phase(), Phase::Running | Phase::Completing)
+        matches!(self.phase(), Phase::Running | Phase::Completing)
     }
 
     /// Whether it was cancelled.
     pub fn cancelled(&self) -> bool {
-        self.slot.phase() == Phase::Cancelled
+        self.phase() == Phase::Cancelled
     }
 
     /// Cancels it if no worker has it yet; whether it is cancelled. Done callbacks run.
     pub fn cancel(&self) -> bool {
-        match self.slot.phase() {
+        match self.phase() {
             Phase::Cancelled => return true,
             Phase::Pending => {}
             _ => return false,
@@ -193,7 +192,7 @@ impl<R: DeserializeOwned + 'static> Future<R> {
             (Some(core), Some(id)) => core.withdraw(id),
             _ => false,
         };
-        withdrawn && self.slot.cancel()
+        withdrawn && self.result.slot().cancel()
     }
 
     /// Waits for it and returns its value.
@@ -201,8 +200,7 @@ impl<R: DeserializeOwned + 'static> Future<R> {
     /// # Errors
     /// The task's [`TaskError`]; [`TaskError::Cancelled`] if it was cancelled.
     pub fn result(&self) -> std::result::Result<R, TaskError> {
-        let done = self.slot.wait(None).ok_or(TaskError::Timeout)?;
-        slot::decode_one(&done, &[1])
+        self.result.get()
     }
 
     /// As [`result`](Self::result), waiting at most `timeout`.
@@ -210,9 +208,7 @@ impl<R: DeserializeOwned + 'static> Future<R> {
     /// # Errors
     /// [`TaskError::Timeout`] if it has not finished by then.
     pub fn result_timeout(&self, timeout: Duration) -> std::result::Result<R, TaskError> {
-        let deadline = Instant::now().checked_add(timeout);
-        let done = self.slot.wait(deadline).ok_or(TaskError::Timeout)?;
-        slot::decode_one(&done, &[1])
+        self.result.get_timeout(timeout)
     }
 
     /// Waits for it and returns its error, if it failed (Python's `exception()`).
@@ -222,23 +218,21 @@ impl<R: DeserializeOwned + 'static> Future<R> {
 
     /// Waits at most `timeout`; whether it is done.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.slot
-            .wait(Instant::now().checked_add(timeout))
-            .is_some()
+        self.result.wait_timeout(timeout)
     }
 
     /// Runs `f` with this future once it is done or cancelled: on the pool's collector thread,
     /// or at once on this thread if it already is (Python's `add_done_callback`).
     pub fn add_done_callback(&self, f: impl FnOnce(&Future<R>) + Send + 'static) {
         let me = self.clone();
-        self.slot.add_after(Box::new(move || f(&me)));
+        self.result.slot().add_after(Box::new(move || f(&me)));
     }
 }
 
 impl<R> std::fmt::Debug for Future<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Future")
-            .field("phase", &self.slot.phase())
+            .field("phase", &self.result.slot().phase())
             .finish()
     }
 }
@@ -268,7 +262,7 @@ fn watch<R: DeserializeOwned + 'static>(futures: &[Future<R>]) -> mpsc::Receiver
     let (tx, rx) = mpsc::channel();
     for (i, f) in futures.iter().enumerate() {
         let tx = tx.clone();
-        f.slot.add_after(Box::new(move || {
+        f.result.slot().add_after(Box::new(move || {
             let _ = tx.send(i);
         }));
     }

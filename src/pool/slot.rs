@@ -357,27 +357,37 @@ impl<T: 'static> AsyncResult<T> {
     /// Registers a callback for the value (Python's `callback`).
     #[must_use = "the AsyncResult is how to get the value"]
     pub fn on_success(self, f: impl FnOnce(&T) + Send + 'static) -> Self {
-        let decode = self.decode;
-        let sizes = self.slot.sizes().to_vec();
-        self.slot.add_before(Box::new(move |chunks| {
-            if let Ok(value) = decode(chunks, &sizes) {
+        self.on_outcome(move |r| {
+            if let Ok(value) = r {
                 f(&value);
             }
-        }));
+        });
         self
     }
 
     /// Registers a callback for the error (Python's `error_callback`).
     #[must_use = "the AsyncResult is how to get the value"]
     pub fn on_error(self, f: impl FnOnce(&TaskError) + Send + 'static) -> Self {
-        let decode = self.decode;
-        let sizes = self.slot.sizes().to_vec();
-        self.slot.add_before(Box::new(move |chunks| {
-            if let Err(e) = decode(chunks, &sizes) {
+        self.on_outcome(move |r| {
+            if let Err(e) = r {
                 f(&e);
             }
-        }));
+        });
         self
+    }
+
+    /// Runs `f` with the decoded outcome before waiters are woken (or now, if it is done).
+    fn on_outcome(&self, f: impl FnOnce(Result<T, TaskError>) + Send + 'static) {
+        let decode = self.decode;
+        let sizes = self.slot.sizes().to_vec();
+        self.slot
+            .add_before(Box::new(move |chunks| f(decode(chunks, &sizes))));
+    }
+}
+
+impl<T> AsyncResult<T> {
+    pub(crate) fn slot(&self) -> &Arc<Slot> {
+        &self.slot
     }
 }
 
