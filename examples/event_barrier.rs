@@ -1,72 +1,51 @@
 //! A traffic light (an `Event`: cars wait for green) and a start line (a `Barrier`: runners
 //! wait until all four are there; the last to arrive fires the gun). The cars and runners are
-//! this program started again with a role.
+//! `shmkit::Process`es; the handles travel to them as arguments.
+//!
+//! Run with `cargo run --example event_barrier`.
 
 use std::error::Error;
-use std::process::{Child, Command};
 use std::time::Duration;
 
-use shmkit::{Barrier, Event};
+use shmkit::{Barrier, Event, Process};
 
-type Res<T = ()> = Result<T, Box<dyn Error>>;
+const LIMIT: Duration = Duration::from_secs(30);
 
-fn start(role: &str, id: usize, handle: &str) -> Res<Child> {
-    Ok(Command::new(std::env::current_exe()?)
-        .env("ROLE", role)
-        .env("ID", id.to_string())
-        .env("HANDLE", handle)
-        .spawn()?)
+fn car((id, green): (usize, Event)) {
+    println!("  car {id} waits at the red light");
+    assert!(green.wait_timeout(LIMIT), "the light never turned green");
+    println!("  car {id} drives");
 }
 
-fn join(kids: Vec<Child>) -> Res {
-    for mut k in kids {
-        if !k.wait()?.success() {
-            return Err("a child failed".into());
-        }
-    }
-    Ok(())
+fn runner((id, line): (usize, Barrier)) {
+    std::thread::sleep(Duration::from_millis(20 * id as u64)); // runners arrive one by one
+    println!("  runner {id} is at the start line");
+    let line = line.with_action(|| println!("  BANG! (fired by the last runner to arrive)"));
+    let index = line.wait_timeout(LIMIT).expect("the start line broke");
+    println!("  runner {id} runs (arrival index {index})");
 }
 
-fn main() -> Res {
-    if let Ok(role) = std::env::var("ROLE") {
-        let id: usize = std::env::var("ID")?.parse()?;
-        let handle = std::env::var("HANDLE")?;
-        if role == "car" {
-            let green: Event = serde_json::from_str(&handle)?;
-            println!("  car {id} waits at the red light");
-            if !green.wait_timeout(Duration::from_secs(30)) {
-                return Err("the light never turned green".into());
-            }
-            println!("  car {id} drives");
-        } else {
-            let line: Barrier = serde_json::from_str(&handle)?;
-            std::thread::sleep(Duration::from_millis(20 * id as u64)); // runners arrive one by one
-            println!("  runner {id} is at the start line");
-            let line =
-                line.with_action(|| println!("  BANG! (fired by the last runner to arrive)"));
-            let index = line.wait_timeout(Duration::from_secs(30))?;
-            println!("  runner {id} runs (arrival index {index})");
-        }
-        return Ok(());
-    }
+fn main() -> Result<(), Box<dyn Error>> {
+    shmkit::init(); // in a child, runs its function and exits
     println!("Traffic light:");
     let green = Event::new()?;
-    let handle = serde_json::to_string(&green)?;
     let cars = (0..3)
-        .map(|id| start("car", id, &handle))
-        .collect::<Res<Vec<_>>>()?;
+        .map(|id| Process::start(car, (id, green.clone())))
+        .collect::<shmkit::Result<Vec<_>>>()?;
     std::thread::sleep(Duration::from_millis(200));
     println!("  the light turns green");
     green.set();
-    join(cars)?;
+    for mut c in cars {
+        c.join_timeout(LIMIT)?;
+    }
 
     println!("Start line:");
     let line = Barrier::new(4)?;
-    let handle = serde_json::to_string(&line)?;
-    join(
-        (0..4)
-            .map(|id| start("runner", id, &handle))
-            .collect::<Res<_>>()?,
-    )?;
+    let runners = (0..4)
+        .map(|id| Process::start(runner, (id, line.clone())))
+        .collect::<shmkit::Result<Vec<_>>>()?;
+    for mut r in runners {
+        r.join_timeout(LIMIT)?;
+    }
     Ok(())
 }

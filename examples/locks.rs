@@ -1,81 +1,65 @@
 //! Processes taking turns under a `Lock`, and a `Semaphore` letting 3 of 10 workers in at a
-//! time. The children are this program started again with a role and the handles.
+//! time. The children are `shmkit::Process`es; the handles travel to them as arguments.
+//!
+//! Run with `cargo run --example locks`.
 
 use std::error::Error;
-use std::process::{Child, Command};
 use std::time::Duration;
 
-use shmkit::{Lock, Semaphore, Value};
+use shmkit::{Lock, Process, Semaphore, Value};
 
-type Res<T = ()> = Result<T, Box<dyn Error>>;
-
-fn start(role: &str, id: usize, handles: &str) -> Res<Child> {
-    Ok(Command::new(std::env::current_exe()?)
-        .env("ROLE", role)
-        .env("ID", id.to_string())
-        .env("HANDLES", handles)
-        .spawn()?)
-}
-
-fn join(kids: Vec<Child>) -> Res {
+/// Starts `f(arg)` for every argument, then joins them all (each within 30 s).
+fn run_all<F, A>(f: F, args: impl IntoIterator<Item = A>) -> Result<(), Box<dyn Error>>
+where
+    F: Fn(A) + Copy + Send + 'static,
+    A: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let kids = args
+        .into_iter()
+        .map(|a| Process::start(f, a))
+        .collect::<shmkit::Result<Vec<_>>>()?;
     for mut k in kids {
-        if !k.wait()?.success() {
-            return Err("a child failed".into());
-        }
+        k.join_timeout(Duration::from_secs(30))?;
     }
     Ok(())
 }
 
-fn printer(id: usize, lock: Lock) -> Res {
+fn printer((id, lock): (usize, Lock)) {
     for line in 1..=3 {
-        // whole lines, one process at a time (`shmkit::Error::from` lets go of the guard in an
-        // OwnerDied error, which `?` cannot carry into a `Box<dyn Error>`)
-        let _turn = lock.lock().map_err(shmkit::Error::from)?;
+        // whole lines, one process at a time
+        let _turn = lock.lock().expect("a printer died holding the lock");
         println!("process {id}: line {line}");
     }
-    Ok(())
 }
 
-fn worker(id: usize, (sem, inside, most): (Semaphore, Value<u32>, Value<u32>)) -> Res {
+fn worker((id, sem, inside, most): (usize, Semaphore, Value<u32>, Value<u32>)) {
     sem.acquire();
-    let now = inside.update(|n| {
-        *n += 1;
-        *n
-    })?;
-    most.update(|m| *m = (*m).max(now))?;
+    let now = inside
+        .update(|n| {
+            *n += 1;
+            *n
+        })
+        .unwrap();
+    most.update(|m| *m = (*m).max(now)).unwrap();
     println!("  worker {id} is in ({now} inside)");
     std::thread::sleep(Duration::from_millis(30));
-    inside.update(|n| *n -= 1)?;
-    sem.release()?;
-    Ok(())
+    inside.update(|n| *n -= 1).unwrap();
+    sem.release().unwrap();
 }
 
-fn main() -> Res {
-    if let Ok(role) = std::env::var("ROLE") {
-        let id: usize = std::env::var("ID")?.parse()?;
-        let handles = std::env::var("HANDLES")?;
-        return match role.as_str() {
-            "printer" => printer(id, serde_json::from_str(&handles)?),
-            _ => worker(id, serde_json::from_str(&handles)?),
-        };
-    }
+fn main() -> Result<(), Box<dyn Error>> {
+    shmkit::init(); // in a child, runs its function and exits
     println!("Four processes print three lines each, taking turns under a Lock:");
     let lock = Lock::new()?;
-    let handle = serde_json::to_string(&lock)?;
-    join(
-        (0..4)
-            .map(|id| start("printer", id, &handle))
-            .collect::<Res<_>>()?,
-    )?;
+    run_all(printer, (0..4).map(|id| (id, lock.clone())))?;
 
     println!("Ten workers, a Semaphore of 3:");
     let (sem, inside, most) = (Semaphore::new(3)?, Value::new(0u32)?, Value::new(0u32)?);
-    let handles = serde_json::to_string(&(&sem, &inside, &most))?;
-    join(
-        (0..10)
-            .map(|id| start("worker", id, &handles))
-            .collect::<Res<_>>()?,
+    run_all(
+        worker,
+        (0..10).map(|id| (id, sem.clone(), inside.clone(), most.clone())),
     )?;
     println!("at most {} workers were in at once", most.get()?);
+    assert!(most.get()? <= 3);
     Ok(())
 }
