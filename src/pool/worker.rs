@@ -159,7 +159,8 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         out.extend_from_slice(&header(RESULT, args.index, args.generation));
         out.extend_from_slice(&id.to_le_bytes());
         out.extend_from_slice(&[0; 8]);
-        let _ = args.started.set(args.index as usize, id + 1);
+        // `id` was read from shared memory: wrap rather than overflow on a hostile value.
+        let _ = args.started.set(args.index as usize, id.wrapping_add(1));
         let start = Instant::now();
         match task::resolve(entry as i64, tag, key) {
             Some(run) => run(&inbox[TASK_HEADER..], &mut out),

@@ -315,7 +315,17 @@ impl QueueCore {
             c.puts.load(Ordering::Relaxed),
             c.gets.load(Ordering::Relaxed),
         );
-        if tail < head || tail - head > self.cap || puts < gets || head % 8 != 0 || tail % 8 != 0 {
+        // Every counter is read from memory another process writes: besides their relations,
+        // check that the largest step a holder may add to each (one item, one ring's worth of
+        // bytes) cannot overflow, so the arithmetic below never wraps or panics.
+        if tail < head
+            || tail - head > self.cap
+            || puts < gets
+            || head % 8 != 0
+            || tail % 8 != 0
+            || puts == u64::MAX
+            || tail > u64::MAX - 2 * self.cap
+        {
             return Err(self.corrupt(format!(
                 "head {head}, tail {tail}, puts {puts}, gets {gets}"
             )));
@@ -648,7 +658,11 @@ impl QueueCore {
             pos += f.advance;
         }
         let (puts, gets) = match (first, last) {
-            (Some(f), Some(l)) => (l + 1, f),
+            (Some(f), Some(l)) => (
+                l.checked_add(1)
+                    .ok_or_else(|| self.corrupt("repair: sequence number at its limit"))?,
+                f,
+            ),
             _ => {
                 let m = c
                     .puts

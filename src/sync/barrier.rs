@@ -160,7 +160,8 @@ impl Barrier {
             }
             let generation = s.generation.load(Ordering::Relaxed);
             let index = s.arrived.load(Ordering::Relaxed);
-            if index + 1 >= s.parties.load(Ordering::Relaxed) {
+            // `arrived` comes from shared memory: saturate, never overflow, on a garbage count.
+            if index.saturating_add(1) >= s.parties.load(Ordering::Relaxed) {
                 if let Some(action) = &self.action {
                     action();
                 }
@@ -170,7 +171,7 @@ impl Barrier {
                 sys::futex_wake(&s.generation, i32::MAX);
                 return Ok(Err(index));
             }
-            s.arrived.store(index + 1, Ordering::Relaxed);
+            s.arrived.store(index.saturating_add(1), Ordering::Relaxed);
             Ok(Ok((generation, index)))
         })?;
         let (generation, index) = match arrival {
