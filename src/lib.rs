@@ -52,7 +52,6 @@
 
 mod cell;
 mod error;
-#[allow(unsafe_code)] // only `unsafe impl ShmShared` for its all-atomic state
 mod pipe;
 mod pool;
 pub mod process;
@@ -80,6 +79,6 @@ pub mod futures {
 }
 pub use queue::{GetError, JoinableQueue, PutError, Queue};
 pub use sync::{
-    AccessError, Barrier, BoundedSemaphore, Condition, Event, Lock, LockError, LockGuard, RLock,
-    Semaphore, TryLockError,
+    AccessError, Barrier, BoundedSemaphore, Condition, Event, Lock, LockError, LockGuard,
+    OwnerlessLock, RLock, RawLock, RawMutex, Semaphore, TryLockError,
 };

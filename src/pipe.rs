@@ -16,28 +16,27 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use crate::queue::{GetError, PutError, Queue};
-use crate::shm::{Kind, ShmShared};
-use crate::sync::object::Shared;
+use crate::shm::Shared;
+use crate::shm::{Kind, shm_shared};
 use crate::sys;
 
 /// How often a blocked `recv` checks whether the other end's process is still alive.
 pub const DEATH_CHECK: Duration = Duration::from_millis(50);
 
-#[repr(C)]
-struct EndState {
-    pid: AtomicU32,
-    closed: AtomicU32,
-    start: AtomicU64,
+shm_shared! {
+    struct EndState {
+        pid: AtomicU32,
+        closed: AtomicU32,
+        start: AtomicU64,
+    }
 }
 
-/// The shared table of a pipe's two ends.
-#[repr(C)]
-pub(crate) struct PipeState {
-    ends: [EndState; 2],
+shm_shared! {
+    /// The shared table of a pipe's two ends.
+    pub(crate) struct PipeState {
+        ends: [EndState; 2],
+    }
 }
-
-// SAFETY: repr(C), atomics only.
-unsafe impl ShmShared for PipeState {}
 
 /// Creates pipes: [`Pipe::new`] returns the two [`Connection`]s of a new pipe.
 #[derive(Debug)]

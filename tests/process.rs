@@ -159,3 +159,39 @@ fn a_child_without_init_is_a_clear_error_not_a_fork_bomb() {
     ));
     assert_ne!(shmkit::parent_pid(), 0);
 }
+
+/// Runs this test binary again, as a plain `std::process::Command` that inherits the child's
+/// environment (shmkit's variable included), filtered to the test below, and returns what
+/// that program printed.
+fn run_inheriting_program(_: ()) -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "a_program_a_child_runs_inherits_nothing_from_shmkit",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SHMKIT_TEST_ROLE", "inheritor")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `init` never removes its environment variable (doing so is sound only while no other
+/// thread reads the environment, which a safe function cannot know). A program the child runs
+/// inherits the variable, and its `init` must see that it was not started by shmkit: it
+/// returns, and the program runs as itself.
+#[test]
+fn a_program_a_child_runs_inherits_nothing_from_shmkit() {
+    shmkit::init();
+    if common::role().as_deref() == Some("inheritor") {
+        assert!(std::env::var_os("SHMKIT_CHILD").is_some(), "inherited");
+        println!("ran as itself");
+        return;
+    }
+    watchdog(Duration::from_secs(120));
+    let mut p = Process::start(run_inheriting_program, ()).unwrap();
+    let printed = p.join_timeout(LIMIT).unwrap();
+    assert!(printed.contains("ran as itself"), "{printed}");
+}

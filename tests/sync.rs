@@ -211,6 +211,58 @@ fn bounded_semaphores_refuse_extra_releases_and_timeouts_are_honoured() {
     );
 }
 
+/// Python lets anyone release a `Lock`. A guard whose hold was released that way must not,
+/// when dropped, release the hold a third party took since: here another process releases the
+/// parent's guarded hold and takes the lock itself.
+#[test]
+fn a_guard_never_releases_a_hold_someone_took_after_an_ownerless_release() {
+    watchdog(Duration::from_secs(120));
+    const TEST: &str = "a_guard_never_releases_a_hold_someone_took_after_an_ownerless_release";
+    if role().is_some() {
+        let lock = Lock::open(&arg("LOCK")).unwrap();
+        lock.release().unwrap(); // the parent's hold, released by another process
+        lock.acquire_timeout(Duration::from_secs(10)).unwrap();
+        RawValue::<u32>::open(&arg("FLAG")).unwrap().set(1);
+        std::thread::sleep(Duration::from_secs(60)); // holds it until killed
+        return;
+    }
+    let lock = Lock::new().unwrap();
+    let flag = RawValue::new(0u32).unwrap();
+    let guard = lock.lock().unwrap();
+    let mut kid = spawn(
+        TEST,
+        "thief",
+        &[("LOCK", lock.name()), ("FLAG", flag.name())],
+    );
+    wait_until("the child to take the lock", LIMIT, || flag.get() == 1);
+    drop(guard);
+    assert!(
+        lock.is_locked(),
+        "the stale guard released the child's hold"
+    );
+    assert!(matches!(lock.try_acquire(), Err(TryLockError::WouldBlock)));
+    kid.kill().unwrap();
+    wait(&mut kid, LIMIT);
+
+    // The same thread taking the lock again after its guarded hold was released: the old
+    // guard leaves the newer hold alone too.
+    let lock = Lock::new().unwrap();
+    let old = lock.lock().unwrap();
+    lock.release().unwrap();
+    let newer = lock.try_lock().unwrap();
+    drop(old);
+    assert!(
+        lock.is_locked(),
+        "the stale guard released a newer hold of its own thread"
+    );
+    drop(newer);
+    assert!(!lock.is_locked());
+    let held = lock.try_lock_for(Duration::from_secs(1)).unwrap();
+    assert!(matches!(lock.try_lock(), Err(TryLockError::Deadlock)));
+    drop(held);
+    assert!(!lock.is_locked());
+}
+
 /// The child holds a Lock and is SIGKILLed: the next acquirer gets it, told the owner died.
 /// Another process may release a Lock it did not acquire (it has no owner).
 #[test]

@@ -1,6 +1,6 @@
 //! `CellCore<T>`: the segment behind a `Value`/`Array` (locked) or `RawValue`/`RawArray`
-//! (lock-free), with its validated lock and payload pointers. The only module of `cell/` with
-//! `unsafe`: it turns validated pointers into guards and volatile accesses.
+//! (lock-free), with its validated lock and payload pointers. With `words`, the only modules of
+//! `cell/` with `unsafe`: it turns validated pointers into guards and atomic word copies.
 
 use std::ptr::NonNull;
 use std::time::Duration;
@@ -23,10 +23,10 @@ pub(crate) struct CellCore<T> {
 
 // SAFETY: the pointers point into a shared mapping owned by `seg`, which lives as long as the
 // core. The data is `Pod` and is accessed only under the process-shared lock (locked kinds) or
-// with volatile element copies (raw kinds), both of which are valid from any thread.
+// with atomic word copies (raw kinds), both of which are valid from any thread.
 unsafe impl<T: Pod> Send for CellCore<T> {}
 // SAFETY: as for Send: every access through `&CellCore` is synchronised by the shared lock or
-// is a volatile copy of `Pod` data.
+// is an atomic word copy of `Pod` data.
 unsafe impl<T: Pod> Sync for CellCore<T> {}
 
 fn has_lock(kind: Kind) -> bool {
@@ -191,27 +191,28 @@ impl<T: Pod> CellCore<T> {
         unsafe { LockGuard::from_attempt(raw, self.first(), raw.try_lock_for(d)) }
     }
 
-    /// Volatile read of element `i` (raw kinds). `None` if out of range.
+    /// Reads element `i` (raw kinds) in atomic words; see `words`. `None` if out of range.
     pub(crate) fn read(&self, i: usize) -> Option<T> {
         (i < self.len()).then(|| {
-            // SAFETY: `i < len`, so the element is inside the validated payload. A volatile read
-            // of `Pod` data another process may be writing yields some bit pattern, which is a
-            // valid `T`; callers of the raw kinds synchronise themselves, as documented.
-            unsafe { self.first().add(i).read_volatile() }
+            // SAFETY: `i < len`, so the element is inside the validated payload, which is
+            // aligned for `T`. The raw kinds (the only callers) access their payload only
+            // through `words`, in every process (a locked kind has another `Kind` and cannot
+            // open this segment).
+            unsafe { super::words::read(self.first().add(i)) }
         })
     }
 
-    /// Volatile write of element `i` (raw kinds). `false` if out of range.
+    /// Writes element `i` (raw kinds) in atomic words. `false` if out of range.
     pub(crate) fn write(&self, i: usize, v: T) -> bool {
         if i >= self.len() {
             return false;
         }
-        // SAFETY: as in `read`; no reference to the element exists anywhere.
-        unsafe { self.first().add(i).write_volatile(v) };
+        // SAFETY: as in `read`.
+        unsafe { super::words::write(self.first().add(i), v) };
         true
     }
 
-    /// Copies all elements out (raw kinds), element by element with volatile reads.
+    /// Copies all elements out (raw kinds), element by element.
     pub(crate) fn read_all(&self) -> Vec<T> {
         (0..self.len()).filter_map(|i| self.read(i)).collect()
     }

@@ -1,11 +1,13 @@
 //! `RawValue<T>` and `RawArray<T>`: shared cells without a lock (Python's `RawValue` and
 //! `RawArray`, or `lock=False`), for callers who synchronise themselves.
 //!
-//! Every access is a volatile copy of one element: no reference to shared memory is ever made,
-//! so a racing writer in another process can give a *torn* value (some bytes old, some new) but
-//! never undefined behaviour in this process, because `T: Pod` accepts any bit pattern. Use
-//! them when a higher-level protocol (a [`Value`](crate::Value)'s lock, a barrier, a single
-//! writer that finishes before readers start) orders the accesses.
+//! Every access copies one element through relaxed atomic *words* (`align_of::<T>()` bytes,
+//! at most 8), and no reference to shared memory is ever made. So a reader racing with a
+//! writer, in this process or another, may see a *torn* value: each word entirely old or
+//! entirely new, words mixed. That is a valid `T`, because `T: Pod` accepts any bit pattern,
+//! and it is never undefined behaviour. A `RawValue<u64>` (or any `T` of one word) is never
+//! torn. Use them when a higher-level protocol (a [`Value`](crate::Value)'s lock, a barrier,
+//! a single writer that finishes before readers start) orders the accesses.
 
 use std::fmt;
 use std::sync::Arc;
@@ -86,12 +88,12 @@ impl<T: Pod> RawValue<T> {
         self.core.name()
     }
 
-    /// Reads the value (a volatile copy; may be torn by a concurrent writer).
+    /// Reads the value (word by word; a concurrent writer may leave it torn between words).
     pub fn get(&self) -> T {
         self.core.read(0).unwrap_or_else(T::zeroed)
     }
 
-    /// Writes the value (a volatile copy).
+    /// Writes the value (word by word).
     pub fn set(&self, value: T) {
         self.core.write(0, value);
     }
@@ -179,7 +181,7 @@ impl<T: Pod> RawArray<T> {
         self.len() == 0
     }
 
-    /// Reads element `index` (a volatile copy).
+    /// Reads element `index` (word by word, as [`RawValue::get`]).
     ///
     /// # Errors
     /// [`Error::OutOfRange`].
@@ -190,7 +192,7 @@ impl<T: Pod> RawArray<T> {
         })
     }
 
-    /// Writes element `index` (a volatile copy).
+    /// Writes element `index` (word by word).
     ///
     /// # Errors
     /// [`Error::OutOfRange`] (nothing written).

@@ -24,8 +24,8 @@ use super::worker::{self, Report, WorkerArgs};
 use crate::cell::RawArray;
 use crate::error::{Error, Result};
 use crate::process::Process;
+use crate::process::entry::{self, Key};
 use crate::queue::{GetError, Queue};
-use crate::sys;
 
 /// How often the collector checks that workers are alive, at the latest.
 const TICK: Duration = Duration::from_millis(20);
@@ -157,7 +157,7 @@ pub(crate) struct Core {
     results: Queue<Vec<u8>>,
     started: RawArray<u64>,
     config: Config,
-    key: u64,
+    key: Key,
 }
 
 impl Core {
@@ -168,7 +168,7 @@ impl Core {
                 what: "a pool needs at least one process".into(),
             });
         }
-        let key = sys::random_u128().map_err(|e| Error::io("getrandom", e))? as u64;
+        let key = entry::new_key().map_err(|e| Error::io("getrandom", e))?;
         let core = Arc::new(Core {
             state: Mutex::new(State {
                 mode: Mode::Running,
@@ -234,7 +234,7 @@ impl Core {
 
     /// Signs an entry offset with this pool's secret.
     pub(crate) fn sign(&self, entry: i64) -> u64 {
-        task::sign(entry, self.key)
+        task::sign(entry, &self.key)
     }
 
     /// Queues a task; its outcome goes to `sink`. Returns its id, or `None` if the pool

@@ -13,7 +13,6 @@ mod imap;
 #[allow(clippy::module_inception)]
 mod pool;
 mod slot;
-#[allow(unsafe_code)] // one transmute of a signed function offset, in `resolve`
 mod task;
 mod worker;
 
@@ -48,9 +47,9 @@ pub(crate) fn fuzz_messages(data: &[u8]) {
     fn echo(x: (u32, String)) -> (String, u32) {
         (x.1, x.0)
     }
-    let key = 0x5eed;
+    let key = [0x5eed, 0x5eed];
     let entry = task::map_entry(echo);
-    if let Some(run) = task::resolve(entry, task::sign(entry, key), key) {
+    if let Some(run) = task::resolve(entry, task::sign(entry, &key), &key) {
         let mut out = Vec::new();
         run(rest, &mut out);
         let items = task::Items(rest).count();

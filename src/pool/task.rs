@@ -24,10 +24,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::error::TaskError;
-use crate::process::child::{anchor, conjure};
-
-/// A chunk of encoded arguments in, a chunk of encoded outcomes appended to the `Vec`.
-pub(crate) type TaskEntry = fn(&[u8], &mut Vec<u8>);
+pub(crate) use crate::process::entry::TaskEntry;
+use crate::process::entry::{self, EntryName, Key, conjure};
+use crate::process::is_err;
 
 /// Argument tags.
 const ARG: u8 = 0;
@@ -114,29 +113,18 @@ where
 }
 
 fn offset(entry: TaskEntry) -> i64 {
-    entry as usize as i64 - anchor() as i64
+    entry::offset(entry)
 }
 
-/// The trampoline at `offset`, if `tag` is its signature under `key`.
-pub(crate) fn resolve(offset: i64, tag: u64, key: u64) -> Option<TaskEntry> {
-    if sign(offset, key) != tag {
-        return None;
-    }
-    let addr = (anchor() as i64).wrapping_add(offset) as usize;
-    // SAFETY: the tag matches, so the offset was signed by our parent with the secret only it
-    // and we hold, and it signs only offsets made by `map_entry`/`star_entry`: offsets of
-    // `TaskEntry` trampolines from `anchor` in this same executable (the child checked the
-    // device and inode at start), hence `anchor + offset` is such a trampoline here too.
-    Some(unsafe { std::mem::transmute::<usize, TaskEntry>(addr) })
+/// The trampoline at `offset`, if `tag` is its signature under `key` (see
+/// [`entry`](crate::process::entry)).
+pub(crate) fn resolve(offset: i64, tag: u64, key: &Key) -> Option<TaskEntry> {
+    entry::resolve(EntryName { offset, tag }, key)
 }
 
-/// The signature of a task's function offset under the pool's secret (a keyed mix; it guards
-/// against corruption of shared memory, not against a same-user process, which could ptrace us).
-pub(crate) fn sign(offset: i64, key: u64) -> u64 {
-    let mut z = (offset as u64 ^ key).wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    (z ^ (z >> 31)) ^ key.rotate_left(17)
+/// The signature of a task's function offset under the pool's secret.
+pub(crate) fn sign(offset: i64, key: &Key) -> u64 {
+    entry::sign::<TaskEntry>(offset, key)
 }
 
 /// Runs `call` on every argument of a chunk, appending one outcome each to `out`.
@@ -145,7 +133,6 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let fallible = std::any::type_name::<R>().starts_with("core::result::Result<");
     for item in Items(input) {
         let (tag, bytes) = match item {
             Ok(item) => item,
@@ -170,7 +157,7 @@ where
             }
         };
         match catch_unwind(AssertUnwindSafe(|| call(arg))) {
-            Ok(result) => push_result(out, &result, fallible),
+            Ok(result) => push_result(out, &result),
             Err(panic) => push_message(out, PANICKED, &panic_message(&*panic)),
         }
     }
@@ -217,27 +204,17 @@ fn push_message(out: &mut Vec<u8>, tag: u8, message: &str) {
 }
 
 /// Appends `value` as a postcard item; a value that does not serialise becomes the error.
-fn push_result<R: Serialize>(out: &mut Vec<u8>, result: &R, fallible: bool) {
-    let start = out.len();
-    let mut variant = None;
-    let written = push_framed(out, OK, |out| {
-        let at = out.len();
-        serialize_into(result, out)?;
-        variant = out.get(at).copied();
-        Ok::<(), String>(())
-    });
-    match written {
-        // postcard writes a `Result`'s variant first: 0 for Ok, 1 for Err.
-        Ok(()) if fallible && variant == Some(1) => {
-            out.truncate(start);
-            push_message(out, FAILED, &error_text(result));
-        }
-        Ok(()) => {}
-        Err(e) => push_message(
+fn push_result<R: Serialize>(out: &mut Vec<u8>, result: &R) {
+    if is_err(result) {
+        push_message(out, FAILED, &error_text(result));
+        return;
+    }
+    if let Err(e) = push_framed(out, OK, |out| serialize_into(result, out)) {
+        push_message(
             out,
             SERIALIZE,
             &format!("the result did not serialise: {e}"),
-        ),
+        );
     }
 }
 
@@ -422,8 +399,8 @@ mod tests {
         for a in args {
             push_arg(&mut input, a);
         }
-        let key = 0x1234;
-        let f = resolve(entry, sign(entry, key), key).expect("signed");
+        let key = [0x1234, 5];
+        let f = resolve(entry, sign(entry, &key), &key).expect("signed");
         let mut out = Vec::new();
         f(&input, &mut out);
         out
@@ -463,8 +440,9 @@ mod tests {
     #[test]
     fn a_wrong_signature_or_garbage_is_refused_not_run() {
         let entry = map_entry(square);
-        assert!(resolve(entry, sign(entry, 1) ^ 1, 1).is_none());
-        assert!(resolve(entry + 8, sign(entry, 1), 1).is_none());
+        let key = [1, 1];
+        assert!(resolve(entry, sign(entry, &key) ^ 1, &key).is_none());
+        assert!(resolve(entry + 8, sign(entry, &key), &key).is_none());
         let mut got = Vec::<Result<u64, TaskError>>::new();
         decode_chunk(&[0, 200, 0, 0, 0, 1], 2, |r| got.push(r));
         assert!(

@@ -128,7 +128,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
     };
     if let Some((entry, tag, arg)) = &args.initializer {
         let mut out = Vec::new();
-        let failure = match task::resolve(*entry, *tag, key) {
+        let failure = match task::resolve(*entry, *tag, &key) {
             Some(run) => {
                 run(arg, &mut out);
                 task::first_failure(&out)
@@ -162,7 +162,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         // `id` was read from shared memory: wrap rather than overflow on a hostile value.
         let _ = args.started.set(args.index as usize, id.wrapping_add(1));
         let start = Instant::now();
-        match task::resolve(entry as i64, tag, key) {
+        match task::resolve(entry as i64, tag, &key) {
             Some(run) => run(&inbox[TASK_HEADER..], &mut out),
             None => task::push_refusal(&mut out),
         }

@@ -9,11 +9,14 @@
 //! inode) before using it. Only zero-sized functions can be started: fn items and closures that
 //! capture nothing. A closure capturing local state fails to compile (see `trampoline`).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::entry::{self, ChildEntry, EntryName, Key};
+use super::outcome::is_err;
 use crate::pipe::Connection;
 use crate::sys;
 
@@ -21,11 +24,11 @@ use crate::sys;
 pub(crate) const CHILD_ENV: &str = "SHMKIT_CHILD";
 
 static INIT_CALLED: AtomicBool = AtomicBool::new(false);
-static KEY: AtomicU64 = AtomicU64::new(0);
+static KEY: OnceLock<Key> = OnceLock::new();
 
-/// In a child, the key its parent put in its [`Spec`]; 0 elsewhere.
-pub(crate) fn key() -> u64 {
-    KEY.load(Ordering::Relaxed)
+/// In a child, the key its parent put in its [`Spec`]; zero elsewhere.
+pub(crate) fn key() -> Key {
+    KEY.get().copied().unwrap_or_default()
 }
 
 /// What a child sends its parent, in order: `Hello` once it runs `init`, then one outcome.
@@ -46,28 +49,21 @@ pub(crate) enum Message {
 /// What the parent tells the child, in `SHMKIT_CHILD`.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct Spec {
-    pub(crate) entry: i64,
+    pub(crate) entry: EntryName,
     pub(crate) exe: (u64, u64),
     pub(crate) conn: String,
     pub(crate) daemon: bool,
     /// A secret the parent may use to sign what it later sends through shared memory (a pool
     /// signs the functions it names), so that a corrupted message is refused, not run.
-    #[serde(default)]
-    pub(crate) key: u64,
+    pub(crate) key: Key,
+    /// The pid of the process that started the child. The variable is never removed from the
+    /// environment (see [`init`]), so a process that merely inherited it (a program the child
+    /// runs) is told apart by its parent.
+    pub(crate) parent: u32,
 }
-
-/// The function the entry offsets are measured from.
-#[inline(never)]
-pub(crate) fn anchor() -> usize {
-    let f: fn() -> usize = anchor;
-    f as usize
-}
-
-/// A started function's code, with its argument and result as bytes.
-pub(crate) type Entry = fn(&[u8]) -> Result<(Vec<u8>, bool), String>;
 
 /// Runs `F` on the argument decoded from `input`; returns the encoded result and whether it is
-/// an `Err`.
+/// an `Err`. Its offset ([`entry::name`]) is what a parent sends to name `F`.
 pub(crate) fn trampoline<F, A, R>(input: &[u8]) -> Result<(Vec<u8>, bool), String>
 where
     F: Fn(A) -> R,
@@ -76,41 +72,21 @@ where
 {
     let arg: A = postcard::from_bytes(input)
         .map_err(|e| format!("the argument did not deserialise: {e}"))?;
-    let f: F = conjure();
+    let f: F = entry::conjure();
     let result = f(arg);
     let bytes =
         postcard::to_allocvec(&result).map_err(|e| format!("the result did not serialise: {e}"))?;
-    // A `Result` serialises its variant first: 0 for Ok, 1 for Err (postcard varint).
-    let failed = std::any::type_name::<R>().starts_with("core::result::Result<")
-        && bytes.first() == Some(&1);
-    Ok((bytes, failed))
+    Ok((bytes, is_err(&result)))
 }
 
-/// The value of a zero-sized function type: how a trampoline gets its function in a process
-/// that was sent only the function's type (as an offset). A closure capturing local state is
-/// not zero-sized and fails to compile here.
-pub(crate) fn conjure<F>() -> F {
-    const {
-        assert!(
-            std::mem::size_of::<F>() == 0,
-            "only fn items and closures that capture nothing can run in another process"
-        )
-    };
-    // SAFETY: `F` is zero-sized (checked at compile time above), so reading one reads no bytes
-    // and a dangling, aligned pointer is valid for it; fn items and capture-less closures have
-    // no invariant beyond their type.
-    unsafe { std::ptr::NonNull::<F>::dangling().read() }
-}
-
-/// The offset of `F`'s trampoline from [`anchor`].
-pub(crate) fn entry_offset<F, A, R>() -> i64
+/// The signed name of `F`'s trampoline.
+pub(crate) fn entry_name<F, A, R>(key: &Key) -> EntryName
 where
     F: Fn(A) -> R,
     A: DeserializeOwned,
     R: Serialize,
 {
-    let entry: Entry = trampoline::<F, A, R>;
-    entry as usize as i64 - anchor() as i64
+    entry::name(trampoline::<F, A, R> as ChildEntry, key)
 }
 
 /// Whether this process is a child started by shmkit that has not gone through [`init`]: it
@@ -128,29 +104,35 @@ pub(crate) fn uninitialised_child() -> bool {
 /// ```
 pub fn init() {
     INIT_CALLED.store(true, Ordering::Relaxed);
+    // The variable is read, never removed: removing it (`std::env::remove_var`) is sound only
+    // while no other thread reads the environment, which a safe function cannot know. A child's
+    // own children get a spec of their own (`Command::env` replaces it), and a program the child
+    // runs that inherits this one is told apart by its parent pid.
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         return;
     };
-    // A grandchild is started with its own spec; this one is ours alone.
-    // SAFETY: called at the start of `main`, before this process has other threads that could
-    // read the environment concurrently.
-    unsafe { std::env::remove_var(CHILD_ENV) };
-    std::process::exit(run(&spec));
+    let spec: Spec = match serde_json::from_str(&spec) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("shmkit child: bad {CHILD_ENV}: {e}");
+            std::process::exit(2);
+        }
+    };
+    if spec.parent != sys::parent_pid() {
+        return; // inherited by a process shmkit did not start: not a child
+    }
+    std::process::exit(run(spec));
 }
 
-fn run(spec: &str) -> i32 {
+fn run(spec: Spec) -> i32 {
     let fail = |msg: String| {
         eprintln!("shmkit child: {msg}");
         2
     };
-    let spec: Spec = match serde_json::from_str(spec) {
-        Ok(s) => s,
-        Err(e) => return fail(format!("bad {CHILD_ENV}: {e}")),
-    };
     if sys::exe_identity().ok() != Some(spec.exe) {
         return fail("started from a different executable than its parent".into());
     }
-    KEY.store(spec.key, Ordering::Relaxed);
+    let _ = KEY.set(spec.key);
     if spec.daemon && sys::die_with_parent().is_err() {
         return fail("could not tie a daemon child to its parent".into());
     }
@@ -164,12 +146,10 @@ fn run(spec: &str) -> i32 {
     let Ok(arg) = conn.recv_bytes() else {
         return fail("no argument from the parent".into());
     };
-    let addr = anchor() as i64 + spec.entry;
-    // SAFETY: the parent computed `entry` as the offset of an `Entry` trampoline from `anchor`
-    // in the same executable (checked above: same device and inode), so `anchor + entry` is that
-    // trampoline's address in this process too.
-    let entry: Entry = unsafe { std::mem::transmute::<usize, Entry>(addr as usize) };
-    let outcome = std::panic::catch_unwind(|| entry(&arg));
+    let Some(run) = entry::resolve::<ChildEntry>(spec.entry, &spec.key) else {
+        return fail("the function to run is not signed by the parent".into());
+    };
+    let outcome = std::panic::catch_unwind(|| run(&arg));
     let (message, code) = match outcome {
         Ok(Ok((bytes, failed))) => (Message::Returned { bytes, failed }, i32::from(failed)),
         Ok(Err(msg)) => (Message::Failed(msg), 1),

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::child::{self, CHILD_ENV, Message, Spec};
+use super::entry::{self, Key};
 use crate::error::{Error, Result};
 use crate::pipe::{Connection, Pipe};
 use crate::sys;
@@ -61,7 +62,8 @@ pub struct Builder {
     daemon: bool,
     /// Inside `cargo test`: the test to run in the child (default: the current thread's name).
     test: Option<Option<String>>,
-    key: u64,
+    /// The key that signs what the child runs; a fresh one per child unless a pool sets its own.
+    key: Option<Key>,
 }
 
 impl Builder {
@@ -85,8 +87,8 @@ impl Builder {
     }
 
     /// The secret the child reads back with `child::key()`.
-    pub(crate) fn key(mut self, key: u64) -> Self {
-        self.key = key;
+    pub(crate) fn key(mut self, key: Key) -> Self {
+        self.key = Some(key);
         self
     }
 
@@ -112,12 +114,17 @@ impl Builder {
             .unwrap_or_else(|| format!("Process-{}", COUNT.fetch_add(1, Ordering::Relaxed)));
         let arg = postcard::to_allocvec(&arg).map_err(|e| Error::Serialize(e.to_string()))?;
         let (conn, theirs) = Pipe::new(true)?;
+        let key = match self.key {
+            Some(k) => k,
+            None => entry::new_key().map_err(|e| Error::io("getrandom", e))?,
+        };
         let spec = Spec {
-            entry: child::entry_offset::<F, A, R>(),
+            entry: child::entry_name::<F, A, R>(&key),
             exe: sys::exe_identity().map_err(|e| Error::io("stat /proc/self/exe", e))?,
             conn: serde_json::to_string(&theirs).map_err(|e| Error::Serialize(e.to_string()))?,
             daemon: self.daemon,
-            key: self.key,
+            key,
+            parent: sys::current_pid(),
         };
         let mut cmd =
             Command::new(std::env::current_exe().map_err(|e| Error::io("current_exe", e))?);

@@ -1,9 +1,13 @@
 //! Processes: run Rust functions in child processes ([`Process`]), started with
 //! [`init`](crate::init) at the top of `main`.
 
-#[allow(unsafe_code)]
 pub(crate) mod child;
+#[allow(unsafe_code)]
+pub(crate) mod entry;
 pub(crate) mod handle;
+mod outcome;
+
+pub(crate) use outcome::is_err;
 
 pub use child::init;
 pub use handle::{Builder, Process, ProcessError, current_pid, parent_pid};

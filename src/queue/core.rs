@@ -26,7 +26,7 @@ use std::time::Instant;
 use super::ring::{self, FrameHeader, HEADER, INLINE, PAD, SPILL, SPILL_REF_LEN, SpillRef};
 use super::spill;
 use crate::error::{Error, Result};
-use crate::shm::{Expect, Kind, Segment, SegmentName, ShmShared, Spec, TypeInfo};
+use crate::shm::{Expect, Kind, Segment, SegmentName, Spec, TypeInfo, shm_shared};
 use crate::sync::{Acquired, LockFailure, RawLock};
 use crate::sys;
 
@@ -36,8 +36,8 @@ const TRY_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(
 /// Rounds of watching for a change before sleeping (see `QueueCore::spin`).
 const SPIN: u32 = 2000;
 
+shm_shared! {
 /// The queue's state, at the start of the segment's control block.
-#[repr(C)]
 pub(crate) struct Control {
     lock: RawLock,
     /// Byte position of the oldest frame. Commit point of a get.
@@ -61,13 +61,14 @@ pub(crate) struct Control {
     not_full: Waitlist,
     /// Joiners waiting for every task to be done.
     joined: Waitlist,
-    _reserved: [u32; 4],
+    _reserved: [AtomicU32; 4],
+}
 }
 
+shm_shared! {
 /// Sleepers on one condition: a futex word, and (under the lock) how many sleep and how many
 /// wake-ups are on their way to them. A waker wakes only sleepers no wake-up is already on
 /// its way to, so a burst of puts wakes a sleeping getter once, not once per put.
-#[repr(C)]
 struct Waitlist {
     /// The futex word: changed by every wake-up.
     word: AtomicU32,
@@ -76,6 +77,7 @@ struct Waitlist {
     waiters: AtomicU32,
     /// Wake-ups sent and not yet taken back by a sleeper leaving (`signals <= waiters`).
     signals: AtomicU32,
+}
 }
 
 impl Waitlist {
@@ -108,10 +110,6 @@ impl Waitlist {
 }
 
 const _: () = assert!(std::mem::size_of::<Control>() == 128);
-
-// SAFETY: `Control` is repr(C) and made of atomics (and a reserved array of plain integers that
-// is never read): every bit pattern is a valid value and all mutation is interior.
-unsafe impl ShmShared for Control {}
 
 /// When a blocking operation gives up.
 #[derive(Debug, Clone, Copy)]
@@ -200,7 +198,7 @@ impl QueueCore {
                 not_empty: Waitlist::new(),
                 not_full: Waitlist::new(),
                 joined: Waitlist::new(),
-                _reserved: [0; 4],
+                _reserved: [const { AtomicU32::new(0) }; 4],
             };
             // SAFETY: `control` checked that the block fits in the mapping and is aligned; the
             // segment is not published yet, so no one else can see it.

@@ -125,15 +125,4 @@ impl<T> std::fmt::Debug for JoinableQueue<T> {
     }
 }
 
-impl<T> Serialize for JoinableQueue<T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(self.queue.name())
-    }
-}
-
-impl<'de, T: Serialize + DeserializeOwned + 'static> serde::Deserialize<'de> for JoinableQueue<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        JoinableQueue::open(&name).map_err(serde::de::Error::custom)
-    }
-}
+crate::shm::serde_by_name!(impl[T: Serialize + DeserializeOwned + 'static] JoinableQueue<T>);

@@ -332,18 +332,7 @@ impl<T> fmt::Debug for Queue<T> {
     }
 }
 
-impl<T> Serialize for Queue<T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-impl<'de, T: Serialize + DeserializeOwned + 'static> serde::Deserialize<'de> for Queue<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Queue::open(&name).map_err(serde::de::Error::custom)
-    }
-}
+crate::shm::serde_by_name!(impl[T: Serialize + DeserializeOwned + 'static] Queue<T>);
 
 impl<T> From<PutError<T>> for Error {
     fn from(e: PutError<T>) -> Self {

@@ -4,17 +4,25 @@
 //! ownership rules are described in `header.rs` and `segment.rs`. The public part of this
 //! module lets a program list and clean up segments: [`segments`], [`remove_stale`], [`remove`].
 
+mod by_name;
 mod header;
 mod name;
+#[allow(unsafe_code)]
+mod object;
 #[allow(unsafe_code)]
 mod registry;
 #[allow(unsafe_code)]
 mod segment;
+#[allow(unsafe_code)]
+mod shared;
 
 pub use header::Kind;
 pub use name::MAX_NAME_LEN;
 pub use registry::{SegmentInfo, remove, remove_stale, segments};
 
+pub(crate) use by_name::serde_by_name;
 pub(crate) use header::{Expect, Spec, TypeInfo, fix_header_for_fuzzing};
 pub(crate) use name::SegmentName;
-pub(crate) use segment::{DEFAULT_OPEN_WAIT, Segment, ShmShared};
+pub(crate) use object::Shared;
+pub(crate) use segment::{DEFAULT_OPEN_WAIT, Segment};
+pub(crate) use shared::{ShmShared, assert_field, shm_shared};

@@ -22,21 +22,12 @@ use super::header::{
     CONTROL_OFFSET, Expect, HEADER_SIZE, Header, HeaderFields, Kind, Layout, READY, Spec,
 };
 use super::name::SegmentName;
+use super::shared::ShmShared;
 use crate::error::{Error, Result};
 use crate::sys;
 
 /// How long `open` waits, by default, for a creator to publish a segment's header.
 pub(crate) const DEFAULT_OPEN_WAIT: Duration = Duration::from_secs(2);
-
-/// Types that may be viewed through a shared reference in memory another process writes:
-/// every bit pattern is a valid value and all mutation goes through interior mutability
-/// (atomics, `UnsafeCell` behind a process-shared lock).
-///
-/// # Safety
-/// Implementors must be `#[repr(C)]` or `#[repr(transparent)]`, valid for any bit pattern,
-/// `Sync`, and must never hand out `&mut` to their contents without synchronisation that works
-/// across processes.
-pub(crate) unsafe trait ShmShared: Sync {}
 
 /// A mapped shared segment whose header has been published (by us) or validated (by us).
 pub(crate) struct Segment {

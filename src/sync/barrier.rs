@@ -4,14 +4,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::object::Shared;
 use super::raw_lock::RawLock;
 use crate::error::{Error, Result};
-use crate::shm::{Kind, ShmShared};
+use crate::shm::Shared;
+use crate::shm::{Kind, shm_shared};
 use crate::sys;
 
+shm_shared! {
 /// The state of a barrier in shared memory; all but `generation` change only under `lock`.
-#[repr(C)]
 pub(crate) struct BarrierState {
     lock: RawLock,
     parties: AtomicU32,
@@ -23,11 +23,9 @@ pub(crate) struct BarrierState {
     broken_gen: AtomicU32,
     /// Set by `abort` or a timeout; cleared by `reset`.
     broken: AtomicU32,
-    _reserved: u32,
+    _reserved: AtomicU32,
 }
-
-// SAFETY: repr(C), atomics only.
-unsafe impl ShmShared for BarrierState {}
+}
 
 type Action = Arc<dyn Fn() + Send + Sync>;
 
@@ -77,7 +75,7 @@ impl Barrier {
             generation: z(),
             broken_gen: z(),
             broken: z(),
-            _reserved: 0,
+            _reserved: AtomicU32::new(0),
         };
         Ok(Barrier {
             shared: Shared::create(name, Kind::Barrier, state)?,
@@ -119,8 +117,7 @@ impl Barrier {
         if s.lock.lock().is_ok() {
             s.lock.set_poisoned(false);
             let r = f(s);
-            // SAFETY: locked just above by this thread.
-            unsafe { s.lock.unlock() };
+            s.lock.release_mine(); // locked just above by this thread
             r
         } else {
             f(s) // Deadlock: this thread holds it already (cannot happen: never held across calls)
@@ -251,15 +248,4 @@ impl std::fmt::Debug for Barrier {
     }
 }
 
-impl serde::Serialize for Barrier {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Barrier {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let name = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
-        Barrier::open(&name).map_err(serde::de::Error::custom)
-    }
-}
+crate::shm::serde_by_name!(impl[] Barrier);

@@ -5,14 +5,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::error::LockError;
-use super::object::{Shared, handle_common};
+use super::handle::handle_common;
 use super::raw_lock::RawLock;
 use crate::error::{Error, Result};
-use crate::shm::{Kind, ShmShared};
+use crate::shm::Shared;
+use crate::shm::{Kind, shm_shared};
 use crate::sys;
 
+shm_shared! {
 /// The state of a condition in shared memory. Everything but `seq` changes only under `lock`.
-#[repr(C)]
 pub(crate) struct CondState {
     lock: RawLock,
     /// Futex word waiters sleep on; changed by every notify.
@@ -22,11 +23,9 @@ pub(crate) struct CondState {
     /// Notifications not yet taken by a waiter: `notify(n)` adds at most n, and a waiter
     /// returns as notified only by taking one, so at most n waiters return.
     tokens: AtomicU32,
-    _reserved: u32,
+    _reserved: AtomicU32,
 }
-
-// SAFETY: repr(C), atomics only.
-unsafe impl ShmShared for CondState {}
+}
 
 /// A condition variable shared by processes, over its own lock: Python's
 /// `multiprocessing.Condition`. Acquire the lock, check your condition, and `wait` (which
@@ -64,7 +63,7 @@ impl Condition {
             seq: AtomicU32::new(0),
             waiting: AtomicU32::new(0),
             tokens: AtomicU32::new(0),
-            _reserved: 0,
+            _reserved: AtomicU32::new(0),
         };
         Ok(Condition {
             shared: Shared::create(name, Kind::Condition, state)?,
@@ -111,8 +110,7 @@ impl Condition {
         if !l.held_by_me() {
             return Err(Error::NotOwner);
         }
-        // SAFETY: checked just above that this thread holds the lock.
-        unsafe { l.unlock() };
+        l.release_mine();
         Ok(())
     }
 
@@ -168,8 +166,8 @@ impl Condition {
         let mut died = false;
         let notified = loop {
             let seq = s.seq.load(Ordering::Acquire); // SYNC: condvar-seq, read under the lock
-            // SAFETY: `require_lock` (or the relock below) made sure this thread holds it.
-            unsafe { s.lock.unlock() };
+            // `require_lock` (or the relock below) made sure this thread holds it.
+            s.lock.release_mine();
             let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if timeout.is_none_or(|t| !t.is_zero()) {
                 sys::futex_wait(&s.seq, seq, timeout);

@@ -6,19 +6,12 @@ use std::time::Duration;
 
 use super::error::{LockError, TryLockError};
 use super::guard::LockGuard;
-use super::object::{Shared, handle_common};
+use super::handle::handle_common;
+use super::ownerless::OwnerlessLock;
 use super::raw_lock::{Acquired, Deadlock, LockFailure, RawLock};
 use crate::error::{Error, Result};
-use crate::shm::{Kind, ShmShared};
-
-/// The state of a [`Lock`] in shared memory.
-#[repr(C)]
-pub(crate) struct LockState {
-    lock: RawLock,
-}
-
-// SAFETY: repr(C), atomics only (a `RawLock`).
-unsafe impl ShmShared for LockState {}
+use crate::shm::Shared;
+use crate::shm::{Kind, shm_shared};
 
 /// A lock with no data inside it, shared by processes (and threads): Python's
 /// `multiprocessing.Lock`.
@@ -41,7 +34,7 @@ unsafe impl ShmShared for LockState {}
 /// # Ok(()) }
 /// ```
 pub struct Lock {
-    shared: Arc<Shared<LockState>>,
+    shared: Arc<Shared<OwnerlessLock>>,
 }
 
 fn clean_up(
@@ -70,6 +63,21 @@ pub(super) fn blocking(raw: &RawLock) -> std::result::Result<(), LockError<()>> 
     }
 }
 
+/// A hold taken by `acquire` is kept by the lock, not by a guard: forget the guard so that
+/// only `release` ends it.
+fn keep<G>(
+    r: std::result::Result<G, TryLockError<G>>,
+) -> std::result::Result<(), TryLockError<()>> {
+    r.map(std::mem::forget).map_err(|e| match e {
+        TryLockError::OwnerDied(g) => {
+            std::mem::forget(g);
+            TryLockError::OwnerDied(())
+        }
+        TryLockError::WouldBlock => TryLockError::WouldBlock,
+        TryLockError::Deadlock => TryLockError::Deadlock,
+    })
+}
+
 impl Lock {
     /// Creates an anonymous lock, unlocked.
     ///
@@ -89,13 +97,7 @@ impl Lock {
 
     fn make(name: Option<&str>) -> Result<Self> {
         Ok(Lock {
-            shared: Shared::create(
-                name,
-                Kind::Lock,
-                LockState {
-                    lock: RawLock::new(),
-                },
-            )?,
+            shared: Shared::create(name, Kind::Lock, OwnerlessLock::new())?,
         })
     }
 
@@ -114,16 +116,24 @@ impl Lock {
         self.shared.name()
     }
 
-    fn raw(&self) -> &RawLock {
-        &self.shared.get().lock
+    fn raw(&self) -> &OwnerlessLock {
+        self.shared.get()
     }
 
-    /// Acquires the lock, waiting as long as it takes.
+    /// Acquires the lock, waiting as long as it takes. It stays held until someone calls
+    /// [`release`](Self::release); prefer [`lock`](Self::lock), whose guard releases it.
     ///
     /// # Errors
     /// [`LockError::OwnerDied`] (acquired: its holder had died), [`LockError::Deadlock`].
     pub fn acquire(&self) -> std::result::Result<(), LockError<()>> {
-        blocking(self.raw())
+        match keep(self.raw().lock().map_err(|e| match e {
+            LockError::OwnerDied(g) => TryLockError::OwnerDied(g),
+            LockError::Deadlock => TryLockError::Deadlock,
+        })) {
+            Ok(()) => Ok(()),
+            Err(TryLockError::OwnerDied(())) => Err(LockError::OwnerDied(())),
+            Err(_) => Err(LockError::Deadlock),
+        }
     }
 
     /// Acquires the lock if it is free.
@@ -131,7 +141,7 @@ impl Lock {
     /// # Errors
     /// [`TryLockError::WouldBlock`], or as [`acquire`](Self::acquire).
     pub fn try_acquire(&self) -> std::result::Result<(), TryLockError<()>> {
-        clean_up(self.raw(), self.raw().try_lock())
+        keep(self.raw().try_lock())
     }
 
     /// Acquires the lock, waiting at most `timeout`.
@@ -139,10 +149,12 @@ impl Lock {
     /// # Errors
     /// [`TryLockError::WouldBlock`] if it was not free in time, or as [`acquire`](Self::acquire).
     pub fn acquire_timeout(&self, timeout: Duration) -> std::result::Result<(), TryLockError<()>> {
-        clean_up(self.raw(), self.raw().try_lock_for(timeout))
+        keep(self.raw().try_lock_for(timeout))
     }
 
-    /// Releases the lock, whoever acquired it.
+    /// Releases the lock, whoever acquired it (Python allows that). A guard of the hold
+    /// released this way no longer releases anything when dropped: it never releases a later
+    /// holder's hold.
     ///
     /// # Errors
     /// [`Error::NotLocked`] if it is not held.
@@ -163,28 +175,53 @@ impl Lock {
     ///
     /// # Errors
     /// As [`acquire`](Self::acquire); `OwnerDied` carries the guard.
-    pub fn lock(&self) -> std::result::Result<LockGuard<'_, ()>, LockError<LockGuard<'_, ()>>> {
-        let raw = self.raw();
-        match blocking(raw) {
-            Ok(()) => Ok(LockGuard::unit(raw)),
-            Err(LockError::OwnerDied(())) => Err(LockError::OwnerDied(LockGuard::unit(raw))),
-            Err(_) => Err(LockError::Deadlock),
-        }
+    pub fn lock(
+        &self,
+    ) -> std::result::Result<
+        LockGuard<'_, (), OwnerlessLock>,
+        LockError<LockGuard<'_, (), OwnerlessLock>>,
+    > {
+        self.raw().lock()
+    }
+
+    /// Acquires the lock if it is free, returning a guard.
+    ///
+    /// # Errors
+    /// [`TryLockError::WouldBlock`], or as [`lock`](Self::lock).
+    pub fn try_lock(
+        &self,
+    ) -> std::result::Result<
+        LockGuard<'_, (), OwnerlessLock>,
+        TryLockError<LockGuard<'_, (), OwnerlessLock>>,
+    > {
+        self.raw().try_lock()
+    }
+
+    /// Acquires the lock, waiting at most `timeout`, returning a guard.
+    ///
+    /// # Errors
+    /// [`TryLockError::WouldBlock`] if it was not free in time, or as [`lock`](Self::lock).
+    pub fn try_lock_for(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<
+        LockGuard<'_, (), OwnerlessLock>,
+        TryLockError<LockGuard<'_, (), OwnerlessLock>>,
+    > {
+        self.raw().try_lock_for(timeout)
     }
 }
 
 handle_common!(Lock);
 
-/// The state of an [`RLock`] in shared memory.
-#[repr(C)]
-pub(crate) struct RLockState {
-    lock: RawLock,
-    /// How many times the owner holds it; touched only by the owner.
-    depth: std::sync::atomic::AtomicU64,
+shm_shared! {
+    /// The state of an [`RLock`] in shared memory.
+    pub(crate) struct RLockState {
+        lock: RawLock,
+        /// How many times the owner holds it; touched only by the owner.
+        depth: std::sync::atomic::AtomicU64,
+    }
 }
-
-// SAFETY: repr(C), atomics only.
-unsafe impl ShmShared for RLockState {}
 
 /// A re-entrant lock: Python's `multiprocessing.RLock`. Its owner (one thread of one process)
 /// may acquire it again and must release it as many times; anyone else who releases it gets
@@ -292,8 +329,7 @@ impl RLock {
         }
         if s.depth.load(Relaxed) <= 1 {
             s.depth.store(0, Relaxed);
-            // SAFETY: checked just above that this thread holds the lock.
-            unsafe { s.lock.unlock() };
+            s.lock.release_mine();
         } else {
             s.depth.fetch_sub(1, Relaxed);
         }

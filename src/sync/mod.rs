@@ -5,27 +5,26 @@
 //! what it protects; [`LockError`], [`TryLockError`] and [`AccessError`] hand the guard or value
 //! back when a previous holder died.
 
-#[allow(unsafe_code)]
 mod barrier;
-#[allow(unsafe_code)]
 mod condition;
 mod error;
 #[allow(unsafe_code)]
 mod guard;
-#[allow(unsafe_code)]
+mod handle;
 mod lock;
 #[allow(unsafe_code)]
-pub(crate) mod object;
+mod ownerless;
 #[allow(unsafe_code)]
 mod raw_lock;
-#[allow(unsafe_code)]
 mod semaphore;
 
 pub use barrier::Barrier;
 pub use condition::Condition;
 pub use error::{AccessError, LockError, TryLockError};
-pub use guard::LockGuard;
+pub use guard::{LockGuard, RawMutex};
 pub use lock::{Lock, RLock};
+pub use ownerless::OwnerlessLock;
+pub use raw_lock::RawLock;
 pub use semaphore::{BoundedSemaphore, Event, Semaphore};
 
-pub(crate) use raw_lock::{Acquired, LockFailure, RawLock};
+pub(crate) use raw_lock::{Acquired, LockFailure};

@@ -36,7 +36,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::shm::ShmShared;
+use crate::shm::shm_shared;
 use crate::sys::{self, Liveness};
 
 /// Set in `owner` when a thread may be sleeping on `wake`.
@@ -68,20 +68,19 @@ pub(crate) enum LockFailure {
     Deadlock,
 }
 
-/// The lock as it lies in shared memory.
-#[repr(C)]
-pub(crate) struct RawLock {
-    owner: AtomicU64,
-    wake: AtomicU32,
-    poisoned: AtomicU32,
+shm_shared! {
+    /// The robust lock every [`Value`](crate::Value) and [`Array`](crate::Array) carries, as it
+    /// lies in shared memory. Opaque: it appears in guard types ([`LockGuard`](crate::LockGuard)'s
+    /// default lock), and is used only through them.
+    pub struct RawLock {
+        owner: AtomicU64,
+        wake: AtomicU32,
+        poisoned: AtomicU32,
+    }
 }
 
 const _: () = assert!(std::mem::size_of::<RawLock>() == 16);
 const _: () = assert!(std::mem::align_of::<RawLock>() == 8);
-
-// SAFETY: `RawLock` is repr(C) and made of atomics only: every bit pattern is a valid value and
-// all mutation is interior.
-unsafe impl ShmShared for RawLock {}
 
 /// Whether the holder named by `owner` is known to have died.
 fn holder_dead(owner: u64) -> bool {
@@ -313,6 +312,30 @@ impl RawLock {
         self.poisoned.store(u32::from(poisoned), Ordering::Relaxed);
     }
 
+    /// Releases the lock if the calling thread holds it; `false` (and nothing changes) if it
+    /// does not. Safe: it never releases another thread's hold.
+    pub(crate) fn release_mine(&self) -> bool {
+        let me = sys::thread_identity();
+        let mut cur = self.owner.load(Ordering::Relaxed);
+        loop {
+            if cur & !WAITERS != me {
+                return false;
+            }
+            // SYNC: lock-acquire (the release half).
+            match self
+                .owner
+                .compare_exchange_weak(cur, 0, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        if cur & WAITERS != 0 {
+            self.wake_one();
+        }
+        true
+    }
+
     /// Releases the lock.
     ///
     /// # Safety
@@ -323,6 +346,29 @@ impl RawLock {
         if self.owner.swap(0, Ordering::Release) & WAITERS != 0 {
             self.wake_one();
         }
+    }
+}
+
+impl super::guard::Sealed for RawLock {}
+
+// SAFETY: `owner` is taken by compare-and-swap from 0 (or from a dead holder's identity, by one
+// taker only), so at most one live thread holds it. A cell's lock has no owner-less release:
+// the thread's hold lasts until it unlocks, so `()` names it exactly.
+unsafe impl super::guard::RawMutex for RawLock {
+    type Hold = ();
+
+    #[inline]
+    fn set_poisoned(&self, poisoned: bool) {
+        RawLock::set_poisoned(self, poisoned);
+    }
+
+    #[inline]
+    unsafe fn unlock(&self, (): (), poison: bool) {
+        if poison {
+            RawLock::set_poisoned(self, true);
+        }
+        // SAFETY: forwarded: the calling thread holds the lock.
+        unsafe { RawLock::unlock(self) }
     }
 }
 

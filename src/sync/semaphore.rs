@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::object::{Shared, handle_common};
+use super::handle::handle_common;
 use crate::error::{Error, Result};
-use crate::shm::{Kind, ShmShared};
+use crate::shm::Shared;
+use crate::shm::{Kind, shm_shared};
 use crate::sys;
 
 /// Waits on futex `word` while `blocked()`; the sleepers count lets wakers skip the system
@@ -41,19 +42,17 @@ fn deadline(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
-/// The state of a semaphore in shared memory.
-#[repr(C)]
-pub(crate) struct SemState {
-    /// The count, and the futex word acquirers sleep on.
-    value: AtomicU32,
-    sleepers: AtomicU32,
-    /// For a bounded semaphore, the most the count may be; 0: unbounded.
-    bound: AtomicU32,
-    _reserved: u32,
+shm_shared! {
+    /// The state of a semaphore in shared memory.
+    pub(crate) struct SemState {
+        /// The count, and the futex word acquirers sleep on.
+        value: AtomicU32,
+        sleepers: AtomicU32,
+        /// For a bounded semaphore, the most the count may be; 0: unbounded.
+        bound: AtomicU32,
+        _reserved: AtomicU32,
+    }
 }
-
-// SAFETY: repr(C), atomics and a plain integer only.
-unsafe impl ShmShared for SemState {}
 
 /// A counting semaphore shared by processes: Python's `multiprocessing.Semaphore` (and, made
 /// with [`Semaphore::bounded`], `BoundedSemaphore`). `acquire` takes one unit, waiting while
@@ -99,7 +98,7 @@ impl Semaphore {
             value: AtomicU32::new(value),
             sleepers: AtomicU32::new(0),
             bound: AtomicU32::new(bound),
-            _reserved: 0,
+            _reserved: AtomicU32::new(0),
         };
         Ok(Semaphore {
             shared: Shared::create(name, Kind::Semaphore, state)?,
@@ -192,16 +191,14 @@ impl Semaphore {
 
 handle_common!(Semaphore);
 
-/// The state of an event in shared memory.
-#[repr(C)]
-pub(crate) struct EventState {
-    /// 1 when set; the futex word waiters sleep on.
-    flag: AtomicU32,
-    sleepers: AtomicU32,
+shm_shared! {
+    /// The state of an event in shared memory.
+    pub(crate) struct EventState {
+        /// 1 when set; the futex word waiters sleep on.
+        flag: AtomicU32,
+        sleepers: AtomicU32,
+    }
 }
-
-// SAFETY: repr(C), atomics only.
-unsafe impl ShmShared for EventState {}
 
 /// A flag that processes wait for: Python's `multiprocessing.Event`.
 pub struct Event {

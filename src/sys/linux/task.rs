@@ -139,23 +139,11 @@ pub(crate) fn pid_namespace() -> u64 {
     std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
 }
 
-/// 128 bits from the kernel's random source, for unguessable segment names.
+/// 128 bits from the kernel's random source (through the `getrandom` crate), for unguessable
+/// segment names and secret keys.
 pub(crate) fn random_u128() -> io::Result<u128> {
     let mut buf = [0u8; 16];
-    let mut filled = 0;
-    while filled < buf.len() {
-        let rest = &mut buf[filled..];
-        // SAFETY: the pointer and length describe the writable tail of `buf`.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        } else {
-            filled += n as usize;
-        }
-    }
+    getrandom::fill(&mut buf).map_err(io::Error::from)?;
     Ok(u128::from_ne_bytes(buf))
 }
 

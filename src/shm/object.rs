@@ -4,8 +4,8 @@
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use super::{DEFAULT_OPEN_WAIT, Expect, Kind, Segment, SegmentName, ShmShared, Spec, TypeInfo};
 use crate::error::Result;
-use crate::shm::{DEFAULT_OPEN_WAIT, Kind, Segment, SegmentName, ShmShared, Spec, TypeInfo};
 use crate::sys;
 
 pub(crate) struct Shared<C> {
@@ -40,7 +40,7 @@ impl<C: ShmShared> Shared<C> {
 
     /// Opens the segment `name`, which must hold a `C` of `kind`.
     pub(crate) fn open(name: &str, kind: Kind) -> Result<Arc<Self>> {
-        let expect = crate::shm::Expect {
+        let expect = Expect {
             kind,
             ty: TypeInfo::of::<C>(),
             len: None,
@@ -67,40 +67,3 @@ impl<C: ShmShared> Shared<C> {
         self.seg.name()
     }
 }
-
-/// `Clone`, `Debug`, and serde as the segment's name, for a handle `struct $ty { shared: Arc<Shared<_>> }`.
-macro_rules! handle_common {
-    ($ty:ident) => {
-        impl Clone for $ty {
-            fn clone(&self) -> Self {
-                $ty {
-                    shared: std::sync::Arc::clone(&self.shared),
-                }
-            }
-        }
-        impl std::fmt::Debug for $ty {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($ty))
-                    .field("name", &self.name())
-                    .finish()
-            }
-        }
-        impl serde::Serialize for $ty {
-            fn serialize<S: serde::Serializer>(
-                &self,
-                s: S,
-            ) -> std::result::Result<S::Ok, S::Error> {
-                s.serialize_str(self.name())
-            }
-        }
-        impl<'de> serde::Deserialize<'de> for $ty {
-            fn deserialize<D: serde::Deserializer<'de>>(
-                d: D,
-            ) -> std::result::Result<Self, D::Error> {
-                let name = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
-                $ty::open(&name).map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-pub(crate) use handle_common;
