@@ -245,7 +245,7 @@ fn pipe_send_child() -> Res<()> {
 /// `Pipe(duplex=False)`: a child sends 64-byte messages, the parent receives them.
 fn pipe_small() -> Res<()> {
     let count = n(2_000_000);
-    let (r, w) = Pipe::new(false)?;
+    let (r, w) = Pipe::simplex()?;
     let (end, count_s) = (serde_json::to_string(&w)?, count.to_string());
     let t0 = Instant::now();
     let kid = child("pipe_send", &[("CONN", &end), ("COUNT", &count_s)])?;
@@ -256,7 +256,7 @@ fn pipe_small() -> Res<()> {
     }
     let secs = t0.elapsed().as_secs_f64();
     join(kid)?;
-    if got != count * 64 || !matches!(r.recv_bytes_into(&mut buf), Err(shmkit::Error::Eof)) {
+    if got != count * 64 || !matches!(r.recv_bytes_into(&mut buf), Err(shmkit::RecvError::Eof)) {
         return Err(format!("pipe_small: got {got} bytes, then no end-of-file").into());
     }
     drop(w);

@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(order.len(), 5);
     assert_eq!(order[0], 0, "the refused task fails first");
     assert_eq!(order[4], 300, "the longest nap finishes last");
-    assert!(results[2].successful() == Some(false));
+    assert!(results[2].is_successful() == Some(false));
     pool.close();
     pool.join()?;
     Ok(())

@@ -33,7 +33,7 @@ fn printer((id, lock): (usize, Lock)) {
 }
 
 fn worker((id, sem, inside, most): (usize, Semaphore, Value<u32>, Value<u32>)) {
-    sem.acquire();
+    let _permit = sem.acquire(); // given back when the worker returns
     let now = inside
         .update(|n| {
             *n += 1;
@@ -44,7 +44,6 @@ fn worker((id, sem, inside, most): (usize, Semaphore, Value<u32>, Value<u32>)) {
     println!("  worker {id} is in ({now} inside)");
     std::thread::sleep(Duration::from_millis(30));
     inside.update(|n| *n -= 1).unwrap();
-    sem.release().unwrap();
 }
 
 fn main() -> Result<(), Box<dyn Error>> {

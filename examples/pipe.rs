@@ -1,38 +1,34 @@
 //! Request and response over a duplex `Pipe`: the child uppercases what it receives. When the
 //! parent closes its end, the child's `recv` reports end-of-file and the child exits.
-//! The child is this program started again with its end of the pipe.
 
-use std::error::Error;
-use std::process::Command;
+use std::time::Duration;
 
-use shmkit::{Connection, Pipe};
+use shmkit::{Connection, Pipe, Process, RecvError};
 
-fn child(conn: Connection) -> Result<(), shmkit::Error> {
+fn child(conn: Connection) -> Result<u32, String> {
+    let mut answered = 0;
     loop {
         match conn.recv::<String>() {
-            Ok(s) => conn.send(&s.to_uppercase())?,
-            Err(shmkit::Error::Eof) => return Ok(()),
-            Err(e) => return Err(e),
+            Ok(s) => conn.send(&s.to_uppercase()).map_err(|e| e.to_string())?,
+            Err(RecvError::Eof) => return Ok(answered),
+            Err(e) => return Err(e.to_string()),
         }
+        answered += 1;
     }
 }
 
-fn main() -> Result<(), Box<dyn Error>> {
-    if let Ok(end) = std::env::var("SHMKIT_PIPE_CHILD") {
-        return Ok(child(serde_json::from_str(&end)?)?);
-    }
-    let (parent_end, child_end) = Pipe::new(true)?;
-    let mut kid = Command::new(std::env::current_exe()?)
-        .env("SHMKIT_PIPE_CHILD", serde_json::to_string(&child_end)?)
-        .spawn()?;
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    shmkit::init(); // in the child, runs `child` and exits
+    let (parent_end, child_end) = Pipe::duplex()?;
+    let mut kid = Process::start(child, child_end.clone())?;
     for word in ["hello", "from", "shmkit"] {
-        parent_end.send(&word)?;
-        let answer: String = parent_end.recv()?;
+        parent_end.send(word)?;
+        let answer: String = parent_end.recv_timeout(Duration::from_secs(30))?;
         println!("{word} -> {answer}");
     }
     parent_end.close();
-    let status = kid.wait()?;
-    println!("child saw end-of-file and exited: {status}");
-    drop(child_end);
+    let answered = kid.join_timeout(Duration::from_secs(30))??;
+    println!("the child saw end-of-file after {answered} answers and exited");
+    drop(child_end); // kept until the child had claimed its end
     Ok(())
 }

@@ -36,19 +36,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .start(greet, "bob".to_string())?;
     let said = p.join()?;
     println!("{} (pid {}) says: {said}", p.name(), p.pid());
-    println!("  exit code {:?}", p.exitcode());
+    println!("  exit code {:?}", p.exit_code());
 
     let mut e = Process::start(fails, ())?;
     let returned = e.join()?;
     println!(
         "a function returning Err: {returned:?}, exit code {:?}",
-        e.exitcode()
+        e.exit_code()
     );
 
     let mut x = Process::start(panics, ())?;
     match x.join() {
         Err(ProcessError::Panicked(msg)) => {
-            println!("a panicking child: {msg:?}, exit code {:?}", x.exitcode())
+            println!("a panicking child: {msg:?}, exit code {:?}", x.exit_code())
         }
         other => return Err(format!("expected a panic, got {other:?}").into()),
     }
@@ -60,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "after terminate(): alive {}, exit code {:?}",
         t.is_alive(),
-        t.exitcode()
+        t.exit_code()
     );
     Ok(())
 }

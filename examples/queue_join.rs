@@ -13,46 +13,32 @@
 //! ```
 //!
 //! In shmkit `put` returns only when the item is in shared memory, so the children exit at once.
-//! The children are this program started again with the queue's name in an environment variable.
 
-use std::error::Error;
-use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use shmkit::Queue;
+use shmkit::{Process, Queue};
 
-const CHILD: &str = "SHMKIT_QUEUE_JOIN_CHILD";
-
-fn f(q: &Queue<(String, String)>) -> Result<(), shmkit::Error> {
-    q.put(("hello".to_string(), "ss".repeat(20_000)))?;
-    Ok(())
+fn f(q: Queue<(String, String)>) -> Result<(), String> {
+    q.put(("hello".to_string(), "ss".repeat(20_000)))
+        .map_err(|e| e.to_string())
 }
 
-fn main() -> Result<(), Box<dyn Error>> {
-    if let Ok(name) = std::env::var(CHILD) {
-        return Ok(f(&Queue::open(&name)?)?);
-    }
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    shmkit::init(); // in a child, runs `f` and exits
     let q = Queue::<(String, String)>::new(0)?;
     let t0 = Instant::now();
     let mut ps = (0..10)
-        .map(|_| {
-            Command::new(std::env::current_exe()?)
-                .env(CHILD, q.name())
-                .spawn()
-        })
+        .map(|_| Process::start(f, q.clone()))
         .collect::<Result<Vec<_>, _>>()?;
     for p in &mut ps {
-        let status = p.wait()?; // Python would wait forever here
-        if !status.success() {
-            return Err(format!("a child failed: {status}").into());
-        }
+        p.join_timeout(Duration::from_secs(30))??; // Python would wait forever here
     }
     println!(
         "all 10 children joined in {:.0?}, before any get; {} items waiting",
         t0.elapsed(),
         q.len()
     );
-    let (hello, ss) = q.get()?;
+    let (hello, ss) = q.get_timeout(Duration::from_secs(5))?;
     println!("{hello} ({} bytes of 's' with it)", ss.len());
     Ok(())
 }

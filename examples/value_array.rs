@@ -9,36 +9,26 @@
 //! print(num.value); print(arr[:])
 //! ```
 //!
-//! The child is this program started again with the handles (serialised as their names) in
-//! an environment variable.
+//! The handles travel to the child as their names (they implement serde); the child opens the
+//! same shared memory with full type checks.
 
-use std::error::Error;
-use std::process::Command;
+use std::time::Duration;
 
-use shmkit::{Array, Value};
-
-const CHILD: &str = "SHMKIT_VALUE_ARRAY_CHILD";
+use shmkit::{Array, Process, Value};
 
 #[allow(clippy::approx_constant)] // 3.14 is the value the Python demo stores, not an attempt at pi
-fn f(num: &Value<f64>, arr: &Array<i32>) -> Result<(), Box<dyn Error>> {
-    num.set(3.14)?;
-    arr.set(0, 5)?;
+fn f((num, arr): (Value<f64>, Array<i32>)) -> Result<(), String> {
+    num.set(3.14).map_err(|e| e.to_string())?;
+    arr.set(0, 5).map_err(|e| e.to_string())?;
     Ok(())
 }
 
-fn main() -> Result<(), Box<dyn Error>> {
-    if let Ok(handles) = std::env::var(CHILD) {
-        let (num, arr): (Value<f64>, Array<i32>) = serde_json::from_str(&handles)?;
-        return f(&num, &arr);
-    }
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    shmkit::init(); // in the child, runs `f` and exits
     let num = Value::new(0.0f64)?;
     let arr = Array::from_slice(&(0..10).collect::<Vec<i32>>())?;
-    let status = Command::new(std::env::current_exe()?)
-        .env(CHILD, serde_json::to_string(&(&num, &arr))?)
-        .status()?;
-    if !status.success() {
-        return Err(format!("child failed: {status}").into());
-    }
+    let mut p = Process::start(f, (num.clone(), arr.clone()))?;
+    p.join_timeout(Duration::from_secs(30))??;
     println!("{}", num.get()?);
     println!("{:?}", arr.to_vec()?);
     Ok(())

@@ -1,8 +1,9 @@
 //! The crate-wide error for setting up, opening and removing shared objects.
 //!
-//! Hot-path operations (locking, element access) have small errors of their own that hand the
-//! value or guard back; see [`crate::LockError`] and [`crate::AccessError`]. Every one of them
-//! converts into this type, so `?` works in a function returning [`Result`].
+//! Operations have small errors of their own, with only the cases each call can produce, that
+//! hand the value, item or guard back ([`crate::LockError`], [`crate::PutError`],
+//! [`crate::RecvError`], ...). Every one of them converts into this type (as [`Error::Op`]),
+//! so `?` works in a function returning [`Result`].
 
 use std::io;
 use std::time::Duration;
@@ -132,75 +133,27 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// A lock's previous holder died (or panicked) while holding it. See [`crate::LockError`].
-    #[error("the previous holder of the lock died while holding it; the data may be inconsistent")]
-    OwnerDied,
-    /// The calling thread already holds the lock.
-    #[error("this thread already holds the lock")]
-    Deadlock,
-    /// A lock could not be acquired in time.
-    #[error("the lock could not be acquired in time")]
-    WouldBlock,
     /// An argument is out of its range.
     #[error("invalid argument: {what}")]
     InvalidArgument {
         /// What was wrong.
         what: String,
     },
-    /// The queue is closed.
-    #[error("the queue is closed")]
-    Closed,
-    /// The queue is full.
-    #[error("the queue is full")]
-    Full,
-    /// The queue is empty.
-    #[error("the queue is empty")]
-    Empty,
-    /// A deadline passed.
-    #[error("timed out")]
-    Timeout,
-    /// An item could not be serialised.
-    #[error("an item could not be serialised: {0}")]
+    /// A value (a process's argument, a handle's name) could not be serialised.
+    #[error("a value could not be serialised: {0}")]
     Serialize(String),
-    /// An item could not be deserialised.
-    #[error("an item could not be deserialised: {0}")]
-    Deserialize(String),
-    /// `task_done` was called more times than items were taken.
-    #[error("task_done() called more times than items were taken")]
-    TaskDoneTooOften,
-    /// `release` of a lock that is not held.
-    #[error("release of a lock that is not held")]
-    NotLocked,
-    /// An operation that needs the lock held by this thread (an `RLock`'s release, a
-    /// `Condition`'s wait or notify) without it.
-    #[error("this thread does not hold the lock")]
-    NotOwner,
-    /// `release` of a bounded semaphore already at its initial value.
-    #[error("a bounded semaphore was released more times than it was acquired")]
-    TooManyReleases,
-    /// A barrier was aborted, reset, or timed out while this party used it.
-    #[error("the barrier is broken")]
-    BrokenBarrier,
-    /// The other end of a pipe is closed, or its process has died, and nothing is left to read.
-    #[error("end of file: the other end of the pipe is closed or gone")]
-    Eof,
-    /// This end of a pipe is closed, or the other end is, so a message cannot be sent.
-    #[error("the pipe is closed")]
-    BrokenPipe,
     /// A child process never reached `shmkit::init()`, or this process is such a child and may
     /// not start children of its own: add `shmkit::init();` as the first line of `main`.
     #[error(
         "the child process did not run shmkit::init(): add `shmkit::init();` as the first line of main"
     )]
-    NotInitialised,
-    /// An element index was out of range.
-    #[error("index {index} is out of range for length {len}")]
-    OutOfRange {
-        /// The index asked for.
-        index: usize,
-        /// The number of elements.
-        len: usize,
-    },
+    InitNotCalled,
+    /// An operation failed with its own error (a full queue, a closed pipe, a broken barrier,
+    /// a lock whose owner died...), converted with `?` into this type. The operation's error
+    /// is the [`source`](std::error::Error::source), and can be recovered with `downcast_ref`
+    /// (for errors that carry an item, the item-less form: `PutError<()>`).
+    #[error("{0}")]
+    Op(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 impl Error {

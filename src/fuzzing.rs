@@ -86,7 +86,7 @@ fn valid_image(kind: u8) -> Option<Vec<u8>> {
 
 fn exercise_value<T: bytemuck::Pod>(name: &str, short: Duration) {
     if let Ok(v) = Value::<T>::open_timeout(name, Duration::ZERO) {
-        if let Ok(g) | Err(crate::TryLockError::OwnerDied(g)) = v.try_lock_for(short) {
+        if let Ok(g) | Err(crate::LockTimeoutError::OwnerDied(g)) = v.lock_timeout(short) {
             let _ = *g;
         }
     }
@@ -94,7 +94,7 @@ fn exercise_value<T: bytemuck::Pod>(name: &str, short: Duration) {
 
 fn exercise_array<T: bytemuck::Pod>(name: &str, short: Duration) {
     if let Ok(a) = Array::<T>::open_timeout(name, Duration::ZERO) {
-        if let Ok(g) | Err(crate::TryLockError::OwnerDied(g)) = a.try_lock_for(short) {
+        if let Ok(g) | Err(crate::LockTimeoutError::OwnerDied(g)) = a.lock_timeout(short) {
             let _ = g
                 .iter()
                 .fold(0u64, |acc, x| acc ^ bytemuck::bytes_of(x).len() as u64);
@@ -107,7 +107,7 @@ fn exercise_array<T: bytemuck::Pod>(name: &str, short: Duration) {
 /// size: put (try_put), get (try_get), put_bytes (into an empty queue: it would block on a
 /// full one), get_bytes_into.
 pub fn queue_ops(data: &[u8]) {
-    use crate::queue::{GetError, Queue};
+    use crate::queue::{Queue, TryGetError, TryPutError};
     let Ok(q) = Queue::<Vec<u8>>::with_capacity(8, 1024) else {
         return;
     };
@@ -120,14 +120,14 @@ pub fn queue_ops(data: &[u8]) {
             0 => match q.try_put(item.clone()) {
                 Ok(()) => model.push_back(item),
                 // Full: 8 items, or no ring room even for a spill reference; never when empty.
-                Err(crate::queue::PutError::Full(back)) => {
+                Err(TryPutError::Full(back)) => {
                     assert!(!model.is_empty() && back == item)
                 }
                 Err(e) => panic!("try_put: {e}"),
             },
             1 => match q.try_get() {
                 Ok(got) => assert_eq!(Some(got), model.pop_front()),
-                Err(GetError::Empty) => assert!(model.is_empty()),
+                Err(TryGetError::Empty) => assert!(model.is_empty()),
                 Err(e) => panic!("try_get: {e}"),
             },
             // A blocking put, only where room is certain: into an empty queue.

@@ -66,19 +66,29 @@ pub mod fuzzing;
 
 pub use cell::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};
 pub use error::{Error, Result};
-pub use pipe::{Connection, DEATH_CHECK, Pipe};
-pub use pool::{AsyncResult, Chunked, Imap, Pool, PoolBuilder, StarFn, TaskError};
-pub use process::{Process, ProcessError, current_pid, init, parent_pid};
+pub use pipe::{
+    Connection, DEATH_CHECK, End, Pipe, RecvError, RecvTimeoutError, SendError, TryRecvError,
+};
+pub use pool::{
+    AsyncResult, Chunked, Imap, Pool, PoolBuilder, PoolJoinError, ResultTimeoutError, StarFn,
+    TaskError, TryResultError,
+};
+pub use process::{Process, ProcessError, ProcessTimeoutError, current_pid, init, parent_pid};
 
 /// An executor in the style of Python's `concurrent.futures`: [`Executor`](futures::Executor),
 /// [`Future`](futures::Future), [`wait`](futures::wait), [`as_completed`](futures::as_completed).
 pub mod futures {
     pub use crate::pool::futures::{
-        AsCompleted, Executor, Future, ReturnWhen, Waited, as_completed, wait,
+        AsCompleted, Executor, Future, ReturnWhen, Shutdown, Waited, as_completed, wait,
     };
 }
-pub use queue::{GetError, JoinableQueue, PutError, Queue};
+pub use queue::{
+    GetError, GetTimeoutError, JoinTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue,
+    TaskDoneError, TryGetError, TryPutError,
+};
 pub use sync::{
-    AccessError, Barrier, BoundedSemaphore, Condition, Event, Lock, LockError, LockGuard,
-    OwnerlessLock, RLock, RawLock, RawMutex, Semaphore, TryLockError,
+    AccessError, Barrier, BarrierTimeoutError, BrokenBarrier, Condition, Event, Lock, LockError,
+    LockGuard, LockTimeoutError, NotLocked, NotOwner, OutOfRange, OwnerlessLock, Permit, RLock,
+    RawLock, RawMutex, Semaphore, Timeout, TooManyReleases, TryLockError, WaitError,
+    WaitTimeoutError, WouldBlock,
 };

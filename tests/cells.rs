@@ -6,7 +6,12 @@ mod common;
 use std::time::Duration;
 
 use common::{assert_gone, shm_path, unique, watchdog};
-use shmkit::{AccessError, Array, Error, LockError, RawArray, RawValue, TryLockError, Value};
+use std::error::Error as _;
+
+use shmkit::{
+    AccessError, Array, Error, LockError, LockTimeoutError, OutOfRange, RawArray, RawValue,
+    TryLockError, Value,
+};
 
 #[test]
 fn value_get_set_update_and_guard() {
@@ -63,8 +68,8 @@ fn a_thread_locking_twice_gets_deadlock_not_a_hang() {
     assert!(matches!(a.lock(), Err(LockError::Deadlock)));
     assert!(matches!(a.get(0), Err(AccessError::Deadlock)));
     assert!(matches!(
-        a.try_lock_for(Duration::from_millis(10)),
-        Err(TryLockError::Deadlock)
+        a.lock_timeout(Duration::from_millis(10)),
+        Err(LockTimeoutError::Deadlock)
     ));
 }
 
@@ -103,15 +108,15 @@ fn try_lock_for_honours_its_timeout_when_another_thread_holds_the_lock() {
     assert!(matches!(v.try_lock(), Err(TryLockError::WouldBlock)));
     let t0 = std::time::Instant::now();
     assert!(matches!(
-        v.try_lock_for(Duration::from_millis(50)),
-        Err(TryLockError::WouldBlock)
+        v.lock_timeout(Duration::from_millis(50)),
+        Err(LockTimeoutError::Timeout)
     ));
     assert!(
         t0.elapsed() >= Duration::from_millis(50),
         "returned early: {:?}",
         t0.elapsed()
     );
-    assert!(v.try_lock_for(Duration::from_secs(10)).is_ok());
+    assert!(v.lock_timeout(Duration::from_secs(10)).is_ok());
     holder.join().unwrap();
 }
 
@@ -130,7 +135,10 @@ fn a_holder_that_panics_poisons_the_value_until_marked_consistent() {
     assert!(v.is_poisoned());
     assert!(matches!(v.get(), Err(LockError::OwnerDied(-1))));
     let e: Error = v.set(3).unwrap_err().into();
-    assert!(matches!(e, Error::OwnerDied));
+    assert!(matches!(
+        e.source().and_then(|s| s.downcast_ref::<LockError<()>>()),
+        Some(LockError::OwnerDied(()))
+    ));
     v.lock()
         .unwrap_err()
         .into_inner()
@@ -164,11 +172,8 @@ fn raw_cells_need_no_lock_and_check_ranges() {
     let a = RawArray::<i16>::new(3).unwrap();
     a.set(2, -7).unwrap();
     assert_eq!(a.to_vec(), [0, 0, -7]);
-    assert!(matches!(
-        a.set(3, 1),
-        Err(Error::OutOfRange { index: 3, len: 3 })
-    ));
-    assert!(matches!(a.get(3), Err(Error::OutOfRange { .. })));
+    assert!(matches!(a.set(3, 1), Err(OutOfRange { index: 3, len: 3 })));
+    assert!(matches!(a.get(3), Err(OutOfRange { .. })));
     let b = RawArray::from_slice(&[9u8; 5]).unwrap();
     assert_eq!(RawArray::<u8>::open(b.name()).unwrap().get(4).unwrap(), 9);
 }

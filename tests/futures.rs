@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{wait_until, watchdog};
-use shmkit::TaskError;
 use shmkit::Value;
-use shmkit::futures::{Executor, ReturnWhen, as_completed, wait};
+use shmkit::futures::{Executor, ReturnWhen, Shutdown, as_completed, wait};
+use shmkit::{ResultTimeoutError, TaskError, Timeout, TryResultError};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -34,19 +34,19 @@ fn submit_result_callbacks_and_cancel() {
     watchdog(Duration::from_secs(120));
     let executor = Executor::new(1).unwrap();
     let first = executor.submit(sleep_then, 300);
-    wait_until("the first task to run", LIMIT, || first.running());
+    wait_until("the first task to run", LIMIT, || first.is_running());
     // One worker, busy: the next one waits in the parent and can be cancelled.
     let second = executor.submit(sleep_then, 1);
     let third = executor.submit(sleep_then, 2);
-    assert!(!second.done() && !second.running());
+    assert!(!second.is_done() && !second.is_running());
     let cancelled_cb = Arc::new(AtomicU32::new(0));
     let c2 = cancelled_cb.clone();
     second.add_done_callback(move |f| {
-        assert!(f.cancelled());
+        assert!(f.is_cancelled());
         c2.fetch_add(1, Ordering::Relaxed);
     });
     assert!(second.cancel());
-    assert!(second.cancelled() && second.done());
+    assert!(second.is_cancelled() && second.is_done());
     assert_eq!(cancelled_cb.load(Ordering::Relaxed), 1);
     assert_eq!(second.result(), Err(TaskError::Cancelled));
     assert!(!first.cancel(), "a running future cannot be cancelled");
@@ -77,8 +77,9 @@ fn submit_result_callbacks_and_cancel() {
     let slow = executor.submit(sleep_then, 200);
     assert_eq!(
         slow.result_timeout(Duration::from_millis(5)),
-        Err(TaskError::Timeout)
+        Err(ResultTimeoutError::Timeout)
     );
+    assert_eq!(slow.try_result(), Err(TryResultError::NotReady));
     assert_eq!(slow.result_timeout(LIMIT), Ok(200));
     let mapped: Vec<_> = executor.map(sleep_then, [3, 1, 2]).collect();
     assert_eq!(mapped, [Ok(3), Ok(1), Ok(2)]);
@@ -121,7 +122,7 @@ fn as_completed_and_wait_follow_completion_order() {
     // as_completed with a timeout that passes yields Timeout once and ends.
     let slow = vec![executor.submit(sleep_then, 2_000)];
     let got: Vec<_> = as_completed(&slow, Some(Duration::from_millis(10))).collect();
-    assert!(matches!(got[..], [Err(TaskError::Timeout)]));
+    assert!(matches!(got[..], [Err(Timeout)]));
 }
 
 #[test]
@@ -130,20 +131,31 @@ fn shutdown_cancels_pending_futures_and_refuses_new_ones() {
     watchdog(Duration::from_secs(120));
     let executor = Executor::new(1).unwrap();
     let running = executor.submit(sleep_then, 200);
-    wait_until("the first task to run", LIMIT, || running.running());
+    wait_until("the first task to run", LIMIT, || running.is_running());
     let pending: Vec<_> = (0..20).map(|_| executor.submit(sleep_then, 1)).collect();
-    executor.shutdown(true, true);
+    executor.shutdown(Shutdown::Wait {
+        cancel_pending: true,
+    });
     assert_eq!(running.result_timeout(Duration::ZERO), Ok(200));
-    assert!(pending.iter().all(|f| f.cancelled()));
+    assert!(pending.iter().all(|f| f.is_cancelled()));
     let late = executor.submit(sleep_then, 1);
-    assert_eq!(late.result_timeout(LIMIT), Err(TaskError::Closed));
+    assert_eq!(
+        late.result_timeout(LIMIT),
+        Err(ResultTimeoutError::Task(TaskError::Closed))
+    );
+    assert_eq!(
+        late.try_result(),
+        Err(TryResultError::Task(TaskError::Closed))
+    );
     assert!(executor.pids().is_empty());
 
     // shutdown(wait = false) returns at once; the running task still finishes.
     let executor = Executor::new(1).unwrap();
     let running = executor.submit(sleep_then, 2_000);
-    executor.shutdown(false, false);
-    assert!(!running.done());
+    executor.shutdown(Shutdown::NoWait {
+        cancel_pending: false,
+    });
+    assert!(!running.is_done());
     assert_eq!(running.result_timeout(LIMIT), Ok(2_000));
     drop(executor);
 }
@@ -163,11 +175,11 @@ fn a_killed_worker_breaks_the_executor_instead_of_hanging() {
         .status()
         .unwrap();
     assert!(
-        matches!(victim.result_timeout(LIMIT), Err(TaskError::Broken(m)) if m.contains(&pid.to_string()))
+        matches!(victim.result_timeout(LIMIT), Err(ResultTimeoutError::Task(TaskError::Broken(m))) if m.contains(&pid.to_string()))
     );
     for f in &pending {
         match f.result_timeout(LIMIT) {
-            Ok(_) | Err(TaskError::Broken(_)) => {}
+            Ok(_) | Err(ResultTimeoutError::Task(TaskError::Broken(_))) => {}
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -175,6 +187,6 @@ fn a_killed_worker_breaks_the_executor_instead_of_hanging() {
     let later = executor.submit(sleep_then, 1);
     assert!(matches!(
         later.result_timeout(LIMIT),
-        Err(TaskError::Broken(_))
+        Err(ResultTimeoutError::Task(TaskError::Broken(_)))
     ));
 }

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Remove, assert_gone, shm_path, unique, watchdog};
-use shmkit::{Array, Error, RawArray, RawValue, TryLockError, Value};
+use shmkit::{Array, Error, LockTimeoutError, RawArray, RawValue, Value};
 
 #[test]
 fn wrong_type_kind_or_length_is_refused_precisely() {
@@ -161,8 +161,8 @@ fn uninitialised_truncated_and_garbage_segments_fail_cleanly() {
     let n = unique("lock");
     let _r = write_segment(&n, &bad_lock);
     let scribbled = Array::<i32>::open(&n).unwrap();
-    match scribbled.try_lock_for(Duration::from_secs(5)) {
-        Err(TryLockError::OwnerDied(g)) => {
+    match scribbled.lock_timeout(Duration::from_secs(5)) {
+        Err(LockTimeoutError::OwnerDied(g)) => {
             assert_eq!(g.len(), 10_000);
             g.mark_consistent();
         }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{wait_until, watchdog};
 use serde::{Deserialize, Serialize};
-use shmkit::{Error, Pool, TaskError, Value};
+use shmkit::{Error, Pool, PoolJoinError, ResultTimeoutError, TaskError, TryResultError, Value};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -224,8 +224,8 @@ fn apply_async_runs_callbacks_in_the_parent_before_get_returns() {
     for r in &results {
         let worker = r.get_timeout(LIMIT).unwrap();
         assert!(seen.lock().unwrap().iter().any(|&(_, w)| w == worker));
-        assert!(r.ready());
-        assert_eq!(r.successful(), Some(true));
+        assert!(r.is_ready());
+        assert_eq!(r.is_successful(), Some(true));
     }
     assert_eq!(seen.lock().unwrap().len(), 3);
 
@@ -233,10 +233,11 @@ fn apply_async_runs_callbacks_in_the_parent_before_get_returns() {
     let slow = pool.apply_async(sleep_ms, 300);
     assert_eq!(
         slow.get_timeout(Duration::from_millis(10)),
-        Err(TaskError::Timeout)
+        Err(ResultTimeoutError::Timeout)
     );
-    assert!(!slow.ready());
-    assert_eq!(slow.successful(), None);
+    assert_eq!(slow.try_get(), Err(TryResultError::NotReady));
+    assert!(!slow.is_ready());
+    assert_eq!(slow.is_successful(), None);
     assert!(slow.wait_timeout(LIMIT));
     assert!(slow.get().is_ok());
 
@@ -247,9 +248,11 @@ fn apply_async_runs_callbacks_in_the_parent_before_get_returns() {
         .apply_async(seven_panics, 7)
         .on_success(|_| panic!("no value expected"))
         .on_error(move |e| e2.lock().unwrap().push(e.clone()));
-    assert!(matches!(r.get_timeout(LIMIT), Err(TaskError::Panicked(m)) if m.contains("seven")));
+    assert!(
+        matches!(r.get_timeout(LIMIT), Err(ResultTimeoutError::Task(TaskError::Panicked(m))) if m.contains("seven"))
+    );
     assert_eq!(errors.lock().unwrap().len(), 1);
-    assert_eq!(r.successful(), Some(false));
+    assert_eq!(r.is_successful(), Some(false));
     // A callback that panics is reported, and the pool goes on delivering results.
     let clumsy = pool
         .apply_async(square, 5)
@@ -405,7 +408,7 @@ fn short_tasks_do_not_wait_behind_a_long_one_while_a_worker_is_idle() {
         .map(|r| r.get_timeout(LIMIT).unwrap())
         .collect();
     assert!(
-        !long.ready(),
+        !long.is_ready(),
         "the long task finished before the short ones"
     );
     let long_pid = long.get_timeout(LIMIT).unwrap();
@@ -435,13 +438,13 @@ fn terminate_fails_every_queued_task_and_kills_the_workers() {
     for r in &results {
         match r.get_timeout(Duration::from_secs(5)) {
             Ok(_) => {}
-            Err(TaskError::Terminated) => terminated += 1,
+            Err(ResultTimeoutError::Task(TaskError::Terminated)) => terminated += 1,
             Err(e) => panic!("unexpected {e:?}"),
         }
     }
     assert!(terminated > 400, "only {terminated} of 500 were terminated");
     assert_eq!(errors.load(Ordering::Relaxed), 1);
-    assert!(last.ready());
+    assert!(last.is_ready());
     for pid in pids {
         assert!(!alive(pid), "worker {pid} outlived terminate");
     }
@@ -454,7 +457,7 @@ fn maxtasksperchild_replaces_workers_and_initializer_runs_in_each() {
     watchdog(Duration::from_secs(120));
     let pool = Pool::builder()
         .processes(1)
-        .maxtasksperchild(2)
+        .max_tasks_per_child(2)
         .initializer(set_greeting, 42u64)
         .build()
         .unwrap();
@@ -475,7 +478,7 @@ fn maxtasksperchild_replaces_workers_and_initializer_runs_in_each() {
         .unwrap();
     let r = broken.apply_async(square, 3);
     assert!(
-        matches!(r.get_timeout(LIMIT), Err(TaskError::Initializer(m)) if m.contains("gives up"))
+        matches!(r.get_timeout(LIMIT), Err(ResultTimeoutError::Task(TaskError::Initializer(m))) if m.contains("gives up"))
     );
     assert!(matches!(
         broken.map(square, 0..10u64),
@@ -495,7 +498,7 @@ fn lifecycle_errors_are_clear() {
         Err(Error::InvalidArgument { .. })
     ));
     let pool = Pool::new(1).unwrap();
-    assert!(matches!(pool.join(), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(pool.join(), Err(PoolJoinError::StillOpen)));
     let r = pool.apply_async(sleep_ms, 50);
     pool.close();
     assert_eq!(pool.apply(square, 2), Err(TaskError::Closed));
@@ -512,7 +515,10 @@ fn lifecycle_errors_are_clear() {
     let pids = pool.pids();
     let r = pool.apply_async(sleep_ms, 10_000);
     drop(pool);
-    assert_eq!(r.get_timeout(LIMIT), Err(TaskError::Terminated));
+    assert_eq!(
+        r.get_timeout(LIMIT),
+        Err(ResultTimeoutError::Task(TaskError::Terminated))
+    );
     for pid in pids {
         assert!(!alive(pid));
     }

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::watchdog;
-use shmkit::{Error, Process, ProcessError, Value};
+use shmkit::{Error, Process, ProcessError, ProcessTimeoutError, Value};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -47,7 +47,7 @@ fn a_function_runs_in_a_child_and_its_result_comes_back() {
     assert_ne!(p.pid(), std::process::id());
     assert!(p.name().starts_with("Process-"));
     assert_eq!(p.join_timeout(LIMIT).unwrap(), 144);
-    assert_eq!(p.exitcode(), Some(0));
+    assert_eq!(p.exit_code(), Some(0));
     assert!(!p.is_alive());
     // A closure that captures nothing works too.
     let mut c = Process::builder()
@@ -74,8 +74,10 @@ fn panics_errors_exits_and_signals_give_python_exit_codes() {
     shmkit::init();
     watchdog(Duration::from_secs(120));
     let mut p = Process::start(boom, "it broke".to_string()).unwrap();
-    assert!(matches!(p.join_timeout(LIMIT), Err(ProcessError::Panicked(m)) if m == "it broke"));
-    assert_eq!(p.exitcode(), Some(1));
+    assert!(
+        matches!(p.join_timeout(LIMIT), Err(ProcessTimeoutError::Process(ProcessError::Panicked(m))) if m == "it broke")
+    );
+    assert_eq!(p.exit_code(), Some(1));
 
     let mut e = Process::start(checked_div, (1, 0)).unwrap();
     assert_eq!(
@@ -83,46 +85,46 @@ fn panics_errors_exits_and_signals_give_python_exit_codes() {
         Err("division by zero".to_string())
     );
     assert_eq!(
-        e.exitcode(),
+        e.exit_code(),
         Some(1),
         "a function that returns Err exits with 1"
     );
     let mut ok = Process::start(checked_div, (9, 3)).unwrap();
     assert_eq!(
-        (ok.join_timeout(LIMIT).unwrap(), ok.exitcode()),
+        (ok.join_timeout(LIMIT).unwrap(), ok.exit_code()),
         (Ok(3), Some(0))
     );
 
     let mut x = Process::start(exit_with, 3).unwrap();
     assert!(matches!(
         x.join_timeout(LIMIT),
-        Err(ProcessError::Exited(_))
+        Err(ProcessTimeoutError::Process(ProcessError::Exited(_)))
     ));
-    assert_eq!(x.exitcode(), Some(3));
+    assert_eq!(x.exit_code(), Some(3));
 
     let mut t = Process::start(sleep_forever, ()).unwrap();
     assert!(t.is_alive());
     assert!(matches!(
         t.join_timeout(Duration::from_millis(50)),
-        Err(ProcessError::Failed(Error::Timeout))
+        Err(ProcessTimeoutError::Timeout)
     ));
     t.terminate().unwrap();
     assert!(matches!(
         t.join_timeout(LIMIT),
-        Err(ProcessError::Exited(_))
+        Err(ProcessTimeoutError::Process(ProcessError::Exited(_)))
     ));
-    assert_eq!(t.exitcode(), Some(-15));
+    assert_eq!(t.exit_code(), Some(-15));
     let mut k = Process::start(sleep_forever, ()).unwrap();
     k.kill().unwrap();
     assert!(matches!(
         k.join_timeout(LIMIT),
-        Err(ProcessError::Exited(_))
+        Err(ProcessTimeoutError::Process(ProcessError::Exited(_)))
     ));
-    assert_eq!(k.exitcode(), Some(-9));
+    assert_eq!(k.exit_code(), Some(-9));
 }
 
 fn start_daemon_grandchild(pid_slot: Value<u32>) {
-    let d = Process::builder().daemon(true).start(
+    let d = Process::builder().daemon().start(
         |slot: Value<u32>| {
             slot.set(shmkit::current_pid()).unwrap();
             std::thread::sleep(Duration::from_secs(600));
@@ -155,7 +157,7 @@ fn a_child_without_init_is_a_clear_error_not_a_fork_bomb() {
     watchdog(Duration::from_secs(120));
     assert!(matches!(
         Process::start(square, 2u64),
-        Err(Error::NotInitialised)
+        Err(Error::InitNotCalled)
     ));
     assert_ne!(shmkit::parent_pid(), 0);
 }

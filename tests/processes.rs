@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{arg, role, spawn, wait, wait_until, watchdog};
-use shmkit::{Array, LockError, RawValue, TryLockError, Value};
+use shmkit::{Array, LockError, LockTimeoutError, RawValue, Value};
 
 const CHILD_LIMIT: Duration = Duration::from_secs(120);
 
@@ -56,7 +56,7 @@ fn a_child_fills_an_array_and_the_parent_sums_it() {
         &[("ARRAY", a.name())],
     );
     assert!(wait(&mut kid, CHILD_LIMIT).success());
-    let g = a.try_lock_for(Duration::from_secs(5)).unwrap();
+    let g = a.lock_timeout(Duration::from_secs(5)).unwrap();
     let sum: i64 = g.iter().map(|&x| i64::from(x)).sum();
     assert_eq!(sum, (N as i64) * (N as i64 - 1) / 2);
 }
@@ -93,8 +93,8 @@ fn dead_holder_is_reported(test: &str, how: &str) {
 
     // The next locker must not hang: within a second it gets owner-died, with the data.
     let t0 = Instant::now();
-    match v.try_lock_for(Duration::from_secs(1)) {
-        Err(TryLockError::OwnerDied(g)) => assert_eq!(*g, 42),
+    match v.lock_timeout(Duration::from_secs(1)) {
+        Err(LockTimeoutError::OwnerDied(g)) => assert_eq!(*g, 42),
         other => panic!("expected OwnerDied after {:?}, got {other:?}", t0.elapsed()),
     }
     // Not marked consistent: everyone keeps being told, as with std's poisoning.
@@ -174,9 +174,9 @@ fn workers_killed_at_random_moments_never_freeze_the_lock() {
             let _ = k.kill();
             wait(k, CHILD_LIMIT);
         }
-        let g = match a.try_lock_for(Duration::from_secs(1)) {
+        let g = match a.lock_timeout(Duration::from_secs(1)) {
             Ok(g) => g,
-            Err(TryLockError::OwnerDied(g)) => {
+            Err(LockTimeoutError::OwnerDied(g)) => {
                 owner_died += 1;
                 g
             }

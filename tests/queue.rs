@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use common::{arg, assert_gone, role, spawn, wait, watchdog};
 use serde::{Deserialize, Serialize};
-use shmkit::{GetError, JoinableQueue, PutError, Queue};
+use shmkit::{
+    GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, TryGetError,
+    TryPutError,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -79,7 +82,7 @@ fn ten_children_that_put_40_kb_each_are_joined_before_any_get() {
         let (a, b) = q.get_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!((a.as_str(), b.len()), ("hello", 40_000));
     }
-    assert!(matches!(q.try_get(), Err(GetError::Empty)));
+    assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
 }
 
 /// Three producer processes and two consumer processes: every item arrives exactly once, and
@@ -192,12 +195,12 @@ fn full_empty_timeouts_and_close_hand_items_back() {
     q.try_put("b".into()).unwrap();
     assert!(q.is_full());
     match q.try_put("c".into()) {
-        Err(PutError::Full(item)) => assert_eq!(item, "c"),
+        Err(TryPutError::Full(item)) => assert_eq!(item, "c"),
         other => panic!("{other:?}"),
     }
     let t0 = Instant::now();
     match q.put_timeout("d".into(), Duration::from_millis(50)) {
-        Err(e @ PutError::Timeout(_)) => assert_eq!(e.into_inner(), "d"),
+        Err(e @ PutTimeoutError::Timeout(_)) => assert_eq!(e.into_inner(), "d"),
         other => panic!("{other:?}"),
     }
     assert!(t0.elapsed() >= Duration::from_millis(50));
@@ -212,10 +215,10 @@ fn full_empty_timeouts_and_close_hand_items_back() {
     let t0 = Instant::now();
     assert!(matches!(
         e.get_timeout(Duration::from_millis(50)),
-        Err(GetError::Timeout)
+        Err(GetTimeoutError::Timeout)
     ));
     assert!(t0.elapsed() >= Duration::from_millis(50));
-    assert!(matches!(e.try_get(), Err(GetError::Empty)));
+    assert!(matches!(e.try_get(), Err(TryGetError::Empty)));
 }
 
 #[test]
@@ -373,14 +376,14 @@ fn joinable_queue_join_waits_for_task_done_across_processes() {
     let q = JoinableQueue::<u32>::new(0).unwrap();
     assert!(matches!(
         q.task_done(),
-        Err(shmkit::Error::TaskDoneTooOften)
+        Err(shmkit::TaskDoneError::TooOften)
     ));
     for n in [5, 10, 15, 20, 25] {
         q.put(n).unwrap();
     }
     assert!(matches!(
         q.join_timeout(Duration::from_millis(20)),
-        Err(shmkit::Error::Timeout)
+        Err(shmkit::JoinTimeoutError::Timeout)
     ));
     let mut kid = spawn(
         "joinable_queue_join_waits_for_task_done_across_processes",
@@ -391,7 +394,7 @@ fn joinable_queue_join_waits_for_task_done_across_processes() {
     assert!(q.is_empty());
     assert!(matches!(
         q.task_done(),
-        Err(shmkit::Error::TaskDoneTooOften)
+        Err(shmkit::TaskDoneError::TooOften)
     ));
     assert!(wait(&mut kid, LIMIT).success());
 }

@@ -109,8 +109,8 @@ fn consumer(s: &Shared, slot: usize) {
     loop {
         match s.queue.get_timeout(Duration::from_millis(50)) {
             Ok(v) => s.record(slot, &v),
-            Err(shmkit::GetError::Timeout) if s.stop.get() == 1 => return,
-            Err(shmkit::GetError::Timeout) => {}
+            Err(shmkit::GetTimeoutError::Timeout) if s.stop.get() == 1 => return,
+            Err(shmkit::GetTimeoutError::Timeout) => {}
             Err(e) => panic!("consumer: {e}"),
         }
     }
@@ -187,7 +187,7 @@ fn producers_and_consumers_killed_at_random_moments_lose_and_duplicate_nothing()
     loop {
         match s.queue.try_get() {
             Ok(v) => s.record(CONSUMERS, &v),
-            Err(shmkit::GetError::Empty) => break,
+            Err(shmkit::TryGetError::Empty) => break,
             Err(e) => panic!("drain: {e}"),
         }
     }

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use common::{arg, role, spawn, wait, wait_until, watchdog};
 use shmkit::{
-    Array, Barrier, Condition, Connection, Error, Event, Lock, Pipe, RLock, RawValue, Semaphore,
-    TryLockError, Value,
+    Array, Barrier, BarrierTimeoutError, BrokenBarrier, Condition, Connection, End, Event, Lock,
+    LockTimeoutError, NotLocked, NotOwner, Pipe, RLock, RawValue, RecvError, RecvTimeoutError,
+    Semaphore, SendError, Timeout, TooManyReleases, TryLockError, Value, WaitError, WouldBlock,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -101,10 +102,8 @@ fn notify_two_wakes_exactly_two_of_six_waiters() {
         );
         cond.acquire().unwrap();
         ready.update(|r| *r += 1).unwrap();
-        assert!(
-            cond.wait_timeout(Duration::from_secs(60)).unwrap(),
-            "never notified"
-        );
+        cond.wait_timeout(Duration::from_secs(60))
+            .expect("never notified");
         woke.update(|w| *w += 1).unwrap();
         cond.release().unwrap();
         return;
@@ -137,11 +136,11 @@ fn notify_two_wakes_exactly_two_of_six_waiters() {
     }
     assert_eq!(woke.get().unwrap(), 6);
     assert!(
-        matches!(cond.notify(1), Err(Error::NotOwner)),
+        matches!(cond.notify(1), Err(NotOwner)),
         "notify without the lock"
     );
     assert!(
-        matches!(cond.wait(), Err(Error::NotOwner)),
+        matches!(cond.wait(), Err(WaitError::NotOwner)),
         "wait without the lock"
     );
 }
@@ -158,7 +157,7 @@ fn a_semaphore_of_two_limits_four_processes_to_two_at_a_time() {
             Value::<i32>::open(&arg("MOST")).unwrap(),
         );
         for _ in 0..40 {
-            assert!(sem.acquire_timeout(Duration::from_secs(30)));
+            let permit = sem.acquire_timeout(Duration::from_secs(30)).unwrap();
             let now = inside.update(|n| {
                 *n += 1;
                 *n
@@ -166,7 +165,7 @@ fn a_semaphore_of_two_limits_four_processes_to_two_at_a_time() {
             most.update(|m| *m = (*m).max(now.unwrap())).unwrap();
             std::thread::sleep(Duration::from_micros(500));
             inside.update(|n| *n -= 1).unwrap();
-            sem.release().unwrap();
+            drop(permit);
         }
         return;
     }
@@ -193,12 +192,19 @@ fn a_semaphore_of_two_limits_four_processes_to_two_at_a_time() {
 fn bounded_semaphores_refuse_extra_releases_and_timeouts_are_honoured() {
     watchdog(Duration::from_secs(60));
     let b = Semaphore::bounded(1).unwrap();
-    assert!(matches!(b.release(), Err(Error::TooManyReleases)));
-    assert!(b.try_acquire());
-    assert!(!b.try_acquire());
+    assert!(matches!(b.release(), Err(TooManyReleases)));
+    let held = b.try_acquire().unwrap();
+    assert!(matches!(b.try_acquire(), Err(WouldBlock)));
     let t0 = Instant::now();
-    assert!(!b.acquire_timeout(Duration::from_millis(50)));
+    assert!(matches!(
+        b.acquire_timeout(Duration::from_millis(50)),
+        Err(Timeout)
+    ));
     assert!(t0.elapsed() >= Duration::from_millis(50));
+    drop(held); // the permit gives its unit back
+    assert_eq!(b.value(), 1);
+    b.acquire().forget(); // Python's style: acquire here, release later (or elsewhere)
+    assert_eq!(b.value(), 0);
     b.release().unwrap();
     assert_eq!(b.value(), 1);
     let u = Semaphore::new(0).unwrap();
@@ -257,7 +263,7 @@ fn a_guard_never_releases_a_hold_someone_took_after_an_ownerless_release() {
     );
     drop(newer);
     assert!(!lock.is_locked());
-    let held = lock.try_lock_for(Duration::from_secs(1)).unwrap();
+    let held = lock.lock_timeout(Duration::from_secs(1)).unwrap();
     assert!(matches!(lock.try_lock(), Err(TryLockError::Deadlock)));
     drop(held);
     assert!(!lock.is_locked());
@@ -293,13 +299,13 @@ fn a_lock_holder_sigkilled_and_a_lock_released_by_another_process() {
     wait(&mut kid, LIMIT);
     assert!(matches!(
         lock.acquire_timeout(Duration::from_secs(1)),
-        Err(TryLockError::OwnerDied(()))
+        Err(LockTimeoutError::OwnerDied(()))
     ));
     assert!(lock.is_locked());
     let mut releaser = spawn(TEST, "releaser", &[("LOCK", lock.name())]);
     assert!(wait(&mut releaser, LIMIT).success());
     assert!(!lock.is_locked());
-    assert!(matches!(lock.release(), Err(Error::NotLocked)));
+    assert!(matches!(lock.release(), Err(NotLocked)));
     let guard = lock.lock().unwrap();
     assert!(matches!(lock.try_acquire(), Err(TryLockError::Deadlock)));
     drop(guard);
@@ -315,7 +321,7 @@ fn an_rlock_is_reentrant_for_its_owner_only() {
     assert!(r.is_owned());
     let r2 = r.clone();
     std::thread::spawn(move || {
-        assert!(matches!(r2.release(), Err(Error::NotOwner)));
+        assert!(matches!(r2.release(), Err(NotOwner)));
         assert!(matches!(r2.try_acquire(), Err(TryLockError::WouldBlock)));
     })
     .join()
@@ -324,7 +330,7 @@ fn an_rlock_is_reentrant_for_its_owner_only() {
     assert!(r.is_owned(), "held once more");
     r.release().unwrap();
     assert!(!r.is_owned());
-    assert!(matches!(r.release(), Err(Error::NotOwner)));
+    assert!(matches!(r.release(), Err(NotOwner)));
     let r3 = r.clone();
     std::thread::spawn(move || r3.acquire_timeout(Duration::from_secs(5)).unwrap())
         .join()
@@ -374,12 +380,9 @@ fn abort_reset_and_timeout_break_a_barrier_for_every_waiter() {
     wait_until("two waiters", LIMIT, || b.n_waiting() == 2);
     b.abort();
     for w in waiters {
-        assert!(matches!(w.join().unwrap(), Err(Error::BrokenBarrier)));
+        assert!(matches!(w.join().unwrap(), Err(BrokenBarrier)));
     }
-    assert!(
-        matches!(b.wait(), Err(Error::BrokenBarrier)),
-        "broken until reset"
-    );
+    assert!(matches!(b.wait(), Err(BrokenBarrier)), "broken until reset");
     b.reset();
     let b2 = b.clone();
     let late = std::thread::spawn(move || b2.wait_timeout(Duration::from_secs(10)));
@@ -387,16 +390,16 @@ fn abort_reset_and_timeout_break_a_barrier_for_every_waiter() {
     let t0 = Instant::now();
     assert!(matches!(
         b.wait_timeout(Duration::from_millis(50)),
-        Err(Error::BrokenBarrier)
+        Err(BarrierTimeoutError::Timeout)
     ));
     assert!(t0.elapsed() >= Duration::from_millis(50));
     assert!(
-        matches!(late.join().unwrap(), Err(Error::BrokenBarrier)),
+        matches!(late.join().unwrap(), Err(BarrierTimeoutError::Broken)),
         "a timeout breaks it for all"
     );
     assert!(matches!(
         Barrier::new(0),
-        Err(Error::InvalidArgument { .. })
+        Err(shmkit::Error::InvalidArgument { .. })
     ));
 }
 
@@ -413,14 +416,14 @@ fn a_pipe_to_a_child_answers_and_reports_eof_when_the_child_is_killed() {
         std::thread::sleep(Duration::from_secs(60)); // killed here, without closing
         return;
     }
-    let (mine, theirs) = Pipe::new(true).unwrap();
+    let (mine, theirs) = Pipe::duplex().unwrap();
     let mut kid = spawn(
         "a_pipe_to_a_child_answers_and_reports_eof_when_the_child_is_killed",
         "child",
         &[("CONN", &serde_json::to_string(&theirs).unwrap())],
     );
     mine.send(&"hello").unwrap();
-    assert!(mine.poll(Duration::from_secs(30)).unwrap());
+    assert!(mine.poll(Duration::from_secs(30)));
     assert_eq!(mine.recv::<String>().unwrap(), "HELLO");
     kid.kill().unwrap();
     wait(&mut kid, LIMIT);
@@ -430,32 +433,42 @@ fn a_pipe_to_a_child_answers_and_reports_eof_when_the_child_is_killed() {
         b"last words",
         "what was sent before the death arrives"
     );
-    assert!(matches!(mine.recv_bytes(), Err(Error::Eof)));
+    assert!(matches!(mine.recv_bytes(), Err(RecvError::Eof)));
     assert!(t0.elapsed() < Duration::from_secs(10));
     assert!(matches!(
         mine.send_bytes(b"anyone?"),
-        Err(Error::BrokenPipe)
+        Err(SendError::BrokenPipe)
     ));
 }
 
 #[test]
 fn closing_one_end_gives_the_other_eof_after_what_was_sent() {
     watchdog(Duration::from_secs(60));
-    let (r, w) = Pipe::new(false).unwrap();
+    let (r, w) = Pipe::simplex().unwrap();
     assert!(
-        matches!(r.send_bytes(b"x"), Err(Error::BrokenPipe)),
+        matches!(r.send_bytes(b"x"), Err(SendError::BrokenPipe)),
         "the read end of a one-way pipe"
     );
     w.send(&42u64).unwrap();
     w.close();
-    assert!(matches!(w.send(&1u64), Err(Error::BrokenPipe)));
-    assert!(r.poll(Duration::ZERO).unwrap());
+    assert!(matches!(w.send(&1u64), Err(SendError::BrokenPipe)));
+    assert!(r.poll(Duration::ZERO));
     assert_eq!(r.recv::<u64>().unwrap(), 42);
-    assert!(matches!(r.recv::<u64>(), Err(Error::Eof)));
-    let (a, b) = Pipe::new(true).unwrap();
-    assert!(!a.poll(Duration::from_millis(20)).unwrap());
+    assert!(matches!(r.recv::<u64>(), Err(RecvError::Eof)));
+    let (a, b) = Pipe::duplex().unwrap();
+    assert!(!a.poll(Duration::from_millis(20)));
+    assert!(matches!(
+        a.recv_timeout::<u8>(Duration::from_millis(20)),
+        Err(RecvTimeoutError::Timeout)
+    ));
+    assert!(matches!(
+        a.try_recv::<u8>(),
+        Err(shmkit::TryRecvError::Empty)
+    ));
+    b.send(&7u8).unwrap();
+    assert_eq!(a.recv_timeout::<u8>(Duration::from_secs(5)).unwrap(), 7);
     drop(b); // the holder's last handle: closes that end
-    assert!(matches!(a.recv_bytes(), Err(Error::Eof)));
+    assert!(matches!(a.recv_bytes(), Err(RecvError::Eof)));
 }
 
 /// A child opens a named pipe by name; an RLock held twice by one process blocks another until
@@ -465,7 +478,7 @@ fn named_pipes_and_rlocks_across_processes() {
     watchdog(Duration::from_secs(120));
     const TEST: &str = "named_pipes_and_rlocks_across_processes";
     if role().is_some() {
-        let conn = Connection::open(&arg("PIPE"), 1).unwrap();
+        let conn = Connection::open(&arg("PIPE"), End::B).unwrap();
         let r = RLock::open(&arg("RLOCK")).unwrap();
         r.acquire().unwrap();
         r.acquire().unwrap();
@@ -479,7 +492,7 @@ fn named_pipes_and_rlocks_across_processes() {
         return;
     }
     let name = common::unique("pipe");
-    let (mine, _theirs) = Pipe::create(&name, true).unwrap();
+    let (mine, _theirs) = Pipe::create_duplex(&name).unwrap();
     assert_eq!(mine.name(), name);
     let r = RLock::new().unwrap();
     let mut kid = spawn(TEST, "child", &[("PIPE", &name), ("RLOCK", r.name())]);
@@ -496,8 +509,8 @@ fn named_pipes_and_rlocks_across_processes() {
     r.acquire_timeout(Duration::from_secs(10)).unwrap();
     assert!(wait(&mut kid, LIMIT).success());
     assert!(matches!(
-        Connection::open(&name, 2),
-        Err(Error::InvalidArgument { .. })
+        Connection::open("no-such-pipe", End::A),
+        Err(shmkit::Error::NotFound { .. })
     ));
 }
 
@@ -509,10 +522,9 @@ fn a_waiter_killed_in_its_sleep_leaves_a_semaphore_usable() {
     const TEST: &str = "a_waiter_killed_in_its_sleep_leaves_a_semaphore_usable";
     if role().is_some() {
         let sem = Semaphore::open(&arg("SEM")).unwrap();
-        assert!(
-            sem.acquire_timeout(Duration::from_secs(30)),
-            "never got the unit"
-        );
+        sem.acquire_timeout(Duration::from_secs(30))
+            .expect("never got the unit")
+            .forget();
         return;
     }
     let sem = Semaphore::new(0).unwrap();

@@ -9,7 +9,7 @@ use bytemuck::Pod;
 use super::core::CellCore;
 use crate::error::Result;
 use crate::shm::{DEFAULT_OPEN_WAIT, Kind, SegmentName};
-use crate::sync::{AccessError, LockError, LockGuard, TryLockError};
+use crate::sync::{AccessError, LockError, LockGuard, LockTimeoutError, TryLockError};
 
 /// A guard over an [`Array`]'s data; derefs to `[T]`.
 pub type ArrayGuard<'a, T> = LockGuard<'a, [T]>;
@@ -247,12 +247,13 @@ impl<T: Pod> Array<T> {
     /// Locks the array, waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`TryLockError::WouldBlock`] if it was not free in time, or as [`lock`](Self::lock).
-    pub fn try_lock_for(
+    /// [`LockTimeoutError::Timeout`] if it was not free in time, or as [`lock`](Self::lock).
+    #[doc(alias = "try_lock_for")]
+    pub fn lock_timeout(
         &self,
         timeout: Duration,
-    ) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
-        self.core.try_lock_all_for(timeout)
+    ) -> Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
+        self.core.lock_all_timeout(timeout)
     }
 
     /// Whether a holder died and no one has marked the array consistent since (a snapshot).

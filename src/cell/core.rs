@@ -9,7 +9,7 @@ use bytemuck::Pod;
 
 use crate::error::{Error, Result};
 use crate::shm::{Expect, Kind, Segment, SegmentName, Spec, TypeInfo};
-use crate::sync::{LockError, LockGuard, RawLock, TryLockError};
+use crate::sync::{LockError, LockGuard, LockTimeoutError, RawLock, TryLockError};
 use crate::sys;
 
 pub(crate) struct CellCore<T> {
@@ -161,13 +161,14 @@ impl<T: Pod> CellCore<T> {
         unsafe { LockGuard::from_attempt(raw, self.data, raw.try_lock()) }
     }
 
-    pub(crate) fn try_lock_all_for(
+    pub(crate) fn lock_all_timeout(
         &self,
         d: Duration,
-    ) -> Result<LockGuard<'_, [T]>, TryLockError<LockGuard<'_, [T]>>> {
+    ) -> Result<LockGuard<'_, [T]>, LockTimeoutError<LockGuard<'_, [T]>>> {
         let raw = self.raw_lock();
         // SAFETY: see above; the outcome is of locking `raw` on this thread.
         unsafe { LockGuard::from_attempt(raw, self.data, raw.try_lock_for(d)) }
+            .map_err(TryLockError::into_timeout)
     }
 
     #[inline]
@@ -182,13 +183,14 @@ impl<T: Pod> CellCore<T> {
         unsafe { LockGuard::from_attempt(raw, self.first(), raw.try_lock()) }
     }
 
-    pub(crate) fn try_lock_one_for(
+    pub(crate) fn lock_one_timeout(
         &self,
         d: Duration,
-    ) -> Result<LockGuard<'_, T>, TryLockError<LockGuard<'_, T>>> {
+    ) -> Result<LockGuard<'_, T>, LockTimeoutError<LockGuard<'_, T>>> {
         let raw = self.raw_lock();
         // SAFETY: see above; the outcome is of locking `raw` on this thread.
         unsafe { LockGuard::from_attempt(raw, self.first(), raw.try_lock_for(d)) }
+            .map_err(TryLockError::into_timeout)
     }
 
     /// Reads element `i` (raw kinds) in atomic words; see `words`. `None` if out of range.

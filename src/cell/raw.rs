@@ -16,8 +16,9 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use super::core::CellCore;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::shm::{DEFAULT_OPEN_WAIT, Kind, SegmentName};
+use crate::sync::OutOfRange;
 
 /// One value of type `T` in shared memory with no lock. See the [module docs](self).
 pub struct RawValue<T> {
@@ -184,9 +185,9 @@ impl<T: Pod> RawArray<T> {
     /// Reads element `index` (word by word, as [`RawValue::get`]).
     ///
     /// # Errors
-    /// [`Error::OutOfRange`].
-    pub fn get(&self, index: usize) -> Result<T> {
-        self.core.read(index).ok_or(Error::OutOfRange {
+    /// [`OutOfRange`].
+    pub fn get(&self, index: usize) -> std::result::Result<T, OutOfRange> {
+        self.core.read(index).ok_or(OutOfRange {
             index,
             len: self.len(),
         })
@@ -195,12 +196,12 @@ impl<T: Pod> RawArray<T> {
     /// Writes element `index` (word by word).
     ///
     /// # Errors
-    /// [`Error::OutOfRange`] (nothing written).
-    pub fn set(&self, index: usize, value: T) -> Result<()> {
+    /// [`OutOfRange`] (nothing written).
+    pub fn set(&self, index: usize, value: T) -> std::result::Result<(), OutOfRange> {
         if self.core.write(index, value) {
             Ok(())
         } else {
-            Err(Error::OutOfRange {
+            Err(OutOfRange {
                 index,
                 len: self.len(),
             })

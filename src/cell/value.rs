@@ -9,7 +9,7 @@ use bytemuck::Pod;
 use super::core::CellCore;
 use crate::error::Result;
 use crate::shm::{DEFAULT_OPEN_WAIT, Kind, SegmentName};
-use crate::sync::{LockError, LockGuard, TryLockError};
+use crate::sync::{LockError, LockGuard, LockTimeoutError, TryLockError};
 
 /// A guard over a [`Value`]'s data; derefs to `T`.
 pub type ValueGuard<'a, T> = LockGuard<'a, T>;
@@ -155,12 +155,13 @@ impl<T: Pod> Value<T> {
     /// Locks the value, waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`TryLockError::WouldBlock`] if it was not free in time, or as [`lock`](Self::lock).
-    pub fn try_lock_for(
+    /// [`LockTimeoutError::Timeout`] if it was not free in time, or as [`lock`](Self::lock).
+    #[doc(alias = "try_lock_for")]
+    pub fn lock_timeout(
         &self,
         timeout: Duration,
-    ) -> Result<ValueGuard<'_, T>, TryLockError<ValueGuard<'_, T>>> {
-        self.core.try_lock_one_for(timeout)
+    ) -> Result<ValueGuard<'_, T>, LockTimeoutError<ValueGuard<'_, T>>> {
+        self.core.lock_one_timeout(timeout)
     }
 
     /// Whether a holder died and no one has marked the value consistent since (a snapshot).

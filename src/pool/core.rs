@@ -25,7 +25,7 @@ use crate::cell::RawArray;
 use crate::error::{Error, Result};
 use crate::process::Process;
 use crate::process::entry::{self, Key};
-use crate::queue::{GetError, Queue};
+use crate::queue::{GetTimeoutError, Queue};
 
 /// How often the collector checks that workers are alive, at the latest.
 const TICK: Duration = Duration::from_millis(20);
@@ -439,7 +439,7 @@ impl Core {
         };
         let process = Process::builder()
             .name(format!("{}-{}", self.config.worker_name, index + 1))
-            .daemon(true)
+            .daemon()
             .test_filter(self.config.test.clone())
             .key(self.key)
             .start(worker::worker_main, args)?;
@@ -486,7 +486,7 @@ impl Core {
                         check |= self.handle(&mut buf, &mut deliveries);
                     }
                 }
-                Err(GetError::Timeout) => {}
+                Err(GetTimeoutError::Timeout) => {}
                 Err(e) => {
                     let why = TaskError::Pool(format!("the results queue failed: {e}"));
                     self.shut_down(why, &mut deliveries);
@@ -586,7 +586,7 @@ impl Core {
             let mut st = self.state.lock();
             for &i in &dead {
                 let w = &mut st.workers[i];
-                let code = w.process.as_mut().and_then(|p| p.exitcode());
+                let code = w.process.as_mut().and_then(|p| p.exit_code());
                 w.process = None;
                 w.inbox = None;
                 let sent = std::mem::take(&mut w.sent);

@@ -45,10 +45,57 @@ pub enum TaskError {
     /// The future was cancelled before it started.
     #[error("the task was cancelled")]
     Cancelled,
-    /// `get_timeout` or `result_timeout` waited its whole timeout.
-    #[error("timed out waiting for the task")]
-    Timeout,
     /// The pool could not start a worker or talk to it (an OS error, as text).
     #[error("pool failure: {0}")]
     Pool(String),
 }
+
+/// Why [`AsyncResult::get_timeout`](crate::AsyncResult::get_timeout) (or
+/// [`Future::result_timeout`](crate::futures::Future::result_timeout)) gave no value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResultTimeoutError {
+    /// The task had not finished at the deadline (it keeps running; ask again).
+    #[error("the task had not finished at the deadline")]
+    Timeout,
+    /// The task finished without a value.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+}
+
+/// Why [`AsyncResult::try_get`](crate::AsyncResult::try_get) (or
+/// [`Future::try_result`](crate::futures::Future::try_result)) gave no value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TryResultError {
+    /// The task has not finished yet.
+    #[error("the task has not finished yet")]
+    NotReady,
+    /// The task finished without a value.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+}
+
+macro_rules! into_crate_error {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for crate::Error {
+            fn from(e: $ty) -> Self {
+                crate::Error::Op(Box::new(e))
+            }
+        }
+    )*};
+}
+into_crate_error!(TaskError, ResultTimeoutError, TryResultError);
+
+/// Why [`Pool::join_timeout`](crate::Pool::join_timeout) returned before the pool stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PoolJoinError {
+    /// `join` needs [`close`](crate::Pool::close) or [`terminate`](crate::Pool::terminate)
+    /// first, as in Python (which raises `ValueError`).
+    #[error("join() needs close() or terminate() first")]
+    StillOpen,
+    /// Tasks were still running at the deadline (the pool stays closed and working; join
+    /// again, or terminate it).
+    #[error("tasks were still running at the deadline")]
+    Timeout,
+}
+
+into_crate_error!(PoolJoinError);

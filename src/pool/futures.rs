@@ -34,7 +34,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::core::{Config, Core};
-use super::error::TaskError;
+use super::error::{ResultTimeoutError, TaskError, TryResultError};
 use super::pool::{Pool, default_processes};
 use super::slot::{self, AsyncResult, Phase};
 use crate::error::Result;
@@ -106,12 +106,15 @@ impl Executor {
         futures.into_iter().map(|f| f.result())
     }
 
-    /// Accepts no more tasks. With `cancel_futures`, cancels those that have not started. With
-    /// `wait`, waits for the rest and stops the workers; without, they stop once done.
-    pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
+    /// Accepts no more tasks (Python's `shutdown(wait, cancel_futures)`): see [`Shutdown`].
+    pub fn shutdown(&self, how: Shutdown) {
         let core = self.pool.core();
         core.close(true);
-        if cancel_futures {
+        let (wait, cancel_pending) = match how {
+            Shutdown::Wait { cancel_pending } => (true, cancel_pending),
+            Shutdown::NoWait { cancel_pending } => (false, cancel_pending),
+        };
+        if cancel_pending {
             core.cancel_pending();
         }
         if wait {
@@ -125,9 +128,26 @@ impl Executor {
     }
 }
 
+/// How [`Executor::shutdown`] stops: Python's `shutdown(wait=..., cancel_futures=...)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Wait for the tasks still to run, then stop the workers (Python's `wait=True`).
+    Wait {
+        /// Cancel the tasks no worker has started (Python's `cancel_futures=True`).
+        cancel_pending: bool,
+    },
+    /// Return at once; the workers stop once the remaining tasks are done.
+    NoWait {
+        /// As for [`Shutdown::Wait`].
+        cancel_pending: bool,
+    },
+}
+
 impl Drop for Executor {
     fn drop(&mut self) {
-        self.shutdown(true, false);
+        self.shutdown(Shutdown::Wait {
+            cancel_pending: false,
+        });
     }
 }
 
@@ -161,9 +181,10 @@ impl<R> Clone for Future<R> {
 }
 
 impl<R: DeserializeOwned + 'static> Future<R> {
-    /// Whether it finished or was cancelled.
-    pub fn done(&self) -> bool {
-        self.result.ready()
+    /// Whether it finished or was cancelled (Python's `done()`).
+    #[doc(alias = "done")]
+    pub fn is_done(&self) -> bool {
+        self.result.is_ready()
     }
 
     fn phase(&self) -> Phase {
@@ -171,13 +192,15 @@ impl<R: DeserializeOwned + 'static> Future<R> {
     }
 
     /// Whether a worker has it (it may be waiting in that worker's inbox, as in Python, where
-    /// a future is running once it is in the call queue).
-    pub fn running(&self) -> bool {
+    /// a future is running once it is in the call queue): Python's `running()`.
+    #[doc(alias = "running")]
+    pub fn is_running(&self) -> bool {
         matches!(self.phase(), Phase::Running | Phase::Completing)
     }
 
-    /// Whether it was cancelled.
-    pub fn cancelled(&self) -> bool {
+    /// Whether it was cancelled (Python's `cancelled()`).
+    #[doc(alias = "cancelled")]
+    pub fn is_cancelled(&self) -> bool {
         self.phase() == Phase::Cancelled
     }
 
@@ -203,11 +226,20 @@ impl<R: DeserializeOwned + 'static> Future<R> {
         self.result.get()
     }
 
-    /// As [`result`](Self::result), waiting at most `timeout`.
+    /// Its value, if it has finished.
     ///
     /// # Errors
-    /// [`TaskError::Timeout`] if it has not finished by then.
-    pub fn result_timeout(&self, timeout: Duration) -> std::result::Result<R, TaskError> {
+    /// [`TryResultError::NotReady`] if it has not; the task's error inside
+    /// [`TryResultError::Task`].
+    pub fn try_result(&self) -> std::result::Result<R, TryResultError> {
+        self.result.try_get()
+    }
+
+    /// As [`result`](Self::result), waiting at most `timeout` (Python's `result(timeout)`).
+    ///
+    /// # Errors
+    /// [`ResultTimeoutError::Timeout`] if it has not finished by then.
+    pub fn result_timeout(&self, timeout: Duration) -> std::result::Result<R, ResultTimeoutError> {
         self.result.get_timeout(timeout)
     }
 
@@ -300,7 +332,7 @@ pub fn wait<R: DeserializeOwned + 'static>(
         if !std::mem::replace(&mut finished[i], true) {
             count += 1;
             let f = &futures[i];
-            failed |= !f.cancelled() && f.error().is_some();
+            failed |= !f.is_cancelled() && f.error().is_some();
         }
     }
     let (done, not_done): (Vec<_>, Vec<_>) =
@@ -313,7 +345,7 @@ pub fn wait<R: DeserializeOwned + 'static>(
 
 /// The futures in the order they finish (Python's `concurrent.futures.as_completed`); those
 /// already done come first. If `timeout` passes before all are done, the iterator yields
-/// [`TaskError::Timeout`] once and ends.
+/// [`Timeout`](crate::Timeout) once and ends (Python raises `TimeoutError`).
 pub fn as_completed<R: DeserializeOwned + 'static>(
     futures: &[Future<R>],
     timeout: Option<Duration>,
@@ -327,6 +359,7 @@ pub fn as_completed<R: DeserializeOwned + 'static>(
 }
 
 /// The iterator of [`as_completed`].
+#[derive(Debug)]
 pub struct AsCompleted<R> {
     futures: Vec<Future<R>>,
     rx: mpsc::Receiver<usize>,
@@ -335,7 +368,7 @@ pub struct AsCompleted<R> {
 }
 
 impl<R> Iterator for AsCompleted<R> {
-    type Item = std::result::Result<Future<R>, TaskError>;
+    type Item = std::result::Result<Future<R>, crate::Timeout>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {
@@ -355,7 +388,7 @@ impl<R> Iterator for AsCompleted<R> {
             }
             None => {
                 self.left = 0;
-                Some(Err(TaskError::Timeout))
+                Some(Err(crate::Timeout))
             }
         }
     }

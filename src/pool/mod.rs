@@ -16,7 +16,7 @@ mod slot;
 mod task;
 mod worker;
 
-pub use error::TaskError;
+pub use error::{PoolJoinError, ResultTimeoutError, TaskError, TryResultError};
 pub use imap::Imap;
 pub use pool::{Chunked, Pool, PoolBuilder};
 pub use slot::AsyncResult;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::core::{Config, Core, Sink};
-use super::error::TaskError;
+use super::error::{PoolJoinError, TaskError};
 use super::imap::Imap;
 use super::slot::{self, AsyncResult, Decode, Slot};
 use super::task::{self, StarFn};
@@ -102,7 +102,8 @@ impl PoolBuilder {
 
     /// Replaces each worker by a fresh process after it has run `n` tasks (Python's
     /// `maxtasksperchild`; a `map` chunk is one task).
-    pub fn maxtasksperchild(mut self, n: u64) -> Self {
+    #[doc(alias = "maxtasksperchild")]
+    pub fn max_tasks_per_child(mut self, n: u64) -> Self {
         self.maxtasks = Some(n.max(1));
         self
     }
@@ -111,7 +112,7 @@ impl PoolBuilder {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for 0 processes or an initializer argument that does not
-    /// serialise; [`Error::NotInitialised`] if this binary's `main` does not begin with
+    /// serialise; [`Error::InitNotCalled`] if this binary's `main` does not begin with
     /// `shmkit::init()`; [`Error::Io`] if a worker cannot be started.
     pub fn build(self) -> Result<Pool> {
         let initializer = self
@@ -314,29 +315,27 @@ impl Pool {
     /// Waits for every submitted task, then stops the workers (Python's `join`).
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] unless [`close`](Self::close) or
+    /// [`StillOpen`](PoolJoinError::StillOpen) unless [`close`](Self::close) or
     /// [`terminate`](Self::terminate) came first, as in Python.
-    pub fn join(&self) -> Result<()> {
+    pub fn join(&self) -> std::result::Result<(), PoolJoinError> {
         self.join_until(None)
     }
 
     /// As [`join`](Self::join), waiting at most `timeout` for the tasks.
     ///
     /// # Errors
-    /// As [`join`](Self::join), and [`Error::Timeout`] if tasks are still running then (the
-    /// pool stays closed and working; join again, or terminate it).
-    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+    /// As [`join`](Self::join), and [`PoolJoinError::Timeout`] if tasks are still running then
+    /// (the pool stays closed and working; join again, or terminate it).
+    pub fn join_timeout(&self, timeout: Duration) -> std::result::Result<(), PoolJoinError> {
         self.join_until(Instant::now().checked_add(timeout))
     }
 
-    fn join_until(&self, deadline: Option<Instant>) -> Result<()> {
+    fn join_until(&self, deadline: Option<Instant>) -> std::result::Result<(), PoolJoinError> {
         if self.core.accepting() {
-            return Err(Error::InvalidArgument {
-                what: "join() needs close() or terminate() first".into(),
-            });
+            return Err(PoolJoinError::StillOpen);
         }
         if !self.core.wait_idle(deadline) {
-            return Err(Error::Timeout);
+            return Err(PoolJoinError::Timeout);
         }
         self.core.close(true);
         if let Some(handle) = self.collector.lock().take() {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use serde::de::DeserializeOwned;
 
-use super::error::TaskError;
+use super::error::{ResultTimeoutError, TaskError, TryResultError};
 use super::task;
 
 /// The outcome of one chunk: its encoded outcomes, or why it has none.
@@ -317,18 +317,39 @@ impl<T: 'static> AsyncResult<T> {
     /// The task's [`TaskError`]; for a `map_async`, the first failing item's, once all chunks
     /// have finished.
     pub fn get(&self) -> Result<T, TaskError> {
-        let done = self.slot.wait(None).ok_or(TaskError::Timeout)?;
-        (self.decode)(&done, self.slot.sizes())
+        // Without a deadline the wait returns only once the task is done, with its outcome.
+        match self.slot.wait(None) {
+            Some(done) => (self.decode)(&done, self.slot.sizes()),
+            None => Err(TaskError::Pool(
+                "internal error: a task ended with no outcome".into(),
+            )),
+        }
+    }
+
+    /// The value, if the task has finished.
+    ///
+    /// # Errors
+    /// [`TryResultError::NotReady`] if it has not; the task's error inside
+    /// [`TryResultError::Task`].
+    pub fn try_get(&self) -> Result<T, TryResultError> {
+        if !self.is_ready() {
+            return Err(TryResultError::NotReady);
+        }
+        Ok(self.get()?)
     }
 
     /// As [`get`](Self::get), waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`TaskError::Timeout`] if it has not finished by then (it keeps running; ask again).
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T, TaskError> {
+    /// [`ResultTimeoutError::Timeout`] if it has not finished by then (it keeps running; ask
+    /// again); the task's error inside [`ResultTimeoutError::Task`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, ResultTimeoutError> {
         let deadline = Instant::now().checked_add(timeout);
-        let done = self.slot.wait(deadline).ok_or(TaskError::Timeout)?;
-        (self.decode)(&done, self.slot.sizes())
+        let done = self
+            .slot
+            .wait(deadline)
+            .ok_or(ResultTimeoutError::Timeout)?;
+        Ok((self.decode)(&done, self.slot.sizes())?)
     }
 
     /// Waits until the task has finished.
@@ -343,15 +364,17 @@ impl<T: 'static> AsyncResult<T> {
             .is_some()
     }
 
-    /// Whether the task has finished (and its callbacks have run).
-    pub fn ready(&self) -> bool {
+    /// Whether the task has finished (and its callbacks have run): Python's `ready()`.
+    #[doc(alias = "ready")]
+    pub fn is_ready(&self) -> bool {
         matches!(self.slot.phase(), Phase::Done | Phase::Cancelled)
     }
 
-    /// Whether the task finished with a value; `None` while it has not finished (Python raises
-    /// `ValueError` there).
-    pub fn successful(&self) -> Option<bool> {
-        self.ready().then(|| self.get().is_ok())
+    /// Whether the task finished with a value; `None` while it has not finished (Python's
+    /// `successful()`, which raises `ValueError` there).
+    #[doc(alias = "successful")]
+    pub fn is_successful(&self) -> Option<bool> {
+        self.is_ready().then(|| self.get().is_ok())
     }
 
     /// Registers a callback for the value (Python's `callback`).

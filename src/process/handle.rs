@@ -11,6 +11,8 @@ use serde::de::DeserializeOwned;
 
 use super::child::{self, CHILD_ENV, Message, Spec};
 use super::entry::{self, Key};
+use parking_lot::Mutex;
+
 use crate::error::{Error, Result};
 use crate::pipe::{Connection, Pipe};
 use crate::sys;
@@ -31,9 +33,39 @@ pub enum ProcessError {
     /// The child exited (with this code, or was killed by this signal) before it sent a result.
     #[error("the child exited ({0}) without a result")]
     Exited(ExitStatus),
-    /// An OS error waiting for the child, or a deadline passed.
+    /// An OS error waiting for the child.
     #[error(transparent)]
     Failed(#[from] Error),
+}
+
+/// Why [`Process::join_timeout`] gave no value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessTimeoutError {
+    /// The child had not finished at the deadline (it keeps running; join again).
+    #[error("the child had not finished at the deadline")]
+    Timeout,
+    /// The child finished without a value: see [`ProcessError`].
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+}
+
+impl From<ProcessError> for Error {
+    fn from(e: ProcessError) -> Error {
+        match e {
+            ProcessError::Failed(error) => error,
+            other => Error::Op(Box::new(other)),
+        }
+    }
+}
+
+impl From<ProcessTimeoutError> for Error {
+    fn from(e: ProcessTimeoutError) -> Error {
+        match e {
+            ProcessTimeoutError::Process(p) => p.into(),
+            other => Error::Op(Box::new(other)),
+        }
+    }
 }
 
 /// A function running in a child process: Python's `multiprocessing.Process`, with the
@@ -46,12 +78,27 @@ pub enum ProcessError {
 ///
 /// A *daemon* child is killed by the kernel when its parent exits. Other children keep running
 /// if the parent exits without joining them (Python joins them at exit; Rust has no such hook).
+///
+/// ```
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// fn main() -> shmkit::Result<()> {
+///     shmkit::init(); // first in main: in the child, this runs `square` and exits
+///     let mut p = shmkit::Process::start(square, 12)?;
+///     assert_eq!(p.join()?, 144);
+///     assert_eq!(p.exit_code(), Some(0));
+///     Ok(())
+/// }
+/// ```
 pub struct Process<R> {
-    child: Child,
+    /// The child, and its exit status once reaped (queries take `&self`).
+    child: Mutex<(Child, Option<ExitStatus>)>,
+    pid: u32,
     conn: Connection,
     name: String,
     outcome: Option<std::result::Result<(Vec<u8>, bool), ProcessError>>,
-    status: Option<ExitStatus>,
     _result: PhantomData<fn() -> R>,
 }
 
@@ -73,9 +120,10 @@ impl Builder {
         self
     }
 
-    /// Whether the child is killed when its parent exits.
-    pub fn daemon(mut self, daemon: bool) -> Self {
-        self.daemon = daemon;
+    /// Makes the child a daemon (Python's `daemon=True`): the kernel kills it when its
+    /// parent exits.
+    pub fn daemon(mut self) -> Self {
+        self.daemon = true;
         self
     }
 
@@ -95,7 +143,7 @@ impl Builder {
     /// Starts `f(arg)` in a child process.
     ///
     /// # Errors
-    /// [`Error::NotInitialised`] if the child never reached `shmkit::init()` (or this process is
+    /// [`Error::InitNotCalled`] if the child never reached `shmkit::init()` (or this process is
     /// such a child itself); [`Error::Serialize`] for an argument that does not serialise;
     /// [`Error::Io`] if the child cannot be started.
     pub fn start<F, A, R>(self, f: F, arg: A) -> Result<Process<R>>
@@ -106,14 +154,14 @@ impl Builder {
     {
         let _ = f;
         if child::uninitialised_child() {
-            return Err(Error::NotInitialised);
+            return Err(Error::InitNotCalled);
         }
         static COUNT: AtomicU32 = AtomicU32::new(1);
         let name = self
             .name
             .unwrap_or_else(|| format!("Process-{}", COUNT.fetch_add(1, Ordering::Relaxed)));
         let arg = postcard::to_allocvec(&arg).map_err(|e| Error::Serialize(e.to_string()))?;
-        let (conn, theirs) = Pipe::new(true)?;
+        let (conn, theirs) = Pipe::duplex()?;
         let key = match self.key {
             Some(k) => k,
             None => entry::new_key().map_err(|e| Error::io("getrandom", e))?,
@@ -146,11 +194,11 @@ impl Builder {
             .spawn()
             .map_err(|e| Error::io("spawn", e))?;
         let mut p = Process {
-            child,
+            pid: child.id(),
+            child: Mutex::new((child, None)),
             conn,
             name,
             outcome: None,
-            status: None,
             _result: PhantomData,
         };
         theirs.disown(); // the child's end: it claims it when it runs
@@ -183,29 +231,30 @@ impl<R: DeserializeOwned> Process<R> {
     fn handshake(&mut self, arg: &[u8]) -> Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if self.conn.poll(Duration::from_millis(10))? {
+            if self.conn.poll(Duration::from_millis(10)) {
                 return match self.conn.recv::<Message>() {
-                    Ok(Message::Hello) => self.conn.send_bytes(arg),
-                    _ => Err(Error::NotInitialised),
+                    Ok(Message::Hello) => self.conn.send_bytes(arg).map_err(Error::from),
+                    _ => Err(Error::InitNotCalled),
                 };
             }
-            if self
-                .child
+            let mut child = self.child.lock();
+            if child
+                .0
                 .try_wait()
                 .map_err(|e| Error::io("wait", e))?
                 .is_some()
                 || Instant::now() >= deadline
             {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return Err(Error::NotInitialised);
+                let _ = child.0.kill();
+                let _ = child.0.wait();
+                return Err(Error::InitNotCalled);
             }
         }
     }
 
     /// The child's pid.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
     }
 
     /// The process's name.
@@ -214,20 +263,23 @@ impl<R: DeserializeOwned> Process<R> {
     }
 
     /// Whether the child is still running.
-    pub fn is_alive(&mut self) -> bool {
+    pub fn is_alive(&self) -> bool {
         self.poll_status().is_none()
     }
 
-    fn poll_status(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            self.status = self.child.try_wait().ok().flatten();
+    fn poll_status(&self) -> Option<ExitStatus> {
+        let mut child = self.child.lock();
+        if child.1.is_none() {
+            child.1 = child.0.try_wait().ok().flatten();
         }
-        self.status
+        child.1
     }
 
-    /// The exit code: `None` while running; 0 on success; 1 if the function panicked or
-    /// returned an `Err`; the code of an explicit `exit`; minus the signal if it was killed.
-    pub fn exitcode(&mut self) -> Option<i32> {
+    /// The exit code (Python's `exitcode`): `None` while running; 0 on success; 1 if the
+    /// function panicked or returned an `Err`; the code of an explicit `exit`; minus the
+    /// signal if it was killed.
+    #[doc(alias = "exitcode")]
+    pub fn exit_code(&self) -> Option<i32> {
         self.poll_status()
             .map(|s| s.code().unwrap_or_else(|| -s.signal().unwrap_or(0)))
     }
@@ -254,20 +306,33 @@ impl<R: DeserializeOwned> Process<R> {
     /// [`ProcessError::Panicked`] with the panic message, [`ProcessError::Exited`] if it exited
     /// or was killed before sending a result, [`ProcessError::Serde`].
     pub fn join(&mut self) -> std::result::Result<R, ProcessError> {
-        self.join_until(None)
+        self.join_until(None).map_err(|e| match e {
+            ProcessTimeoutError::Process(p) => p,
+            // Without a deadline, join waits until the child ends: no timeout can come.
+            ProcessTimeoutError::Timeout => {
+                ProcessError::Failed(Error::Op("internal error: join timed out".into()))
+            }
+        })
     }
 
     /// As [`join`](Self::join), waiting at most `timeout`.
     ///
     /// # Errors
-    /// As [`join`](Self::join), and [`ProcessError::Failed`] with [`Error::Timeout`].
-    pub fn join_timeout(&mut self, timeout: Duration) -> std::result::Result<R, ProcessError> {
+    /// [`ProcessTimeoutError::Timeout`] if the child is still running (join again later), or
+    /// as [`join`](Self::join).
+    pub fn join_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> std::result::Result<R, ProcessTimeoutError> {
         self.join_until(Instant::now().checked_add(timeout))
     }
 
-    fn join_until(&mut self, deadline: Option<Instant>) -> std::result::Result<R, ProcessError> {
+    fn join_until(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<R, ProcessTimeoutError> {
         while self.outcome.is_none() {
-            if self.conn.poll(Duration::from_millis(20)).unwrap_or(true) {
+            if self.conn.poll(Duration::from_millis(20)) || self.conn.is_closed() {
                 self.outcome = Some(match self.conn.recv::<Message>() {
                     Ok(Message::Returned { bytes, failed }) => Ok((bytes, failed)),
                     Ok(Message::Panicked(m)) => Err(ProcessError::Panicked(m)),
@@ -276,28 +341,31 @@ impl<R: DeserializeOwned> Process<R> {
                     Err(_) => Err(ProcessError::Exited(self.wait_status(deadline)?)),
                 });
             } else if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(Error::Timeout.into());
+                return Err(ProcessTimeoutError::Timeout);
             }
         }
         self.wait_status(deadline)?;
         match self.outcome.as_ref() {
             Some(Ok((bytes, _))) => {
-                postcard::from_bytes(bytes).map_err(|e| ProcessError::Serde(e.to_string()))
+                postcard::from_bytes(bytes).map_err(|e| ProcessError::Serde(e.to_string()).into())
             }
-            Some(Err(ProcessError::Panicked(m))) => Err(ProcessError::Panicked(m.clone())),
-            Some(Err(ProcessError::Serde(m))) => Err(ProcessError::Serde(m.clone())),
-            Some(Err(ProcessError::Exited(s))) => Err(ProcessError::Exited(*s)),
-            _ => Err(Error::Timeout.into()),
+            Some(Err(ProcessError::Panicked(m))) => Err(ProcessError::Panicked(m.clone()).into()),
+            Some(Err(ProcessError::Serde(m))) => Err(ProcessError::Serde(m.clone()).into()),
+            Some(Err(ProcessError::Exited(s))) => Err(ProcessError::Exited(*s).into()),
+            _ => Err(ProcessError::Failed(Error::Op("internal error: no outcome".into())).into()),
         }
     }
 
-    fn wait_status(&mut self, deadline: Option<Instant>) -> Result<ExitStatus> {
+    fn wait_status(
+        &self,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<ExitStatus, ProcessTimeoutError> {
         loop {
             if let Some(s) = self.poll_status() {
                 return Ok(s);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(Error::Timeout);
+                return Err(ProcessTimeoutError::Timeout);
             }
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -308,7 +376,7 @@ impl<R> std::fmt::Debug for Process<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Process")
             .field("name", &self.name)
-            .field("pid", &self.child.id())
+            .field("pid", &self.pid)
             .finish()
     }
 }

@@ -10,4 +10,4 @@ mod outcome;
 pub(crate) use outcome::is_err;
 
 pub use child::init;
-pub use handle::{Builder, Process, ProcessError, current_pid, parent_pid};
+pub use handle::{Builder, Process, ProcessError, ProcessTimeoutError, current_pid, parent_pid};

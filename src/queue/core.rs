@@ -27,7 +27,7 @@ use super::ring::{self, FrameHeader, HEADER, INLINE, PAD, SPILL, SPILL_REF_LEN, 
 use super::spill;
 use crate::error::{Error, Result};
 use crate::shm::{Expect, Kind, Segment, SegmentName, Spec, TypeInfo, shm_shared};
-use crate::sync::{Acquired, LockFailure, RawLock};
+use crate::sync::{Acquired, LockFailure, RawLock, Waitlist};
 use crate::sys;
 
 /// How long a `try_` operation waits for the queue's lock (held only for a copy, normally).
@@ -65,50 +65,6 @@ pub(crate) struct Control {
 }
 }
 
-shm_shared! {
-/// Sleepers on one condition: a futex word, and (under the lock) how many sleep and how many
-/// wake-ups are on their way to them. A waker wakes only sleepers no wake-up is already on
-/// its way to, so a burst of puts wakes a sleeping getter once, not once per put.
-struct Waitlist {
-    /// The futex word: changed by every wake-up.
-    word: AtomicU32,
-    /// Registered sleepers. A sleeper killed in its sleep stays counted; that costs a spare
-    /// wake-up now and then, never a lost one.
-    waiters: AtomicU32,
-    /// Wake-ups sent and not yet taken back by a sleeper leaving (`signals <= waiters`).
-    signals: AtomicU32,
-}
-}
-
-impl Waitlist {
-    const fn new() -> Waitlist {
-        Waitlist {
-            word: AtomicU32::new(0),
-            waiters: AtomicU32::new(0),
-            signals: AtomicU32::new(0),
-        }
-    }
-
-    /// Under the lock: how many of up to `n` sleepers to wake (and counts them as signalled).
-    fn claim(&self, n: u32) -> u32 {
-        let (w, s) = (
-            self.waiters.load(Ordering::Relaxed),
-            self.signals.load(Ordering::Relaxed),
-        );
-        let k = n.min(w.saturating_sub(s));
-        self.signals.store(s + k, Ordering::Relaxed);
-        k
-    }
-
-    /// After the lock is released: wakes `k` sleepers claimed by `claim`.
-    fn wake(&self, k: u32) {
-        if k > 0 {
-            self.word.fetch_add(1, Ordering::Release); // SYNC: futex-seq
-            sys::futex_wake(&self.word, k.min(i32::MAX as u32) as i32);
-        }
-    }
-}
-
 const _: () = assert!(std::mem::size_of::<Control>() == 128);
 
 /// When a blocking operation gives up.
@@ -133,6 +89,18 @@ pub(crate) enum Fail {
     Closed,
     /// Setup, OS or corruption error.
     Error(Error),
+}
+
+impl Fail {
+    /// What happened, for a report of a failure that cannot happen.
+    pub(crate) fn what(&self) -> &'static str {
+        match self {
+            Fail::WouldBlock => "would-block",
+            Fail::Timeout => "a timeout",
+            Fail::Closed => "closed",
+            Fail::Error(_) => "an error",
+        }
+    }
 }
 
 impl From<Error> for Fail {
@@ -298,7 +266,9 @@ impl QueueCore {
             }
             Err(LockFailure::Busy) if matches!(wait, Wait::No) => Err(Fail::WouldBlock),
             Err(LockFailure::Busy) => Err(Fail::Timeout),
-            Err(LockFailure::Deadlock) => Err(Fail::Error(Error::Deadlock)),
+            Err(LockFailure::Deadlock) => Err(Fail::Error(Error::Op(Box::new(
+                crate::sync::LockError::<()>::Deadlock,
+            )))),
         }
     }
 
@@ -400,16 +370,14 @@ impl QueueCore {
             },
             Wait::Forever => None,
         };
-        list.waiters.fetch_add(1, Ordering::Relaxed);
-        // SYNC: futex-seq. Read under the lock; a waker changes it after its commit.
-        let seq = list.word.load(Ordering::Acquire);
+        list.enter();
+        let seq = list.seq();
         drop(held);
-        sys::futex_wait(&list.word, seq, timeout);
+        list.sleep(seq, timeout);
         let held = self.lock(wait)?;
-        list.waiters.fetch_sub(1, Ordering::Relaxed);
+        list.leave();
         // Take back one wake-up, meant for us or not: either way a sleeper has left.
-        let s = list.signals.load(Ordering::Relaxed);
-        list.signals.store(s.saturating_sub(1), Ordering::Relaxed);
+        list.take_signal();
         Ok(held)
     }
 

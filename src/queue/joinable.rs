@@ -6,9 +6,10 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::core::Wait;
+use super::core::{Fail, Wait};
+use super::error::{JoinTimeoutError, TaskDoneError};
 use super::typed::{DEFAULT_CAPACITY, Queue, fail_error};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::shm::{Kind, SegmentName};
 
 /// Python's `multiprocessing.JoinableQueue`: a [`Queue`] (every queue method is available
@@ -76,11 +77,13 @@ impl<T> JoinableQueue<T> {
     /// Marks one item taken from the queue (by any process) as finished.
     ///
     /// # Errors
-    /// [`Error::TaskDoneTooOften`] if every item taken so far is already marked finished.
-    pub fn task_done(&self) -> Result<()> {
-        match self.queue.core().task_done().map_err(fail_error)? {
-            true => Ok(()),
-            false => Err(Error::TaskDoneTooOften),
+    /// [`TaskDoneError::TooOften`] if every item taken so far is already marked finished;
+    /// [`TaskDoneError::Failed`] if the queue's state is corrupt.
+    pub fn task_done(&self) -> std::result::Result<(), TaskDoneError> {
+        match self.queue.core().task_done() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(TaskDoneError::TooOften),
+            Err(f) => Err(TaskDoneError::Failed(fail_error(f))),
         }
     }
 
@@ -95,12 +98,16 @@ impl<T> JoinableQueue<T> {
     /// Like [`join`](Self::join), waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`Error::Timeout`] if tasks are still unfinished at the deadline.
-    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+    /// [`JoinTimeoutError::Timeout`] if items are still unfinished at the deadline;
+    /// [`JoinTimeoutError::Failed`] if the queue's state is corrupt.
+    pub fn join_timeout(&self, timeout: Duration) -> std::result::Result<(), JoinTimeoutError> {
         let wait = std::time::Instant::now()
             .checked_add(timeout)
             .map_or(Wait::Forever, Wait::Until);
-        self.queue.core().join(wait).map_err(fail_error)
+        self.queue.core().join(wait).map_err(|f| match f {
+            Fail::Timeout => JoinTimeoutError::Timeout,
+            other => JoinTimeoutError::Failed(fail_error(other)),
+        })
     }
 }
 

@@ -17,6 +17,9 @@ mod ring;
 mod spill;
 mod typed;
 
-pub use error::{GetError, PutError};
+pub use error::{
+    GetError, GetTimeoutError, JoinTimeoutError, PutError, PutTimeoutError, TaskDoneError,
+    TryGetError, TryPutError,
+};
 pub use joinable::JoinableQueue;
 pub use typed::{DEFAULT_CAPACITY, Queue};

@@ -10,7 +10,9 @@ use serde::de::DeserializeOwned;
 
 use super::codec;
 use super::core::{Fail, QueueCore, Wait};
-use super::error::{GetError, PutError};
+use super::error::{
+    GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
+};
 use crate::error::{Error, Result};
 use crate::shm::{DEFAULT_OPEN_WAIT, Kind, SegmentName, TypeInfo};
 
@@ -111,11 +113,17 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         })
     }
 
-    fn put_with(&self, item: T, wait: Wait) -> Result<(), PutError<T>> {
+    fn put_with<E>(
+        &self,
+        item: T,
+        wait: Wait,
+        fail: fn(Fail, T) -> E,
+        serialize: fn(T, String) -> E,
+    ) -> Result<(), E> {
         match codec::encode(&item, |parts| self.core.put(parts, wait)) {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(fail)) => Err(put_error(fail, item)),
-            Err(reason) => Err(PutError::Serialize { item, reason }),
+            Ok(Err(f)) => Err(fail(f, item)),
+            Err(reason) => Err(serialize(item, reason)),
         }
     }
 
@@ -126,30 +134,46 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// [`PutError::Closed`], [`PutError::Serialize`] (the queue is unchanged), [`PutError::Failed`];
     /// each hands the item back.
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-        self.put_with(item, Wait::Forever)
+        self.put_with(
+            item,
+            Wait::Forever,
+            PutError::from_fail,
+            PutError::serialize,
+        )
     }
 
-    /// Puts `item` if there is room now.
+    /// Puts `item` if there is room now (Python's `put_nowait`).
     ///
     /// # Errors
-    /// [`PutError::Full`], or as [`put`](Self::put).
-    pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
-        self.put_with(item, Wait::No)
+    /// [`TryPutError::Full`], or as [`put`](Self::put).
+    #[doc(alias = "put_nowait")]
+    pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
+        self.put_with(
+            item,
+            Wait::No,
+            TryPutError::from_fail,
+            TryPutError::serialize,
+        )
     }
 
     /// Puts `item`, waiting at most `timeout` for room.
     ///
     /// # Errors
-    /// [`PutError::Timeout`], or as [`put`](Self::put).
-    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
-        self.put_with(item, deadline(timeout))
+    /// [`PutTimeoutError::Timeout`], or as [`put`](Self::put).
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
+        self.put_with(
+            item,
+            deadline(timeout),
+            PutTimeoutError::from_fail,
+            PutTimeoutError::serialize,
+        )
     }
 
-    fn get_with(&self, wait: Wait) -> Result<T, GetError> {
+    fn get_with<E>(&self, wait: Wait, fail: fn(Fail) -> E, de: fn(String) -> E) -> Result<T, E> {
         self.core
             .get(wait, codec::decode::<T>)
-            .map_err(get_error)?
-            .map_err(GetError::Deserialize)
+            .map_err(fail)?
+            .map_err(de)
     }
 
     /// Takes the oldest item, waiting while the queue is empty.
@@ -159,23 +183,28 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// item whose bytes are not a `T` (that item is dropped; the queue stays usable);
     /// [`GetError::Failed`].
     pub fn get(&self) -> Result<T, GetError> {
-        self.get_with(Wait::Forever)
+        self.get_with(Wait::Forever, GetError::from_fail, GetError::Deserialize)
     }
 
-    /// Takes the oldest item if there is one.
+    /// Takes the oldest item if there is one (Python's `get_nowait`).
     ///
     /// # Errors
-    /// [`GetError::Empty`], or as [`get`](Self::get).
-    pub fn try_get(&self) -> Result<T, GetError> {
-        self.get_with(Wait::No)
+    /// [`TryGetError::Empty`], or as [`get`](Self::get).
+    #[doc(alias = "get_nowait")]
+    pub fn try_get(&self) -> Result<T, TryGetError> {
+        self.get_with(Wait::No, TryGetError::from_fail, TryGetError::Deserialize)
     }
 
     /// Takes the oldest item, waiting at most `timeout` for one.
     ///
     /// # Errors
-    /// [`GetError::Timeout`], or as [`get`](Self::get).
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-        self.get_with(deadline(timeout))
+    /// [`GetTimeoutError::Timeout`], or as [`get`](Self::get).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
+        self.get_with(
+            deadline(timeout),
+            GetTimeoutError::from_fail,
+            GetTimeoutError::Deserialize,
+        )
     }
 }
 
@@ -190,7 +219,7 @@ impl Queue<Vec<u8>> {
         let n = codec::varint(bytes.len() as u64, &mut prefix);
         self.core
             .put(&[&prefix[..n], bytes], Wait::Forever)
-            .map_err(|f| put_error(f, ()))
+            .map_err(|f| PutError::from_fail(f, ()))
     }
 
     /// Puts the concatenation of `head` and `body` as one byte string, without building it.
@@ -199,7 +228,7 @@ impl Queue<Vec<u8>> {
         let n = codec::varint((head.len() + body.len()) as u64, &mut prefix);
         self.core
             .put(&[&prefix[..n], head, body], Wait::Forever)
-            .map_err(|f| put_error(f, ()))
+            .map_err(|f| PutError::from_fail(f, ()))
     }
 
     /// Takes the oldest item into `buf` (cleared first) and returns its length: one copy, from
@@ -208,22 +237,38 @@ impl Queue<Vec<u8>> {
     /// # Errors
     /// As [`get`](Self::get).
     pub fn get_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize, GetError> {
-        self.get_bytes_with(buf, Wait::Forever)
+        self.get_bytes_with(
+            buf,
+            Wait::Forever,
+            GetError::from_fail,
+            GetError::Deserialize,
+        )
     }
 
     /// As [`get_bytes_into`](Self::get_bytes_into), waiting at most `timeout` for an item.
     ///
     /// # Errors
-    /// [`GetError::Timeout`], or as [`get`](Self::get).
+    /// [`GetTimeoutError::Timeout`], or as [`get`](Self::get).
     pub fn get_bytes_timeout_into(
         &self,
         buf: &mut Vec<u8>,
         timeout: Duration,
-    ) -> Result<usize, GetError> {
-        self.get_bytes_with(buf, deadline(timeout))
+    ) -> Result<usize, GetTimeoutError> {
+        self.get_bytes_with(
+            buf,
+            deadline(timeout),
+            GetTimeoutError::from_fail,
+            GetTimeoutError::Deserialize,
+        )
     }
 
-    fn get_bytes_with(&self, buf: &mut Vec<u8>, wait: Wait) -> Result<usize, GetError> {
+    fn get_bytes_with<E>(
+        &self,
+        buf: &mut Vec<u8>,
+        wait: Wait,
+        fail: fn(Fail) -> E,
+        de: fn(String) -> E,
+    ) -> Result<usize, E> {
         let r = self.core.get(wait, |bytes| {
             codec::unprefix(bytes).map(|b| {
                 buf.clear();
@@ -231,7 +276,7 @@ impl Queue<Vec<u8>> {
                 b.len()
             })
         });
-        r.map_err(get_error)?.map_err(GetError::Deserialize)
+        r.map_err(fail)?.map_err(de)
     }
 }
 
@@ -289,26 +334,13 @@ impl<T> Queue<T> {
 pub(crate) fn fail_error(f: Fail) -> Error {
     match f {
         Fail::Error(e) => e,
-        Fail::Closed => Error::Closed,
-        Fail::WouldBlock | Fail::Timeout => Error::Timeout,
-    }
-}
-
-fn put_error<T>(fail: Fail, item: T) -> PutError<T> {
-    match fail {
-        Fail::WouldBlock => PutError::Full(item),
-        Fail::Timeout => PutError::Timeout(item),
-        Fail::Closed => PutError::Closed(item),
-        Fail::Error(error) => PutError::Failed { item, error },
-    }
-}
-
-fn get_error(fail: Fail) -> GetError {
-    match fail {
-        Fail::WouldBlock => GetError::Empty,
-        Fail::Timeout => GetError::Timeout,
-        Fail::Closed => GetError::Closed,
-        Fail::Error(e) => GetError::Failed(e),
+        other => Error::Op(
+            format!(
+                "internal error: a queue operation reported {}",
+                other.what()
+            )
+            .into(),
+        ),
     }
 }
 
@@ -333,27 +365,3 @@ impl<T> fmt::Debug for Queue<T> {
 }
 
 crate::shm::serde_by_name!(impl[T: Serialize + DeserializeOwned + 'static] Queue<T>);
-
-impl<T> From<PutError<T>> for Error {
-    fn from(e: PutError<T>) -> Self {
-        match e {
-            PutError::Full(_) => Error::Full,
-            PutError::Timeout(_) => Error::Timeout,
-            PutError::Closed(_) => Error::Closed,
-            PutError::Serialize { reason, .. } => Error::Serialize(reason),
-            PutError::Failed { error, .. } => error,
-        }
-    }
-}
-
-impl From<GetError> for Error {
-    fn from(e: GetError) -> Self {
-        match e {
-            GetError::Empty => Error::Empty,
-            GetError::Timeout => Error::Timeout,
-            GetError::Closed => Error::Closed,
-            GetError::Deserialize(reason) => Error::Deserialize(reason),
-            GetError::Failed(error) => error,
-        }
-    }
-}

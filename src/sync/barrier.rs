@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use super::error::{BarrierTimeoutError, BrokenBarrier};
 use super::raw_lock::RawLock;
 use crate::error::{Error, Result};
 use crate::shm::Shared;
@@ -36,7 +37,7 @@ type Action = Arc<dyn Fn() + Send + Sync>;
 /// An action set with [`with_action`](Self::with_action) runs exactly once per pass, in the
 /// party that arrives last, before anyone is released. (Closures cannot cross processes: give
 /// the action to each handle that may arrive last.) [`abort`](Self::abort), or a `wait_timeout`
-/// that expires, breaks the barrier for every waiter ([`Error::BrokenBarrier`]) until
+/// that expires, breaks the barrier for every waiter ([`BrokenBarrier`]) until
 /// [`reset`](Self::reset). A party that dies while waiting never arrives: use timeouts where
 /// parties may die.
 pub struct Barrier {
@@ -137,23 +138,29 @@ impl Barrier {
     /// Waits until every party has arrived; returns this party's index in `0..parties`.
     ///
     /// # Errors
-    /// [`Error::BrokenBarrier`] if the barrier is or becomes broken.
-    pub fn wait(&self) -> Result<u32> {
-        self.wait_until(None)
+    /// [`BrokenBarrier`] if the barrier is or becomes broken.
+    pub fn wait(&self) -> std::result::Result<u32, BrokenBarrier> {
+        // Without a deadline this party never times out: only `Broken` can come back.
+        self.wait_until(None).map_err(|_| BrokenBarrier)
     }
 
-    /// As [`wait`](Self::wait), for at most `timeout`; on timeout the barrier breaks for all.
+    /// As [`wait`](Self::wait), for at most `timeout`; on timeout the barrier breaks for every
+    /// party, as in Python.
     ///
     /// # Errors
-    /// [`Error::BrokenBarrier`].
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32> {
+    /// [`BarrierTimeoutError::Timeout`] if this party's timeout passed (it broke the barrier);
+    /// [`BarrierTimeoutError::Broken`] if it is or becomes broken otherwise.
+    pub fn wait_timeout(&self, timeout: Duration) -> std::result::Result<u32, BarrierTimeoutError> {
         self.wait_until(Instant::now().checked_add(timeout))
     }
 
-    fn wait_until(&self, deadline: Option<Instant>) -> Result<u32> {
+    fn wait_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<u32, BarrierTimeoutError> {
         let arrival = self.locked(|s| {
             if s.broken.load(Ordering::Relaxed) != 0 {
-                return Err(Error::BrokenBarrier);
+                return Err(BarrierTimeoutError::Broken);
             }
             let generation = s.generation.load(Ordering::Relaxed);
             let index = s.arrived.load(Ordering::Relaxed);
@@ -176,13 +183,16 @@ impl Barrier {
             Ok(waiting) => waiting,
         };
         let s = self.shared.get();
+        let mut timed_out = false;
         loop {
             let now_gen = s.generation.load(Ordering::Acquire); // SYNC: barrier
             if now_gen != generation {
-                return if s.broken_gen.load(Ordering::Relaxed) == generation.wrapping_add(1) {
-                    Err(Error::BrokenBarrier)
-                } else {
+                return if s.broken_gen.load(Ordering::Relaxed) != generation.wrapping_add(1) {
                     Ok(index)
+                } else if timed_out {
+                    Err(BarrierTimeoutError::Timeout)
+                } else {
+                    Err(BarrierTimeoutError::Broken)
                 };
             }
             let timeout = match deadline {
@@ -190,10 +200,12 @@ impl Barrier {
                 Some(d) => match d.checked_duration_since(Instant::now()) {
                     Some(left) if !left.is_zero() => Some(left),
                     _ => {
-                        self.locked(|s| {
-                            if s.generation.load(Ordering::Relaxed) == generation {
+                        timed_out |= self.locked(|s| {
+                            let ours = s.generation.load(Ordering::Relaxed) == generation;
+                            if ours {
                                 Self::break_gen(s, generation);
                             }
+                            ours
                         });
                         continue;
                     }
@@ -204,12 +216,12 @@ impl Barrier {
     }
 
     /// Breaks the barrier: every waiter, and every later `wait` until [`reset`](Self::reset),
-    /// gets [`Error::BrokenBarrier`].
+    /// gets [`BrokenBarrier`].
     pub fn abort(&self) {
         self.locked(|s| Self::break_gen(s, s.generation.load(Ordering::Relaxed)));
     }
 
-    /// Makes a broken barrier usable again; parties waiting now get [`Error::BrokenBarrier`].
+    /// Makes a broken barrier usable again; parties waiting now get [`BrokenBarrier`].
     pub fn reset(&self) {
         self.locked(|s| {
             if s.arrived.load(Ordering::Relaxed) > 0 {

@@ -1,28 +1,27 @@
 //! `Condition`: a condition variable with its own lock, across processes.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
-use super::error::LockError;
+use super::error::{
+    LockError, LockTimeoutError, NotOwner, TryLockError, WaitError, WaitTimeoutError,
+};
 use super::handle::handle_common;
 use super::raw_lock::RawLock;
-use crate::error::{Error, Result};
+use super::waitlist::Waitlist;
+use crate::error::Result;
 use crate::shm::Shared;
 use crate::shm::{Kind, shm_shared};
-use crate::sys;
 
 shm_shared! {
-/// The state of a condition in shared memory. Everything but `seq` changes only under `lock`.
+/// The state of a condition in shared memory. Everything but the futex word changes only
+/// under `lock`.
 pub(crate) struct CondState {
     lock: RawLock,
-    /// Futex word waiters sleep on; changed by every notify.
-    seq: AtomicU32,
-    /// Threads waiting (counted from `wait` until they return).
-    waiting: AtomicU32,
-    /// Notifications not yet taken by a waiter: `notify(n)` adds at most n, and a waiter
-    /// returns as notified only by taking one, so at most n waiters return.
-    tokens: AtomicU32,
+    /// Threads waiting (registered from `wait` until they return). `notify(n)` sends at most
+    /// n signals, and a waiter returns as notified only by taking one, so at most n return.
+    waiters: Waitlist,
     _reserved: AtomicU32,
 }
 }
@@ -60,9 +59,7 @@ impl Condition {
     fn make(name: Option<&str>) -> Result<Self> {
         let state = CondState {
             lock: RawLock::new(),
-            seq: AtomicU32::new(0),
-            waiting: AtomicU32::new(0),
-            tokens: AtomicU32::new(0),
+            waiters: Waitlist::new(),
             _reserved: AtomicU32::new(0),
         };
         Ok(Condition {
@@ -101,120 +98,156 @@ impl Condition {
         self.relock()
     }
 
+    /// Acquires the condition's lock if it is free.
+    ///
+    /// # Errors
+    /// [`TryLockError::WouldBlock`], or as [`acquire`](Self::acquire).
+    pub fn try_acquire(&self) -> std::result::Result<(), TryLockError<()>> {
+        let l = &self.state().lock;
+        super::lock::clean_up(l, l.try_lock())
+    }
+
+    /// Acquires the condition's lock, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`LockTimeoutError::Timeout`], or as [`acquire`](Self::acquire).
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<(), LockTimeoutError<()>> {
+        let l = &self.state().lock;
+        super::lock::clean_up(l, l.try_lock_for(timeout)).map_err(TryLockError::into_timeout)
+    }
+
     /// Releases the condition's lock.
     ///
     /// # Errors
-    /// [`Error::NotOwner`] if this thread does not hold it.
-    pub fn release(&self) -> Result<()> {
-        let l = &self.state().lock;
-        if !l.held_by_me() {
-            return Err(Error::NotOwner);
+    /// [`NotOwner`] if this thread does not hold it.
+    pub fn release(&self) -> std::result::Result<(), NotOwner> {
+        if self.state().lock.release_mine() {
+            Ok(())
+        } else {
+            Err(NotOwner)
         }
-        l.release_mine();
-        Ok(())
     }
 
-    fn require_lock(&self) -> Result<()> {
+    fn require_lock(&self) -> std::result::Result<(), NotOwner> {
         if self.state().lock.held_by_me() {
             Ok(())
         } else {
-            Err(Error::NotOwner)
+            Err(NotOwner)
         }
     }
 
     /// Releases the lock, sleeps until notified, and re-acquires the lock.
     ///
     /// # Errors
-    /// [`Error::NotOwner`] if this thread does not hold the lock; [`Error::OwnerDied`] if the
-    /// lock's holder died meanwhile (the lock is held again all the same).
-    pub fn wait(&self) -> Result<()> {
-        self.wait_until(None).map(drop)
+    /// [`WaitError::NotOwner`] if this thread does not hold the lock (nothing happens);
+    /// [`WaitError::OwnerDied`] if the lock's holder died meanwhile (the lock is held again all
+    /// the same).
+    pub fn wait(&self) -> std::result::Result<(), WaitError> {
+        match self.wait_until(None) {
+            Ok(_) => Ok(()),
+            Err(WaitTimeoutError::NotOwner) => Err(WaitError::NotOwner),
+            // Without a deadline only a notification ends the wait: no `Timeout` here.
+            Err(_) => Err(WaitError::OwnerDied),
+        }
     }
 
-    /// As [`wait`](Self::wait), for at most `timeout`; returns whether it was notified (the lock
-    /// is held again either way).
+    /// As [`wait`](Self::wait), for at most `timeout` (the lock is held again either way).
     ///
     /// # Errors
-    /// As [`wait`](Self::wait).
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+    /// [`WaitTimeoutError::Timeout`] if not notified in time, or as [`wait`](Self::wait).
+    pub fn wait_timeout(&self, timeout: Duration) -> std::result::Result<(), WaitTimeoutError> {
         self.wait_until(Instant::now().checked_add(timeout))
     }
 
     /// Waits while `condition()` holds (Python's `wait_for` with the test negated), checking
-    /// it under the lock; returns whether it cleared before `timeout` (`None`: no limit).
+    /// it under the lock; returns once it no longer holds.
     ///
     /// # Errors
     /// As [`wait`](Self::wait).
     pub fn wait_while(
         &self,
         mut condition: impl FnMut() -> bool,
-        timeout: Option<Duration>,
-    ) -> Result<bool> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    ) -> std::result::Result<(), WaitError> {
         while condition() {
-            if !self.wait_until(deadline)? && condition() {
-                return Ok(false);
-            }
+            self.wait()?;
         }
-        Ok(true)
+        Ok(())
     }
 
-    fn wait_until(&self, deadline: Option<Instant>) -> Result<bool> {
-        self.require_lock()?;
+    /// As [`wait_while`](Self::wait_while), for at most `timeout`.
+    ///
+    /// # Errors
+    /// [`WaitTimeoutError::Timeout`] if `condition()` still holds at the deadline, or as
+    /// [`wait`](Self::wait).
+    pub fn wait_while_timeout(
+        &self,
+        mut condition: impl FnMut() -> bool,
+        timeout: Duration,
+    ) -> std::result::Result<(), WaitTimeoutError> {
+        let deadline = Instant::now().checked_add(timeout);
+        while condition() {
+            match self.wait_until(deadline) {
+                Err(WaitTimeoutError::Timeout) if condition() => {
+                    return Err(WaitTimeoutError::Timeout);
+                }
+                Err(WaitTimeoutError::Timeout) => return Ok(()),
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> std::result::Result<(), WaitTimeoutError> {
+        self.require_lock()
+            .map_err(|NotOwner| WaitTimeoutError::NotOwner)?;
         let s = self.state();
-        s.waiting.fetch_add(1, Ordering::Relaxed);
+        s.waiters.enter();
         let mut died = false;
         let notified = loop {
-            let seq = s.seq.load(Ordering::Acquire); // SYNC: condvar-seq, read under the lock
+            let seq = s.waiters.seq();
             // `require_lock` (or the relock below) made sure this thread holds it.
             s.lock.release_mine();
             let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if timeout.is_none_or(|t| !t.is_zero()) {
-                sys::futex_wait(&s.seq, seq, timeout);
+                s.waiters.sleep(seq, timeout);
             }
             died |= self.relock().is_err();
-            let t = s.tokens.load(Ordering::Relaxed);
-            if t > 0 {
-                s.tokens.store(t - 1, Ordering::Relaxed);
+            if s.waiters.take_signal() {
                 break true;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break false;
             }
         };
-        s.waiting.fetch_sub(1, Ordering::Relaxed);
+        s.waiters.leave();
         if died {
-            Err(Error::OwnerDied)
+            Err(WaitTimeoutError::OwnerDied)
+        } else if notified {
+            Ok(())
         } else {
-            Ok(notified)
+            Err(WaitTimeoutError::Timeout)
         }
     }
 
     /// Lets at most `n` waiters return.
     ///
     /// # Errors
-    /// [`Error::NotOwner`] if this thread does not hold the lock.
-    pub fn notify(&self, n: u32) -> Result<()> {
+    /// [`NotOwner`] if this thread does not hold the lock.
+    pub fn notify(&self, n: u32) -> std::result::Result<(), NotOwner> {
         self.require_lock()?;
-        let s = self.state();
-        let (w, t) = (
-            s.waiting.load(Ordering::Relaxed),
-            s.tokens.load(Ordering::Relaxed),
-        );
-        let k = n.min(w.saturating_sub(t));
-        if k > 0 {
-            s.tokens.store(t + k, Ordering::Relaxed);
-            s.seq.fetch_add(1, Ordering::Release); // SYNC: condvar-seq
-            sys::futex_wake(&s.seq, k.min(i32::MAX as u32) as i32);
-        }
+        let w = &self.state().waiters;
+        w.wake(w.claim(n));
         Ok(())
     }
 
     /// Lets every waiter return.
     ///
     /// # Errors
-    /// [`Error::NotOwner`] if this thread does not hold the lock.
-    pub fn notify_all(&self) -> Result<()> {
+    /// [`NotOwner`] if this thread does not hold the lock.
+    pub fn notify_all(&self) -> std::result::Result<(), NotOwner> {
         self.notify(u32::MAX)
     }
 }

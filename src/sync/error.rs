@@ -15,11 +15,20 @@ pub enum LockError<G> {
     Deadlock,
 }
 
-/// Why [`try_lock`](crate::Value::try_lock) or [`try_lock_for`](crate::Value::try_lock_for)
-/// did not return a clean guard.
+/// Why [`try_lock`](crate::Value::try_lock) did not return a clean guard.
 pub enum TryLockError<G> {
-    /// Someone else holds the lock (and, for `try_lock_for`, did not release it in time).
+    /// Someone else holds the lock.
     WouldBlock,
+    /// See [`LockError::OwnerDied`].
+    OwnerDied(G),
+    /// See [`LockError::Deadlock`].
+    Deadlock,
+}
+
+/// Why [`lock_timeout`](crate::Value::lock_timeout) did not return a clean guard.
+pub enum LockTimeoutError<G> {
+    /// Someone else held the lock until the deadline.
+    Timeout,
     /// See [`LockError::OwnerDied`].
     OwnerDied(G),
     /// See [`LockError::Deadlock`].
@@ -60,10 +69,47 @@ impl<G> LockError<G> {
 }
 
 impl<G> TryLockError<G> {
+    /// Applies `f` to the guard or value inside an `OwnerDied`.
+    pub fn map<H>(self, f: impl FnOnce(G) -> H) -> TryLockError<H> {
+        match self {
+            TryLockError::WouldBlock => TryLockError::WouldBlock,
+            TryLockError::OwnerDied(g) => TryLockError::OwnerDied(f(g)),
+            TryLockError::Deadlock => TryLockError::Deadlock,
+        }
+    }
+
+    /// The same outcome of a timed attempt: a busy lock at the deadline is a timeout.
+    pub(crate) fn into_timeout(self) -> LockTimeoutError<G> {
+        match self {
+            TryLockError::WouldBlock => LockTimeoutError::Timeout,
+            TryLockError::OwnerDied(g) => LockTimeoutError::OwnerDied(g),
+            TryLockError::Deadlock => LockTimeoutError::Deadlock,
+        }
+    }
+
     /// The guard inside an `OwnerDied`, if this is one.
     pub fn into_inner(self) -> Option<G> {
         match self {
             TryLockError::OwnerDied(g) => Some(g),
+            _ => None,
+        }
+    }
+}
+
+impl<G> LockTimeoutError<G> {
+    /// Applies `f` to the guard or value inside an `OwnerDied`.
+    pub fn map<H>(self, f: impl FnOnce(G) -> H) -> LockTimeoutError<H> {
+        match self {
+            LockTimeoutError::Timeout => LockTimeoutError::Timeout,
+            LockTimeoutError::OwnerDied(g) => LockTimeoutError::OwnerDied(f(g)),
+            LockTimeoutError::Deadlock => LockTimeoutError::Deadlock,
+        }
+    }
+
+    /// The guard inside an `OwnerDied`, if this is one.
+    pub fn into_inner(self) -> Option<G> {
+        match self {
+            LockTimeoutError::OwnerDied(g) => Some(g),
             _ => None,
         }
     }
@@ -108,6 +154,16 @@ impl<G> fmt::Debug for TryLockError<G> {
     }
 }
 
+impl<G> fmt::Debug for LockTimeoutError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockTimeoutError::Timeout => f.write_str("Timeout"),
+            LockTimeoutError::OwnerDied(_) => f.write_str("OwnerDied(..)"),
+            LockTimeoutError::Deadlock => f.write_str("Deadlock"),
+        }
+    }
+}
+
 impl<T> fmt::Debug for AccessError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -145,6 +201,18 @@ impl<G> fmt::Display for TryLockError<G> {
     }
 }
 
+impl<G> fmt::Display for LockTimeoutError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockTimeoutError::Timeout => {
+                f.write_str("the lock was still held by someone else at the deadline")
+            }
+            LockTimeoutError::OwnerDied(_) => f.write_str(OWNER_DIED),
+            LockTimeoutError::Deadlock => f.write_str(DEADLOCK),
+        }
+    }
+}
+
 impl<T> fmt::Display for AccessError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -159,33 +227,176 @@ impl<T> fmt::Display for AccessError<T> {
 
 impl<G> std::error::Error for LockError<G> {}
 impl<G> std::error::Error for TryLockError<G> {}
+impl<G> std::error::Error for LockTimeoutError<G> {}
 impl<T> std::error::Error for AccessError<T> {}
 
+impl<G> LockError<G> {
+    fn without_guard(&self) -> LockError<()> {
+        match self {
+            LockError::OwnerDied(_) => LockError::OwnerDied(()),
+            LockError::Deadlock => LockError::Deadlock,
+        }
+    }
+}
+
+impl<G> TryLockError<G> {
+    fn without_guard(&self) -> TryLockError<()> {
+        match self {
+            TryLockError::WouldBlock => TryLockError::WouldBlock,
+            TryLockError::OwnerDied(_) => TryLockError::OwnerDied(()),
+            TryLockError::Deadlock => TryLockError::Deadlock,
+        }
+    }
+}
+
+impl<G> LockTimeoutError<G> {
+    fn without_guard(&self) -> LockTimeoutError<()> {
+        match self {
+            LockTimeoutError::Timeout => LockTimeoutError::Timeout,
+            LockTimeoutError::OwnerDied(_) => LockTimeoutError::OwnerDied(()),
+            LockTimeoutError::Deadlock => LockTimeoutError::Deadlock,
+        }
+    }
+}
+
+impl<T> AccessError<T> {
+    fn without_value(&self) -> AccessError<()> {
+        match self {
+            AccessError::OutOfRange { index, len } => AccessError::OutOfRange {
+                index: *index,
+                len: *len,
+            },
+            AccessError::OwnerDied(_) => AccessError::OwnerDied(()),
+            AccessError::Deadlock => AccessError::Deadlock,
+        }
+    }
+}
+
+// Into the crate error: the guard (or value) is dropped, which releases the lock; what remains
+// is the error without it, as the source.
 impl<G> From<LockError<G>> for crate::Error {
     fn from(e: LockError<G>) -> Self {
-        match e {
-            LockError::OwnerDied(_) => crate::Error::OwnerDied,
-            LockError::Deadlock => crate::Error::Deadlock,
-        }
+        crate::Error::Op(Box::new(e.without_guard()))
     }
 }
 
 impl<G> From<TryLockError<G>> for crate::Error {
     fn from(e: TryLockError<G>) -> Self {
-        match e {
-            TryLockError::WouldBlock => crate::Error::WouldBlock,
-            TryLockError::OwnerDied(_) => crate::Error::OwnerDied,
-            TryLockError::Deadlock => crate::Error::Deadlock,
-        }
+        crate::Error::Op(Box::new(e.without_guard()))
+    }
+}
+
+impl<G> From<LockTimeoutError<G>> for crate::Error {
+    fn from(e: LockTimeoutError<G>) -> Self {
+        crate::Error::Op(Box::new(e.without_guard()))
     }
 }
 
 impl<T> From<AccessError<T>> for crate::Error {
     fn from(e: AccessError<T>) -> Self {
-        match e {
-            AccessError::OutOfRange { index, len } => crate::Error::OutOfRange { index, len },
-            AccessError::OwnerDied(_) => crate::Error::OwnerDied,
-            AccessError::Deadlock => crate::Error::Deadlock,
-        }
+        crate::Error::Op(Box::new(e.without_value()))
     }
 }
+
+/// An element index was not below the length (a [`RawArray`](crate::RawArray) access).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("index {index} is out of range for length {len}")]
+pub struct OutOfRange {
+    /// The index asked for.
+    pub index: usize,
+    /// The number of elements.
+    pub len: usize,
+}
+
+/// A `try_` call found the resource busy: no unit of a [`Semaphore`](crate::Semaphore) free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the operation would block: nothing is available now")]
+pub struct WouldBlock;
+
+/// A `_timeout` call waited its whole timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("timed out")]
+pub struct Timeout;
+
+/// [`Lock::release`](crate::Lock::release) of a lock nobody holds (Python's `ValueError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("release of a lock that is not held")]
+pub struct NotLocked;
+
+/// An operation that needs the lock held by the calling thread (an [`RLock`](crate::RLock)'s
+/// release, a [`Condition`](crate::Condition)'s wait or notify) without it (Python's
+/// `RuntimeError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this thread does not hold the lock: acquire it first")]
+pub struct NotOwner;
+
+/// [`Semaphore::release`](crate::Semaphore::release) of a bounded semaphore already at its
+/// initial value (Python's `ValueError`); nothing changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a bounded semaphore was released more times than it was acquired")]
+pub struct TooManyReleases;
+
+/// A [`Barrier`](crate::Barrier) was aborted, reset, or timed out while this party used it
+/// (Python's `BrokenBarrierError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the barrier is broken (aborted, reset, or a party timed out)")]
+pub struct BrokenBarrier;
+
+/// Why [`Barrier::wait_timeout`](crate::Barrier::wait_timeout) did not pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BarrierTimeoutError {
+    /// This party's timeout passed: the barrier is now broken for every party, as in Python.
+    #[error("timed out waiting at the barrier, which is now broken")]
+    Timeout,
+    /// The barrier was broken by someone else.
+    #[error("the barrier is broken (aborted, reset, or a party timed out)")]
+    Broken,
+}
+
+/// Why [`Condition::wait`](crate::Condition::wait) returned with an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WaitError {
+    /// The calling thread does not hold the condition's lock (nothing happened).
+    #[error("this thread does not hold the condition's lock: acquire it first")]
+    NotOwner,
+    /// The lock was taken back after a holder died holding it; the lock is held again all
+    /// the same, so the caller still owns it.
+    #[error("the condition's lock was taken over from a holder that died; it is held again")]
+    OwnerDied,
+}
+
+/// Why [`Condition::wait_timeout`](crate::Condition::wait_timeout) returned with an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WaitTimeoutError {
+    /// Not notified before the deadline; the lock is held again.
+    #[error("not notified before the deadline")]
+    Timeout,
+    /// See [`WaitError::NotOwner`].
+    #[error("this thread does not hold the condition's lock: acquire it first")]
+    NotOwner,
+    /// See [`WaitError::OwnerDied`].
+    #[error("the condition's lock was taken over from a holder that died; it is held again")]
+    OwnerDied,
+}
+
+macro_rules! into_crate_error {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for crate::Error {
+            fn from(e: $ty) -> Self {
+                crate::Error::Op(Box::new(e))
+            }
+        }
+    )*};
+}
+into_crate_error!(
+    OutOfRange,
+    WouldBlock,
+    Timeout,
+    NotLocked,
+    NotOwner,
+    TooManyReleases,
+    BrokenBarrier,
+    BarrierTimeoutError,
+    WaitError,
+    WaitTimeoutError
+);

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::error::{LockError, TryLockError};
+use super::error::{LockError, LockTimeoutError, NotLocked, NotOwner, TryLockError};
 use super::guard::LockGuard;
 use super::handle::handle_common;
 use super::ownerless::OwnerlessLock;
 use super::raw_lock::{Acquired, Deadlock, LockFailure, RawLock};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::shm::Shared;
 use crate::shm::{Kind, shm_shared};
 
@@ -37,7 +37,7 @@ pub struct Lock {
     shared: Arc<Shared<OwnerlessLock>>,
 }
 
-fn clean_up(
+pub(super) fn clean_up(
     raw: &RawLock,
     outcome: Result<Acquired, LockFailure>,
 ) -> std::result::Result<(), TryLockError<()>> {
@@ -61,21 +61,6 @@ pub(super) fn blocking(raw: &RawLock) -> std::result::Result<(), LockError<()>> 
         Err(TryLockError::OwnerDied(())) => Err(LockError::OwnerDied(())),
         Err(_) => Err(LockError::Deadlock),
     }
-}
-
-/// A hold taken by `acquire` is kept by the lock, not by a guard: forget the guard so that
-/// only `release` ends it.
-fn keep<G>(
-    r: std::result::Result<G, TryLockError<G>>,
-) -> std::result::Result<(), TryLockError<()>> {
-    r.map(std::mem::forget).map_err(|e| match e {
-        TryLockError::OwnerDied(g) => {
-            std::mem::forget(g);
-            TryLockError::OwnerDied(())
-        }
-        TryLockError::WouldBlock => TryLockError::WouldBlock,
-        TryLockError::Deadlock => TryLockError::Deadlock,
-    })
 }
 
 impl Lock {
@@ -120,61 +105,11 @@ impl Lock {
         self.shared.get()
     }
 
-    /// Acquires the lock, waiting as long as it takes. It stays held until someone calls
-    /// [`release`](Self::release); prefer [`lock`](Self::lock), whose guard releases it.
-    ///
-    /// # Errors
-    /// [`LockError::OwnerDied`] (acquired: its holder had died), [`LockError::Deadlock`].
-    pub fn acquire(&self) -> std::result::Result<(), LockError<()>> {
-        match keep(self.raw().lock().map_err(|e| match e {
-            LockError::OwnerDied(g) => TryLockError::OwnerDied(g),
-            LockError::Deadlock => TryLockError::Deadlock,
-        })) {
-            Ok(()) => Ok(()),
-            Err(TryLockError::OwnerDied(())) => Err(LockError::OwnerDied(())),
-            Err(_) => Err(LockError::Deadlock),
-        }
-    }
-
-    /// Acquires the lock if it is free.
-    ///
-    /// # Errors
-    /// [`TryLockError::WouldBlock`], or as [`acquire`](Self::acquire).
-    pub fn try_acquire(&self) -> std::result::Result<(), TryLockError<()>> {
-        keep(self.raw().try_lock())
-    }
-
-    /// Acquires the lock, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// [`TryLockError::WouldBlock`] if it was not free in time, or as [`acquire`](Self::acquire).
-    pub fn acquire_timeout(&self, timeout: Duration) -> std::result::Result<(), TryLockError<()>> {
-        keep(self.raw().try_lock_for(timeout))
-    }
-
-    /// Releases the lock, whoever acquired it (Python allows that). A guard of the hold
-    /// released this way no longer releases anything when dropped: it never releases a later
-    /// holder's hold.
-    ///
-    /// # Errors
-    /// [`Error::NotLocked`] if it is not held.
-    pub fn release(&self) -> Result<()> {
-        if self.raw().release_any() {
-            Ok(())
-        } else {
-            Err(Error::NotLocked)
-        }
-    }
-
-    /// Whether the lock is held (a snapshot).
-    pub fn is_locked(&self) -> bool {
-        self.raw().is_locked()
-    }
-
     /// Acquires the lock and returns a guard that releases it when dropped.
     ///
     /// # Errors
-    /// As [`acquire`](Self::acquire); `OwnerDied` carries the guard.
+    /// [`LockError::OwnerDied`] (acquired, with the guard: its holder had died),
+    /// [`LockError::Deadlock`] (this thread holds it already).
     pub fn lock(
         &self,
     ) -> std::result::Result<
@@ -200,15 +135,70 @@ impl Lock {
     /// Acquires the lock, waiting at most `timeout`, returning a guard.
     ///
     /// # Errors
-    /// [`TryLockError::WouldBlock`] if it was not free in time, or as [`lock`](Self::lock).
-    pub fn try_lock_for(
+    /// [`LockTimeoutError::Timeout`] if it was not free in time, or as [`lock`](Self::lock).
+    #[doc(alias = "try_lock_for")]
+    pub fn lock_timeout(
         &self,
         timeout: Duration,
     ) -> std::result::Result<
         LockGuard<'_, (), OwnerlessLock>,
-        TryLockError<LockGuard<'_, (), OwnerlessLock>>,
+        LockTimeoutError<LockGuard<'_, (), OwnerlessLock>>,
     > {
-        self.raw().try_lock_for(timeout)
+        self.raw().lock_timeout(timeout)
+    }
+
+    /// Acquires the lock with no guard (Python's `acquire()`): it stays held until someone
+    /// calls [`release`](Self::release). Prefer [`lock`](Self::lock), whose guard releases it.
+    ///
+    /// # Errors
+    /// As [`lock`](Self::lock).
+    pub fn acquire(&self) -> std::result::Result<(), LockError<()>> {
+        self.lock()
+            .map(std::mem::forget)
+            .map_err(|e| e.map(std::mem::forget))
+    }
+
+    /// Acquires the lock with no guard if it is free (Python's `acquire(block=False)`).
+    ///
+    /// # Errors
+    /// As [`try_lock`](Self::try_lock).
+    pub fn try_acquire(&self) -> std::result::Result<(), TryLockError<()>> {
+        self.try_lock()
+            .map(std::mem::forget)
+            .map_err(|e| e.map(std::mem::forget))
+    }
+
+    /// Acquires the lock with no guard, waiting at most `timeout` (Python's
+    /// `acquire(timeout=...)`).
+    ///
+    /// # Errors
+    /// As [`lock_timeout`](Self::lock_timeout).
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<(), LockTimeoutError<()>> {
+        self.lock_timeout(timeout)
+            .map(std::mem::forget)
+            .map_err(|e| e.map(std::mem::forget))
+    }
+
+    /// Releases the lock, whoever acquired it (Python allows that). A guard of the hold
+    /// released this way no longer releases anything when dropped: it never releases a later
+    /// holder's hold.
+    ///
+    /// # Errors
+    /// [`NotLocked`] if it is not held.
+    pub fn release(&self) -> std::result::Result<(), NotLocked> {
+        if self.raw().release_any() {
+            Ok(())
+        } else {
+            Err(NotLocked)
+        }
+    }
+
+    /// Whether the lock is held (a snapshot).
+    pub fn is_locked(&self) -> bool {
+        self.raw().is_locked()
     }
 }
 
@@ -297,6 +287,8 @@ impl RLock {
         match self.acquire_with(|l| l.lock().map_err(|Deadlock| LockFailure::Deadlock)) {
             Ok(()) => Ok(()),
             Err(TryLockError::OwnerDied(())) => Err(LockError::OwnerDied(())),
+            // A re-entrant lock's owner takes it again, so only a holder elsewhere blocks, and
+            // a blocking attempt waits for it: neither `WouldBlock` nor `Deadlock` can come.
             Err(_) => Err(LockError::Deadlock),
         }
     }
@@ -312,20 +304,24 @@ impl RLock {
     /// Acquires the lock, waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`TryLockError::WouldBlock`] if it was not free in time, [`TryLockError::OwnerDied`].
-    pub fn acquire_timeout(&self, timeout: Duration) -> std::result::Result<(), TryLockError<()>> {
+    /// [`LockTimeoutError::Timeout`] if it was not free in time, [`LockTimeoutError::OwnerDied`].
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<(), LockTimeoutError<()>> {
         self.acquire_with(|l| l.try_lock_for(timeout))
+            .map_err(TryLockError::into_timeout)
     }
 
     /// Releases one level of this thread's ownership; the last release unlocks it.
     ///
     /// # Errors
-    /// [`Error::NotOwner`] if this thread does not own it.
-    pub fn release(&self) -> Result<()> {
+    /// [`NotOwner`] if this thread does not own it.
+    pub fn release(&self) -> std::result::Result<(), NotOwner> {
         use std::sync::atomic::Ordering::Relaxed;
         let s = self.shared.get();
         if !s.lock.held_by_me() {
-            return Err(Error::NotOwner);
+            return Err(NotOwner);
         }
         if s.depth.load(Relaxed) <= 1 {
             s.depth.store(0, Relaxed);

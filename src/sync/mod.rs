@@ -8,6 +8,7 @@
 mod barrier;
 mod condition;
 mod error;
+mod event;
 #[allow(unsafe_code)]
 mod guard;
 mod handle;
@@ -17,14 +18,22 @@ mod ownerless;
 #[allow(unsafe_code)]
 mod raw_lock;
 mod semaphore;
+mod waitlist;
+mod word;
 
 pub use barrier::Barrier;
 pub use condition::Condition;
-pub use error::{AccessError, LockError, TryLockError};
+pub use error::{
+    AccessError, BarrierTimeoutError, BrokenBarrier, LockError, LockTimeoutError, NotLocked,
+    NotOwner, OutOfRange, Timeout, TooManyReleases, TryLockError, WaitError, WaitTimeoutError,
+    WouldBlock,
+};
+pub use event::Event;
 pub use guard::{LockGuard, RawMutex};
 pub use lock::{Lock, RLock};
 pub use ownerless::OwnerlessLock;
 pub use raw_lock::RawLock;
-pub use semaphore::{BoundedSemaphore, Event, Semaphore};
+pub use semaphore::{Permit, Semaphore};
 
 pub(crate) use raw_lock::{Acquired, LockFailure};
+pub(crate) use waitlist::Waitlist;

@@ -12,7 +12,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::error::{LockError, TryLockError};
+use super::error::{LockError, LockTimeoutError, TryLockError};
 use super::guard::{LockGuard, RawMutex, Sealed};
 use super::raw_lock::{Acquired, Deadlock, LockFailure, RawLock};
 use crate::shm::shm_shared;
@@ -88,11 +88,12 @@ impl OwnerlessLock {
     }
 
     /// Locks, waiting at most `timeout`.
-    pub(crate) fn try_lock_for(
+    pub(crate) fn lock_timeout(
         &self,
         timeout: Duration,
-    ) -> Result<OwnerlessGuard<'_>, TryLockError<OwnerlessGuard<'_>>> {
+    ) -> Result<OwnerlessGuard<'_>, LockTimeoutError<OwnerlessGuard<'_>>> {
         self.attempt(self.lock.try_lock_for(timeout))
+            .map_err(TryLockError::into_timeout)
     }
 
     /// Releases whoever holds the lock (Python's `release`). `false` if it was not held.

@@ -1,46 +1,17 @@
-//! `Semaphore` and `BoundedSemaphore`, and `Event`: counters and flags that processes wait on.
+//! `Semaphore` (and Python's `BoundedSemaphore`): a counter that processes wait on, with an
+//! RAII [`Permit`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use super::error::{Timeout, TooManyReleases, WouldBlock};
 use super::handle::handle_common;
-use crate::error::{Error, Result};
+use super::word::{deadline, wait_while};
+use crate::error::Result;
 use crate::shm::Shared;
 use crate::shm::{Kind, shm_shared};
 use crate::sys;
-
-/// Waits on futex `word` while `blocked()`; the sleepers count lets wakers skip the system
-/// call when nobody sleeps. `deadline` None: forever. Returns whether `blocked()` cleared.
-fn wait_while(
-    word: &AtomicU32,
-    sleepers: &AtomicU32,
-    deadline: Option<Instant>,
-    mut blocked: impl FnMut(u32) -> bool,
-) -> bool {
-    loop {
-        let v = word.load(Ordering::Acquire);
-        if !blocked(v) {
-            return true;
-        }
-        let timeout = match deadline {
-            None => None,
-            Some(d) => match d.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => Some(left),
-                _ => return false,
-            },
-        };
-        sleepers.fetch_add(1, Ordering::SeqCst);
-        // The kernel sleeps only if the word still holds `v`: a change after our check wakes
-        // us at once, so no wake-up is lost.
-        sys::futex_wait(word, v, timeout);
-        sleepers.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-fn deadline(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
-}
 
 shm_shared! {
     /// The state of a semaphore in shared memory.
@@ -56,17 +27,27 @@ shm_shared! {
 
 /// A counting semaphore shared by processes: Python's `multiprocessing.Semaphore` (and, made
 /// with [`Semaphore::bounded`], `BoundedSemaphore`). `acquire` takes one unit, waiting while
-/// there are none; `release` gives one back.
+/// there are none, and returns a [`Permit`] that gives it back when dropped;
+/// [`Permit::forget`] keeps the unit taken, for Python's style of `release` elsewhere.
 ///
 /// Units are not owned: a process that dies holding one does not give it back (as in Python).
 /// A process killed while *waiting* leaves the semaphore usable for the others.
+///
+/// ```
+/// # fn main() -> shmkit::Result<()> {
+/// let sem = shmkit::Semaphore::new(2)?;
+/// let a = sem.acquire();
+/// let _b = sem.try_acquire()?;
+/// assert!(sem.try_acquire().is_err()); // both units taken
+/// drop(a); // gives its unit back
+/// sem.acquire_timeout(std::time::Duration::from_secs(1))?.forget(); // keep it taken
+/// assert_eq!(sem.value(), 0);
+/// sem.release()?; // Python's release(), for a unit taken without a permit
+/// # Ok(()) }
+/// ```
 pub struct Semaphore {
     shared: Arc<Shared<SemState>>,
 }
-
-/// Python's `BoundedSemaphore`: a [`Semaphore`] whose `release` refuses to raise the count above
-/// its initial value.
-pub type BoundedSemaphore = Semaphore;
 
 impl Semaphore {
     /// Creates an anonymous semaphore with `value` units.
@@ -77,20 +58,30 @@ impl Semaphore {
         Self::make(None, value, 0)
     }
 
-    /// Creates an anonymous bounded semaphore: `release` fails rather than go above `value`.
+    /// Creates an anonymous bounded semaphore (Python's `BoundedSemaphore`): `release` fails
+    /// rather than go above `value`.
     ///
     /// # Errors
     /// [`Error::Io`].
+    #[doc(alias = "BoundedSemaphore")]
     pub fn bounded(value: u32) -> Result<Self> {
         Self::make(None, value, value)
     }
 
-    /// Creates the semaphore `name` with `value` units; `bounded` as for [`Semaphore::bounded`].
+    /// Creates the semaphore `name` with `value` units.
     ///
     /// # Errors
     /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::Io`].
-    pub fn create(name: &str, value: u32, bounded: bool) -> Result<Self> {
-        Self::make(Some(name), value, if bounded { value } else { 0 })
+    pub fn create(name: &str, value: u32) -> Result<Self> {
+        Self::make(Some(name), value, 0)
+    }
+
+    /// Creates the bounded semaphore `name` (see [`Semaphore::bounded`]).
+    ///
+    /// # Errors
+    /// As [`create`](Self::create).
+    pub fn create_bounded(name: &str, value: u32) -> Result<Self> {
+        Self::make(Some(name), value, value)
     }
 
     fn make(name: Option<&str>, value: u32, bound: u32) -> Result<Self> {
@@ -140,33 +131,49 @@ impl Semaphore {
         }
     }
 
-    /// Takes one unit, waiting as long as it takes.
-    pub fn acquire(&self) {
+    /// Takes one unit, waiting as long as it takes; the permit gives it back when dropped.
+    pub fn acquire(&self) -> Permit<'_> {
         self.take(None, true);
+        Permit { semaphore: self }
     }
 
-    /// Takes one unit if there is one now.
-    pub fn try_acquire(&self) -> bool {
-        self.take(None, false)
-    }
-
-    /// Takes one unit, waiting at most `timeout`; returns whether it got one.
-    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
-        self.take(deadline(timeout), true)
-    }
-
-    /// Gives one unit back, waking a waiter.
+    /// Takes one unit if there is one now (Python's `acquire(block=False)`).
     ///
     /// # Errors
-    /// [`Error::TooManyReleases`] for a bounded semaphore already at its initial value (nothing
+    /// [`WouldBlock`] if none is free.
+    pub fn try_acquire(&self) -> std::result::Result<Permit<'_>, WouldBlock> {
+        if self.take(None, false) {
+            Ok(Permit { semaphore: self })
+        } else {
+            Err(WouldBlock)
+        }
+    }
+
+    /// Takes one unit, waiting at most `timeout` (Python's `acquire(timeout=...)`).
+    ///
+    /// # Errors
+    /// [`Timeout`] if none was free in time.
+    pub fn acquire_timeout(&self, timeout: Duration) -> std::result::Result<Permit<'_>, Timeout> {
+        if self.take(deadline(timeout), true) {
+            Ok(Permit { semaphore: self })
+        } else {
+            Err(Timeout)
+        }
+    }
+
+    /// Gives one unit back, waking a waiter (Python's `release()`, for a unit whose permit was
+    /// [forgotten](Permit::forget), or taken by another process).
+    ///
+    /// # Errors
+    /// [`TooManyReleases`] for a bounded semaphore already at its initial value (nothing
     /// changes).
-    pub fn release(&self) -> Result<()> {
+    pub fn release(&self) -> std::result::Result<(), TooManyReleases> {
         let s = self.shared.get();
         let bound = s.bound.load(Ordering::Relaxed);
         let mut v = s.value.load(Ordering::Relaxed);
         loop {
             if (bound != 0 && v >= bound) || v == u32::MAX {
-                return Err(Error::TooManyReleases);
+                return Err(TooManyReleases);
             }
             // SYNC: semaphore.
             match s
@@ -191,95 +198,25 @@ impl Semaphore {
 
 handle_common!(Semaphore);
 
-shm_shared! {
-    /// The state of an event in shared memory.
-    pub(crate) struct EventState {
-        /// 1 when set; the futex word waiters sleep on.
-        flag: AtomicU32,
-        sleepers: AtomicU32,
+/// One unit taken from a [`Semaphore`]; dropping it gives the unit back.
+#[must_use = "the unit is given back as soon as the permit is dropped"]
+#[derive(Debug)]
+pub struct Permit<'a> {
+    semaphore: &'a Semaphore,
+}
+
+impl Permit<'_> {
+    /// Keeps the unit taken: nothing is given back when the permit goes; a later
+    /// [`Semaphore::release`] (from any process) gives it back.
+    pub fn forget(self) {
+        std::mem::forget(self);
     }
 }
 
-/// A flag that processes wait for: Python's `multiprocessing.Event`.
-pub struct Event {
-    shared: Arc<Shared<EventState>>,
-}
-
-impl Event {
-    /// Creates an anonymous event, not set.
-    ///
-    /// # Errors
-    /// [`Error::Io`].
-    pub fn new() -> Result<Self> {
-        Self::make(None)
-    }
-
-    /// Creates the event `name`; fails if it exists.
-    ///
-    /// # Errors
-    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::Io`].
-    pub fn create(name: &str) -> Result<Self> {
-        Self::make(Some(name))
-    }
-
-    fn make(name: Option<&str>) -> Result<Self> {
-        Ok(Event {
-            shared: Shared::create(
-                name,
-                Kind::Event,
-                EventState {
-                    flag: AtomicU32::new(0),
-                    sleepers: AtomicU32::new(0),
-                },
-            )?,
-        })
-    }
-
-    /// Opens the existing event `name`.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`], [`Error::KindMismatch`], ...
-    pub fn open(name: &str) -> Result<Self> {
-        Ok(Event {
-            shared: Shared::open(name, Kind::Event)?,
-        })
-    }
-
-    /// The event's name.
-    pub fn name(&self) -> &str {
-        self.shared.name()
-    }
-
-    /// Sets the flag and wakes every waiter.
-    pub fn set(&self) {
-        let s = self.shared.get();
-        s.flag.store(1, Ordering::Release); // SYNC: event
-        if s.sleepers.load(Ordering::SeqCst) != 0 {
-            sys::futex_wake(&s.flag, i32::MAX);
-        }
-    }
-
-    /// Clears the flag.
-    pub fn clear(&self) {
-        self.shared.get().flag.store(0, Ordering::Relaxed);
-    }
-
-    /// Whether the flag is set.
-    pub fn is_set(&self) -> bool {
-        self.shared.get().flag.load(Ordering::Acquire) == 1 // SYNC: event
-    }
-
-    /// Waits until the flag is set.
-    pub fn wait(&self) {
-        let s = self.shared.get();
-        wait_while(&s.flag, &s.sleepers, None, |f| f == 0);
-    }
-
-    /// Waits at most `timeout` for the flag; returns whether it is set.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let s = self.shared.get();
-        wait_while(&s.flag, &s.sleepers, deadline(timeout), |f| f == 0)
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        // The unit this permit took is below the bound, so this cannot be refused; if another
+        // process released extra units meanwhile, the count simply stays at its bound.
+        let _ = self.semaphore.release();
     }
 }
-
-handle_common!(Event);

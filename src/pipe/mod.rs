@@ -14,8 +14,14 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod error;
+
+pub use error::{RecvError, RecvTimeoutError, SendError, TryRecvError};
+
+use error::RecvFail;
+
 use crate::error::{Error, Result};
-use crate::queue::{GetError, PutError, Queue};
+use crate::queue::{GetTimeoutError, PutError, Queue};
 use crate::shm::Shared;
 use crate::shm::{Kind, shm_shared};
 use crate::sys;
@@ -38,30 +44,89 @@ shm_shared! {
     }
 }
 
-/// Creates pipes: [`Pipe::new`] returns the two [`Connection`]s of a new pipe.
+/// Creates pipes: [`Pipe::duplex`] and [`Pipe::simplex`] return the two [`Connection`]s of a
+/// new pipe (Python's `Pipe()` and `Pipe(duplex=False)`).
+///
+/// ```
+/// # fn main() -> shmkit::Result<()> {
+/// let (a, b) = shmkit::Pipe::duplex()?;
+/// a.send(&"ping")?;
+/// assert_eq!(b.recv::<String>()?, "ping");
+/// b.send(&42u32)?;
+/// assert_eq!(a.recv_timeout::<u32>(std::time::Duration::from_secs(1))?, 42);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Pipe;
 
+/// Which end of a pipe: the first or the second of the pair [`Pipe::duplex`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum End {
+    /// The first end (of a simplex pipe, the receiving one).
+    A,
+    /// The second end (of a simplex pipe, the sending one).
+    B,
+}
+
+impl End {
+    fn index(self) -> usize {
+        match self {
+            End::A => 0,
+            End::B => 1,
+        }
+    }
+}
+
+/// How long a receive waits.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    No,
+    Until(Instant),
+    Forever,
+}
+
+fn deadline(timeout: Duration) -> Wait {
+    Instant::now()
+        .checked_add(timeout)
+        .map_or(Wait::Forever, Wait::Until)
+}
+
 impl Pipe {
-    /// A new pipe. Duplex: both ends send and receive. Not duplex: the first end only
-    /// receives and the second only sends (Python's `Pipe(duplex=False)` returns `(r, w)`).
-    /// This process holds both ends until it hands one to another process.
+    /// A new two-way pipe: both ends send and receive (Python's `Pipe()`). This process holds
+    /// both ends until it hands one to another process.
     ///
     /// # Errors
     /// [`Error::Io`] if the shared segments cannot be created.
-    #[allow(clippy::new_ret_no_self)]
-    pub fn new(duplex: bool) -> Result<(Connection, Connection)> {
-        Self::make(None, duplex)
+    #[doc(alias = "Pipe")]
+    pub fn duplex() -> Result<(Connection, Connection)> {
+        Self::make(None, true)
     }
 
-    /// As [`new`](Self::new), with a name: another process opens an end with
+    /// A new one-way pipe: the first end only receives and the second only sends (Python's
+    /// `Pipe(duplex=False)` returns `(r, w)`).
+    ///
+    /// # Errors
+    /// As [`duplex`](Self::duplex).
+    pub fn simplex() -> Result<(Connection, Connection)> {
+        Self::make(None, false)
+    }
+
+    /// As [`duplex`](Self::duplex), with a name: another process opens an end with
     /// [`Connection::open`]. This process owns the name (and its queues `<name>-to0`,
     /// `<name>-to1`) and removes them when its last handle is dropped.
     ///
     /// # Errors
     /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::Io`].
-    pub fn create(name: &str, duplex: bool) -> Result<(Connection, Connection)> {
-        Self::make(Some(name), duplex)
+    pub fn create_duplex(name: &str) -> Result<(Connection, Connection)> {
+        Self::make(Some(name), true)
+    }
+
+    /// As [`simplex`](Self::simplex), with a name (see [`create_duplex`](Self::create_duplex)).
+    ///
+    /// # Errors
+    /// As [`create_duplex`](Self::create_duplex).
+    pub fn create_simplex(name: &str) -> Result<(Connection, Connection)> {
+        Self::make(Some(name), false)
     }
 
     fn make(name: Option<&str>, duplex: bool) -> Result<(Connection, Connection)> {
@@ -121,17 +186,13 @@ fn me() -> (u32, u64) {
 }
 
 impl Connection {
-    /// Opens end `end` (0 or 1) of the named pipe `name` (made by [`Pipe::create`]); this
-    /// process then holds that end.
+    /// Opens end `end` of the named pipe `name` (made by [`Pipe::create_duplex`] or
+    /// [`Pipe::create_simplex`]); this process then holds that end.
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::InvalidArgument`] for an end other than 0 or 1, ...
-    pub fn open(name: &str, end: usize) -> Result<Self> {
-        if end > 1 {
-            return Err(Error::InvalidArgument {
-                what: format!("a pipe has ends 0 and 1, not {end}"),
-            });
-        }
+    /// [`Error::NotFound`], [`Error::KindMismatch`], ...
+    pub fn open(name: &str, end: End) -> Result<Self> {
+        let end = end.index();
         let state = Shared::open(name, Kind::Pipe)?;
         let open = |to: usize| match Queue::<Vec<u8>>::open(&format!("{name}-to{to}")) {
             Ok(q) => Ok(Some(q)),
@@ -205,114 +266,168 @@ impl Connection {
         pid != 0 && !sys::process_alive(pid, (start != 0).then_some(start))
     }
 
-    fn open_self(&self) -> Result<()> {
-        if self.ends()[self.inner.end].closed.load(Ordering::Relaxed) != 0 {
-            Err(Error::BrokenPipe)
-        } else {
-            Ok(())
-        }
+    fn this_end_closed(&self) -> bool {
+        self.ends()[self.inner.end].closed.load(Ordering::Relaxed) != 0
     }
 
     /// Sends a byte string.
     ///
     /// # Errors
-    /// [`Error::BrokenPipe`] if either end is closed or the other end's process has died, or
-    /// this end cannot send (the receiving end of a one-way pipe).
-    pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
-        self.open_self()?;
-        let tx = self.inner.tx.as_ref().ok_or(Error::BrokenPipe)?;
+    /// [`SendError::BrokenPipe`] if either end is closed or the other end's process has died,
+    /// or this end cannot send (the receiving end of a one-way pipe); [`SendError::Failed`].
+    pub fn send_bytes(&self, bytes: &[u8]) -> std::result::Result<(), SendError> {
+        let tx = match &self.inner.tx {
+            Some(tx) if !self.this_end_closed() => tx,
+            _ => return Err(SendError::BrokenPipe),
+        };
         if self.peer_gone_cheap() {
-            return Err(Error::BrokenPipe);
+            return Err(SendError::BrokenPipe);
         }
         tx.put_bytes(bytes).map_err(|e| match e {
-            PutError::Closed(()) => Error::BrokenPipe,
-            e => e.into(),
+            PutError::Closed(()) => SendError::BrokenPipe,
+            e => SendError::Failed(e.into()),
         })
     }
 
     /// Sends a serde value.
     ///
     /// # Errors
-    /// [`Error::Serialize`] if it does not serialise (nothing is sent), or as
+    /// [`SendError::Serialize`] if it does not serialise (nothing is sent), or as
     /// [`send_bytes`](Self::send_bytes).
-    pub fn send<T: Serialize>(&self, value: &T) -> Result<()> {
-        let bytes = postcard::to_allocvec(value).map_err(|e| Error::Serialize(e.to_string()))?;
+    pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> std::result::Result<(), SendError> {
+        let bytes =
+            postcard::to_allocvec(value).map_err(|e| SendError::Serialize(e.to_string()))?;
         self.send_bytes(&bytes)
     }
 
     /// Receives a byte string into `buf` (cleared first) and returns its length.
     ///
     /// # Errors
-    /// [`Error::Eof`] once nothing is left and the other end is closed or gone;
-    /// [`Error::BrokenPipe`] if this end is closed or cannot receive.
-    pub fn recv_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize> {
-        self.recv_until(buf, None)?.ok_or(Error::Timeout)
+    /// [`RecvError::Eof`] once nothing is left and the other end is closed or gone;
+    /// [`RecvError::Closed`] if this end is closed or cannot receive; [`RecvError::Failed`].
+    pub fn recv_bytes_into(&self, buf: &mut Vec<u8>) -> std::result::Result<usize, RecvError> {
+        self.recv_raw(buf, Wait::Forever)
+            .map_err(RecvError::from_fail)
     }
 
     /// Receives a byte string.
     ///
     /// # Errors
     /// As [`recv_bytes_into`](Self::recv_bytes_into).
-    pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+    pub fn recv_bytes(&self) -> std::result::Result<Vec<u8>, RecvError> {
         let mut buf = Vec::new();
         self.recv_bytes_into(&mut buf)?;
         Ok(buf)
     }
 
-    /// Receives a serde value.
+    /// Receives a byte string into `buf` if one has arrived.
     ///
     /// # Errors
-    /// [`Error::Deserialize`] for bytes that are not a `T` (that message is consumed), or as
-    /// [`recv_bytes_into`](Self::recv_bytes_into).
-    pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
-        let bytes = self.recv_bytes()?;
-        postcard::from_bytes(&bytes).map_err(|e| Error::Deserialize(e.to_string()))
+    /// [`TryRecvError::Empty`], or as [`recv_bytes_into`](Self::recv_bytes_into).
+    pub fn try_recv_bytes_into(
+        &self,
+        buf: &mut Vec<u8>,
+    ) -> std::result::Result<usize, TryRecvError> {
+        self.recv_raw(buf, Wait::No)
+            .map_err(TryRecvError::from_fail)
     }
 
-    /// `Ok(None)` at the deadline.
-    fn recv_until(&self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> Result<Option<usize>> {
-        self.open_self()?;
-        let rx = self.inner.rx.as_ref().ok_or(Error::BrokenPipe)?;
+    /// Receives a byte string into `buf`, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`], or as [`recv_bytes_into`](Self::recv_bytes_into).
+    pub fn recv_bytes_timeout_into(
+        &self,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> std::result::Result<usize, RecvTimeoutError> {
+        self.recv_raw(buf, deadline(timeout))
+            .map_err(RecvTimeoutError::from_fail)
+    }
+
+    /// Receives a serde value, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`RecvError::Deserialize`] for bytes that are not a `T` (that message is consumed), or
+    /// as [`recv_bytes_into`](Self::recv_bytes_into).
+    pub fn recv<T: DeserializeOwned>(&self) -> std::result::Result<T, RecvError> {
+        self.recv_value(Wait::Forever).map_err(RecvError::from_fail)
+    }
+
+    /// Receives a serde value if one has arrived (Python's `poll()` then `recv()`).
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`], or as [`recv`](Self::recv).
+    pub fn try_recv<T: DeserializeOwned>(&self) -> std::result::Result<T, TryRecvError> {
+        self.recv_value(Wait::No).map_err(TryRecvError::from_fail)
+    }
+
+    /// Receives a serde value, waiting at most `timeout` (Python's `poll(timeout)` then
+    /// `recv()`).
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`], or as [`recv`](Self::recv).
+    pub fn recv_timeout<T: DeserializeOwned>(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<T, RecvTimeoutError> {
+        self.recv_value(deadline(timeout))
+            .map_err(RecvTimeoutError::from_fail)
+    }
+
+    fn recv_value<T: DeserializeOwned>(&self, wait: Wait) -> std::result::Result<T, RecvFail> {
+        let mut buf = Vec::new();
+        self.recv_raw(&mut buf, wait)?;
+        postcard::from_bytes(&buf).map_err(|e| RecvFail::Deserialize(e.to_string()))
+    }
+
+    fn recv_raw(&self, buf: &mut Vec<u8>, wait: Wait) -> std::result::Result<usize, RecvFail> {
+        let rx = match &self.inner.rx {
+            Some(rx) if !self.this_end_closed() => rx,
+            _ => return Err(RecvFail::Closed),
+        };
         loop {
-            let slice = deadline.map_or(DEATH_CHECK, |d| {
-                d.saturating_duration_since(Instant::now()).min(DEATH_CHECK)
-            });
+            let slice = match wait {
+                Wait::No => Duration::ZERO,
+                Wait::Until(d) => d.saturating_duration_since(Instant::now()).min(DEATH_CHECK),
+                Wait::Forever => DEATH_CHECK,
+            };
             match rx.get_bytes_timeout_into(buf, slice) {
-                Ok(n) => return Ok(Some(n)),
-                Err(GetError::Closed) => return Err(Error::Eof),
-                Err(GetError::Timeout | GetError::Empty) => {}
-                Err(e) => return Err(e.into()),
+                Ok(n) => return Ok(n),
+                Err(GetTimeoutError::Closed) => return Err(RecvFail::Eof),
+                Err(GetTimeoutError::Timeout) => {}
+                Err(e) => return Err(RecvFail::Failed(e.into())),
             }
             if self.peer_gone() {
                 // Deliver what the other end sent before it went.
-                return match rx.get_bytes_timeout_into(buf, Duration::ZERO) {
-                    Ok(n) => Ok(Some(n)),
-                    Err(_) => Err(Error::Eof),
-                };
+                return rx
+                    .get_bytes_timeout_into(buf, Duration::ZERO)
+                    .map_err(|_| RecvFail::Eof);
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(None);
+            match wait {
+                Wait::No => return Err(RecvFail::NotYet),
+                Wait::Until(d) if Instant::now() >= d => return Err(RecvFail::NotYet),
+                _ => {}
             }
         }
     }
 
     /// Waits at most `timeout` until there is something to receive, or end-of-file; returns
-    /// whether `recv` would now return at once.
-    ///
-    /// # Errors
-    /// [`Error::BrokenPipe`] if this end is closed or cannot receive.
-    pub fn poll(&self, timeout: Duration) -> Result<bool> {
-        self.open_self()?;
-        let rx = self.inner.rx.as_ref().ok_or(Error::BrokenPipe)?;
+    /// whether `recv` would now return at once. `false` for an end that cannot receive.
+    pub fn poll(&self, timeout: Duration) -> bool {
+        let rx = match &self.inner.rx {
+            Some(rx) if !self.this_end_closed() => rx,
+            _ => return false,
+        };
         let deadline = Instant::now() + timeout;
         let mut pause = Duration::from_micros(50);
         loop {
             if !rx.is_empty() || rx.is_closed() || self.peer_gone() {
-                return Ok(true);
+                return true;
             }
             let now = Instant::now();
             if now >= deadline {
-                return Ok(false);
+                return false;
             }
             std::thread::sleep(pause.min(deadline - now));
             pause = (pause * 2).min(Duration::from_millis(5));
@@ -337,7 +452,7 @@ impl Connection {
 
     /// Whether this end is closed.
     pub fn is_closed(&self) -> bool {
-        self.open_self().is_err()
+        self.this_end_closed()
     }
 }
 
