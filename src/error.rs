@@ -2,7 +2,7 @@
 //!
 //! Operations have small errors of their own, with only the cases each call can produce, that
 //! hand the value, item or guard back ([`crate::LockError`], [`crate::PutError`],
-//! [`crate::RecvError`], ...). Every one of them converts into this type (as [`Error::Op`]),
+//! [`crate::RecvError`], ...). Every one of them converts into this type (as [`Error::Op`](crate::Error::Op)),
 //! so `?` works in a function returning [`Result`].
 
 use std::io;

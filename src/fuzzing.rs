@@ -176,6 +176,7 @@ pub fn queue_ring(data: &[u8]) {
 /// Arbitrary bytes as the messages a pool's parent and workers exchange: a worker's results
 /// message decoded by the parent, and a chunk of arguments run by a worker's trampoline. Only
 /// values and errors may come out; see `pool::fuzz_messages`.
+#[cfg(feature = "pool")]
 pub fn pool_messages(data: &[u8]) {
     crate::pool::fuzz_messages(data);
 }

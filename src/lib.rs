@@ -47,13 +47,18 @@
 //! primitives' shared state), `cell::core`, `queue::core`, `queue::spill`, `pipe`,
 //! `process::child` and `pool::task`, each block
 //! with a `// SAFETY:` argument.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 mod cell;
 mod error;
+mod pid;
 mod pipe;
+#[cfg(feature = "pool")]
 mod pool;
+#[cfg(feature = "process")]
+#[cfg_attr(docsrs, doc(cfg(feature = "process")))]
 pub mod process;
 pub mod queue;
 pub mod shm;
@@ -66,17 +71,24 @@ pub mod fuzzing;
 
 pub use cell::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};
 pub use error::{Error, Result};
+pub use pid::{current_pid, parent_pid};
 pub use pipe::{
     Connection, DEATH_CHECK, End, Pipe, RecvError, RecvTimeoutError, SendError, TryRecvError,
 };
+#[cfg(feature = "pool")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
 pub use pool::{
     AsyncResult, Chunked, Imap, Pool, PoolBuilder, PoolJoinError, ResultTimeoutError, StarFn,
     TaskError, TryResultError,
 };
-pub use process::{Process, ProcessError, ProcessTimeoutError, current_pid, init, parent_pid};
+#[cfg(feature = "process")]
+#[cfg_attr(docsrs, doc(cfg(feature = "process")))]
+pub use process::{Process, ProcessError, ProcessTimeoutError, init};
 
 /// An executor in the style of Python's `concurrent.futures`: [`Executor`](futures::Executor),
 /// [`Future`](futures::Future), [`wait`](futures::wait), [`as_completed`](futures::as_completed).
+#[cfg(feature = "pool")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
 pub mod futures {
     pub use crate::pool::futures::{
         AsCompleted, Executor, Future, ReturnWhen, Shutdown, Waited, as_completed, wait,

@@ -20,12 +20,36 @@ use crate::error::Result;
 use crate::shm::{DEFAULT_OPEN_WAIT, Kind, SegmentName};
 use crate::sync::OutOfRange;
 
-/// One value of type `T` in shared memory with no lock. See the [module docs](self).
+/// One value of type `T` in shared memory with no lock: Python's `RawValue` (or
+/// `Value(..., lock=False)`), for callers who order their accesses themselves.
+///
+/// Each access copies the value through relaxed atomic words (`align_of::<T>()` bytes, at
+/// most 8): a reader racing with a writer may see some words old and some new (never a torn
+/// word, and never undefined behaviour, since `T: Pod` accepts any bits). A `T` of one word,
+/// such as `u64`, is never torn.
+///
+/// ```
+/// # fn main() -> shmkit::Result<()> {
+/// let flag = shmkit::RawValue::new(0u32)?;
+/// flag.set(1); // another process opens it by name and watches it
+/// assert_eq!(shmkit::RawValue::<u32>::open(flag.name())?.get(), 1);
+/// # Ok(()) }
+/// ```
 pub struct RawValue<T> {
     core: Arc<CellCore<T>>,
 }
 
-/// A fixed-length array of `T` in shared memory with no lock. See the [module docs](self).
+/// A fixed-length array of `T` in shared memory with no lock: Python's `RawArray`. Each
+/// element is copied as [`RawValue`] copies its value.
+///
+/// ```
+/// # fn main() -> shmkit::Result<()> {
+/// let a = shmkit::RawArray::from_slice(&[1u16, 2, 3])?;
+/// a.set(0, 7)?;
+/// assert_eq!(a.to_vec(), [7, 2, 3]);
+/// assert!(a.get(3).is_err()); // out of range
+/// # Ok(()) }
+/// ```
 pub struct RawArray<T> {
     core: Arc<CellCore<T>>,
 }
@@ -34,7 +58,7 @@ impl<T: Pod> RawValue<T> {
     /// Creates an anonymous raw value.
     ///
     /// # Errors
-    /// [`Error::Io`] if the segment cannot be created or mapped.
+    /// [`Error::Io`](crate::Error::Io) if the segment cannot be created or mapped.
     pub fn new(init: T) -> Result<Self> {
         Self::wrap(CellCore::create(
             SegmentName::anonymous()?,
@@ -47,7 +71,7 @@ impl<T: Pod> RawValue<T> {
     /// Creates the raw value `name`; fails if it exists. This process owns the name.
     ///
     /// # Errors
-    /// [`Error::InvalidName`], [`Error::AlreadyExists`] or [`Error::Io`].
+    /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::AlreadyExists`](crate::Error::AlreadyExists) or [`Error::Io`](crate::Error::Io).
     pub fn create(name: &str, init: T) -> Result<Self> {
         Self::wrap(CellCore::create(
             SegmentName::new(name)?,
@@ -104,7 +128,7 @@ impl<T: Pod> RawArray<T> {
     /// Creates an anonymous raw array of `len` zeroed elements.
     ///
     /// # Errors
-    /// [`Error::TooLarge`] or [`Error::Io`].
+    /// [`Error::TooLarge`](crate::Error::TooLarge) or [`Error::Io`](crate::Error::Io).
     pub fn new(len: usize) -> Result<Self> {
         Self::wrap(CellCore::create(
             SegmentName::anonymous()?,
@@ -130,7 +154,7 @@ impl<T: Pod> RawArray<T> {
     /// Creates the raw array `name` with `len` zeroed elements; fails if it exists.
     ///
     /// # Errors
-    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::TooLarge`] or [`Error::Io`].
+    /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::AlreadyExists`](crate::Error::AlreadyExists), [`Error::TooLarge`](crate::Error::TooLarge) or [`Error::Io`](crate::Error::Io).
     pub fn create(name: &str, len: usize) -> Result<Self> {
         Self::wrap(CellCore::create(
             SegmentName::new(name)?,

@@ -96,7 +96,7 @@ impl Pipe {
     /// both ends until it hands one to another process.
     ///
     /// # Errors
-    /// [`Error::Io`] if the shared segments cannot be created.
+    /// [`Error::Io`](crate::Error::Io) if the shared segments cannot be created.
     #[doc(alias = "Pipe")]
     pub fn duplex() -> Result<(Connection, Connection)> {
         Self::make(None, true)
@@ -116,7 +116,7 @@ impl Pipe {
     /// `<name>-to1`) and removes them when its last handle is dropped.
     ///
     /// # Errors
-    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::Io`].
+    /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::AlreadyExists`](crate::Error::AlreadyExists), [`Error::Io`](crate::Error::Io).
     pub fn create_duplex(name: &str) -> Result<(Connection, Connection)> {
         Self::make(Some(name), true)
     }
@@ -190,7 +190,7 @@ impl Connection {
     /// [`Pipe::create_simplex`]); this process then holds that end.
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::KindMismatch`], ...
+    /// [`Error::NotFound`](crate::Error::NotFound), [`Error::KindMismatch`](crate::Error::KindMismatch), ...
     pub fn open(name: &str, end: End) -> Result<Self> {
         let end = end.index();
         let state = Shared::open(name, Kind::Pipe)?;
@@ -436,6 +436,7 @@ impl Connection {
 
     /// Gives up holding this end without closing it, so that dropping this handle does not
     /// close it: for handing the end to a process that has not claimed it yet.
+    #[cfg(feature = "process")]
     pub(crate) fn disown(self) {
         let e = &self.ends()[self.inner.end];
         let (pid, start) = me();

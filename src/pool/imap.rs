@@ -38,6 +38,16 @@ pub struct Imap<'p, R> {
     _r: PhantomData<fn() -> R>,
 }
 
+impl<R> std::fmt::Debug for Imap<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Imap")
+            .field("ordered", &self.ordered)
+            .field("received", &self.received)
+            .field("exhausted", &self.exhausted)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'p, R: DeserializeOwned> Imap<'p, R> {
     pub(crate) fn new<A, I>(
         pool: &'p Pool,

@@ -69,7 +69,7 @@ pub struct Pool {
 }
 
 /// Options for a [`Pool`]: the number of workers, an initializer, `maxtasksperchild`.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct PoolBuilder {
     processes: Option<usize>,
     initializer: Option<std::result::Result<(i64, Vec<u8>), String>>,
@@ -111,9 +111,9 @@ impl PoolBuilder {
     /// Starts the workers.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for 0 processes or an initializer argument that does not
-    /// serialise; [`Error::InitNotCalled`] if this binary's `main` does not begin with
-    /// `shmkit::init()`; [`Error::Io`] if a worker cannot be started.
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for 0 processes or an initializer argument that does not
+    /// serialise; [`Error::InitNotCalled`](crate::Error::InitNotCalled) if this binary's `main` does not begin with
+    /// `shmkit::init()`; [`Error::Io`](crate::Error::Io) if a worker cannot be started.
     pub fn build(self) -> Result<Pool> {
         let initializer = self
             .initializer
@@ -375,7 +375,7 @@ fn default_chunksize(len: usize, processes: usize) -> usize {
 }
 
 /// A [`Pool`]'s map operations with an explicit chunk size: see [`Pool::chunksize`].
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct Chunked<'p> {
     pool: &'p Pool,
     chunksize: Option<usize>,

@@ -27,6 +27,7 @@ static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 static KEY: OnceLock<Key> = OnceLock::new();
 
 /// In a child, the key its parent put in its [`Spec`]; zero elsewhere.
+#[cfg(feature = "pool")]
 pub(crate) fn key() -> Key {
     KEY.get().copied().unwrap_or_default()
 }

@@ -129,12 +129,14 @@ impl Builder {
 
     /// The libtest test the child must run, for a process started from a thread that is not the
     /// test's own (a pool's collector); `None` outside tests.
+    #[cfg(feature = "pool")]
     pub(crate) fn test_filter(mut self, test: Option<String>) -> Self {
         self.test = Some(test);
         self
     }
 
     /// The secret the child reads back with `child::key()`.
+    #[cfg(feature = "pool")]
     pub(crate) fn key(mut self, key: Key) -> Self {
         self.key = Some(key);
         self
@@ -143,9 +145,9 @@ impl Builder {
     /// Starts `f(arg)` in a child process.
     ///
     /// # Errors
-    /// [`Error::InitNotCalled`] if the child never reached `shmkit::init()` (or this process is
-    /// such a child itself); [`Error::Serialize`] for an argument that does not serialise;
-    /// [`Error::Io`] if the child cannot be started.
+    /// [`Error::InitNotCalled`](crate::Error::InitNotCalled) if the child never reached `shmkit::init()` (or this process is
+    /// such a child itself); [`Error::Serialize`](crate::Error::Serialize) for an argument that does not serialise;
+    /// [`Error::Io`](crate::Error::Io) if the child cannot be started.
     pub fn start<F, A, R>(self, f: F, arg: A) -> Result<Process<R>>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
@@ -287,7 +289,7 @@ impl<R: DeserializeOwned> Process<R> {
     /// Sends SIGTERM.
     ///
     /// # Errors
-    /// [`Error::Io`] if the signal cannot be sent (the child is already reaped).
+    /// [`Error::Io`](crate::Error::Io) if the signal cannot be sent (the child is already reaped).
     pub fn terminate(&self) -> Result<()> {
         sys::signal(self.pid(), sys::SIGTERM).map_err(|e| Error::io("kill(SIGTERM)", e))
     }
@@ -388,14 +390,4 @@ pub(crate) fn current_test() -> Option<String> {
         .name()
         .filter(|n| *n != "main")
         .map(str::to_owned)
-}
-
-/// This process's id.
-pub fn current_pid() -> u32 {
-    sys::current_pid()
-}
-
-/// The parent process's id.
-pub fn parent_pid() -> u32 {
-    sys::parent_pid()
 }

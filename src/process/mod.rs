@@ -1,5 +1,5 @@
 //! Processes: run Rust functions in child processes ([`Process`]), started with
-//! [`init`](crate::init) at the top of `main`.
+//! [`init`] at the top of `main`.
 
 pub(crate) mod child;
 #[allow(unsafe_code)]
@@ -7,7 +7,8 @@ pub(crate) mod entry;
 pub(crate) mod handle;
 mod outcome;
 
+#[cfg(feature = "pool")]
 pub(crate) use outcome::is_err;
 
 pub use child::init;
-pub use handle::{Builder, Process, ProcessError, ProcessTimeoutError, current_pid, parent_pid};
+pub use handle::{Builder, Process, ProcessError, ProcessTimeoutError};

@@ -65,7 +65,7 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T> {
     /// Opens the existing joinable queue `name`.
     ///
     /// # Errors
-    /// As [`Queue::open`]; a plain `Queue` of that name is a [`Error::KindMismatch`].
+    /// As [`Queue::open`]; a plain `Queue` of that name is a [`Error::KindMismatch`](crate::Error::KindMismatch).
     pub fn open(name: &str) -> Result<Self> {
         Ok(JoinableQueue {
             queue: Queue::open_kind(name, Kind::JoinableQueue)?,
@@ -90,7 +90,7 @@ impl<T> JoinableQueue<T> {
     /// Waits until every item ever put has been marked finished.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] if the queue's state is corrupt.
+    /// [`Error::Corrupt`](crate::Error::Corrupt) if the queue's state is corrupt.
     pub fn join(&self) -> Result<()> {
         self.queue.core().join(Wait::Forever).map_err(fail_error)
     }

@@ -7,6 +7,7 @@
 //! `joinable.rs`.
 
 mod codec;
+#[cfg(feature = "pool")]
 pub(crate) use codec::varint;
 #[allow(unsafe_code)]
 mod core;

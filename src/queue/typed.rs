@@ -56,7 +56,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// Creates an anonymous queue of at most `maxsize` items (0: no limit) with a 1 MiB ring.
     ///
     /// # Errors
-    /// [`Error::Io`] if the segment cannot be created.
+    /// [`Error::Io`](crate::Error::Io) if the segment cannot be created.
     pub fn new(maxsize: usize) -> Result<Self> {
         Self::with_capacity(maxsize, DEFAULT_CAPACITY)
     }
@@ -65,7 +65,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// do not fit in the ring's free space are spilled to segments of their own.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for a capacity out of range; [`Error::Io`].
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a capacity out of range; [`Error::Io`](crate::Error::Io).
     pub fn with_capacity(maxsize: usize, capacity: usize) -> Result<Self> {
         Self::make(SegmentName::anonymous()?, Kind::Queue, maxsize, capacity)
     }
@@ -74,7 +74,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// handle here is dropped, the queue is removed (with any items still in it).
     ///
     /// # Errors
-    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::InvalidArgument`], [`Error::Io`].
+    /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::AlreadyExists`](crate::Error::AlreadyExists), [`Error::InvalidArgument`](crate::Error::InvalidArgument), [`Error::Io`](crate::Error::Io).
     pub fn create(name: &str, maxsize: usize, capacity: usize) -> Result<Self> {
         Self::make(SegmentName::new(name)?, Kind::Queue, maxsize, capacity)
     }
@@ -82,7 +82,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// Opens the existing queue `name`, checking that it is a `Queue` of this `T`.
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::KindMismatch`], [`Error::TypeMismatch`], [`Error::Corrupt`], ...
+    /// [`Error::NotFound`](crate::Error::NotFound), [`Error::KindMismatch`](crate::Error::KindMismatch), [`Error::TypeMismatch`](crate::Error::TypeMismatch), [`Error::Corrupt`](crate::Error::Corrupt), ...
     pub fn open(name: &str) -> Result<Self> {
         Self::open_kind(name, Kind::Queue)
     }
@@ -223,6 +223,7 @@ impl Queue<Vec<u8>> {
     }
 
     /// Puts the concatenation of `head` and `body` as one byte string, without building it.
+    #[cfg(feature = "pool")]
     pub(crate) fn put_bytes2(&self, head: &[u8], body: &[u8]) -> Result<(), PutError<()>> {
         let mut prefix = [0u8; 10];
         let n = codec::varint((head.len() + body.len()) as u64, &mut prefix);
@@ -320,7 +321,7 @@ impl<T> Queue<T> {
     /// take what is left and then fail with [`GetError::Closed`]. Wakes every waiter.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] if the queue's state is corrupt.
+    /// [`Error::Corrupt`](crate::Error::Corrupt) if the queue's state is corrupt.
     pub fn close(&self) -> Result<()> {
         self.core.close().map_err(fail_error)
     }

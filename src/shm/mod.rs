@@ -1,6 +1,6 @@
 //! Shared segments: named POSIX shared memory with a validated header.
 //!
-//! [`Segment`] is the building block of every shared object. Its header, validation and
+//! A `Segment` is the building block of every shared object. Its header, validation and
 //! ownership rules are described in `header.rs` and `segment.rs`. The public part of this
 //! module lets a program list and clean up segments: [`segments`], [`remove_stale`], [`remove`].
 

@@ -46,7 +46,7 @@ impl SegmentInfo {
 /// Lists the shmkit segments in `/dev/shm`, with their kind, size and creator.
 ///
 /// # Errors
-/// [`Error::Io`] if `/dev/shm` cannot be read. Segments that vanish or cannot be opened while
+/// [`Error::Io`](crate::Error::Io) if `/dev/shm` cannot be read. Segments that vanish or cannot be opened while
 /// listing are skipped.
 pub fn segments() -> Result<Vec<SegmentInfo>> {
     let names = sys::shm_list(PREFIX).map_err(|e| Error::io("read /dev/shm", e))?;
@@ -99,7 +99,7 @@ fn inspect(file_name: &str) -> io::Result<Option<SegmentInfo>> {
 /// can open it any more.
 ///
 /// # Errors
-/// [`Error::InvalidName`], [`Error::NotFound`], or [`Error::Io`].
+/// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::NotFound`](crate::Error::NotFound), or [`Error::Io`](crate::Error::Io).
 pub fn remove(name: &str) -> Result<()> {
     let name = SegmentName::new(name)?;
     sys::shm_unlink(&name.os_name()).map_err(|e| match e.kind() {
@@ -117,7 +117,7 @@ pub fn remove(name: &str) -> Result<()> {
 /// that were found unpublished twice, 100 ms apart.
 ///
 /// # Errors
-/// [`Error::Io`] if `/dev/shm` cannot be read.
+/// [`Error::Io`](crate::Error::Io) if `/dev/shm` cannot be read.
 pub fn remove_stale() -> Result<Vec<SegmentInfo>> {
     let mut stale: Vec<SegmentInfo> = segments()?
         .into_iter()

@@ -4,7 +4,7 @@
 //! The process that *creates* a segment owns its name: when the last handle to it in that
 //! process is dropped, the name is unlinked from `/dev/shm`. Processes that had already opened
 //! it keep a valid mapping until they drop their handles (POSIX keeps the memory while anyone
-//! maps it); new `open`s fail with [`Error::NotFound`]. Openers never unlink. Before unlinking,
+//! maps it); new `open`s fail with [`Error::NotFound`](crate::Error::NotFound). Openers never unlink. Before unlinking,
 //! the owner checks that the name still refers to *its* segment, so it never removes a newer
 //! segment someone created under the same name. A creator that dies cannot unlink: its
 //! segment stays until [`remove_stale`](crate::shm::remove_stale) or [`remove`](crate::shm::remove)

@@ -45,6 +45,7 @@ macro_rules! shm_shared {
     ) => {
         $(#[$meta])*
         #[repr(C)]
+        #[derive(Debug)]
         $vis struct $name {
             $( $(#[$fmeta])* $fvis $field: $ty, )*
         }

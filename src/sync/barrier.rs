@@ -49,7 +49,7 @@ impl Barrier {
     /// Creates an anonymous barrier for `parties` parties (at least 1).
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for 0 parties; [`Error::Io`].
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for 0 parties; [`Error::Io`](crate::Error::Io).
     pub fn new(parties: u32) -> Result<Self> {
         Self::make(None, parties)
     }
@@ -57,7 +57,7 @@ impl Barrier {
     /// Creates the barrier `name` for `parties` parties; fails if it exists.
     ///
     /// # Errors
-    /// As [`new`](Self::new), and [`Error::InvalidName`], [`Error::AlreadyExists`].
+    /// As [`new`](Self::new), and [`Error::InvalidName`](crate::Error::InvalidName), [`Error::AlreadyExists`](crate::Error::AlreadyExists).
     pub fn create(name: &str, parties: u32) -> Result<Self> {
         Self::make(Some(name), parties)
     }
@@ -87,7 +87,7 @@ impl Barrier {
     /// Opens the existing barrier `name`.
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::KindMismatch`], ...
+    /// [`Error::NotFound`](crate::Error::NotFound), [`Error::KindMismatch`](crate::Error::KindMismatch), ...
     pub fn open(name: &str) -> Result<Self> {
         Ok(Barrier {
             shared: Shared::open(name, Kind::Barrier)?,

@@ -43,7 +43,7 @@ impl Condition {
     /// Creates an anonymous condition with its own lock.
     ///
     /// # Errors
-    /// [`Error::Io`].
+    /// [`Error::Io`](crate::Error::Io).
     pub fn new() -> Result<Self> {
         Self::make(None)
     }
@@ -51,7 +51,7 @@ impl Condition {
     /// Creates the condition `name`; fails if it exists.
     ///
     /// # Errors
-    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::Io`].
+    /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::AlreadyExists`](crate::Error::AlreadyExists), [`Error::Io`](crate::Error::Io).
     pub fn create(name: &str) -> Result<Self> {
         Self::make(Some(name))
     }
@@ -70,7 +70,7 @@ impl Condition {
     /// Opens the existing condition `name`.
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::KindMismatch`], ...
+    /// [`Error::NotFound`](crate::Error::NotFound), [`Error::KindMismatch`](crate::Error::KindMismatch), ...
     pub fn open(name: &str) -> Result<Self> {
         Ok(Condition {
             shared: Shared::open(name, Kind::Condition)?,

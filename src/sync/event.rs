@@ -38,7 +38,7 @@ impl Event {
     /// Creates an anonymous event, not set.
     ///
     /// # Errors
-    /// [`Error::Io`].
+    /// [`Error::Io`](crate::Error::Io).
     pub fn new() -> Result<Self> {
         Self::make(None)
     }
@@ -46,7 +46,7 @@ impl Event {
     /// Creates the event `name`; fails if it exists.
     ///
     /// # Errors
-    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::Io`].
+    /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::AlreadyExists`](crate::Error::AlreadyExists), [`Error::Io`](crate::Error::Io).
     pub fn create(name: &str) -> Result<Self> {
         Self::make(Some(name))
     }
@@ -67,7 +67,7 @@ impl Event {
     /// Opens the existing event `name`.
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::KindMismatch`], ...
+    /// [`Error::NotFound`](crate::Error::NotFound), [`Error::KindMismatch`](crate::Error::KindMismatch), ...
     pub fn open(name: &str) -> Result<Self> {
         Ok(Event {
             shared: Shared::open(name, Kind::Event)?,

@@ -67,7 +67,7 @@ impl Lock {
     /// Creates an anonymous lock, unlocked.
     ///
     /// # Errors
-    /// [`Error::Io`] if its segment cannot be created.
+    /// [`Error::Io`](crate::Error::Io) if its segment cannot be created.
     pub fn new() -> Result<Self> {
         Self::make(None)
     }
@@ -75,7 +75,7 @@ impl Lock {
     /// Creates the lock `name`; fails if it exists. This process owns the name.
     ///
     /// # Errors
-    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::Io`].
+    /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::AlreadyExists`](crate::Error::AlreadyExists), [`Error::Io`](crate::Error::Io).
     pub fn create(name: &str) -> Result<Self> {
         Self::make(Some(name))
     }
@@ -89,7 +89,7 @@ impl Lock {
     /// Opens the existing lock `name`.
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::KindMismatch`], ...
+    /// [`Error::NotFound`](crate::Error::NotFound), [`Error::KindMismatch`](crate::Error::KindMismatch), ...
     pub fn open(name: &str) -> Result<Self> {
         Ok(Lock {
             shared: Shared::open(name, Kind::Lock)?,
@@ -224,7 +224,7 @@ impl RLock {
     /// Creates an anonymous re-entrant lock.
     ///
     /// # Errors
-    /// [`Error::Io`].
+    /// [`Error::Io`](crate::Error::Io).
     pub fn new() -> Result<Self> {
         Self::make(None)
     }
@@ -232,7 +232,7 @@ impl RLock {
     /// Creates the re-entrant lock `name`; fails if it exists.
     ///
     /// # Errors
-    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::Io`].
+    /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::AlreadyExists`](crate::Error::AlreadyExists), [`Error::Io`](crate::Error::Io).
     pub fn create(name: &str) -> Result<Self> {
         Self::make(Some(name))
     }
@@ -250,7 +250,7 @@ impl RLock {
     /// Opens the existing re-entrant lock `name`.
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::KindMismatch`], ...
+    /// [`Error::NotFound`](crate::Error::NotFound), [`Error::KindMismatch`](crate::Error::KindMismatch), ...
     pub fn open(name: &str) -> Result<Self> {
         Ok(RLock {
             shared: Shared::open(name, Kind::RLock)?,

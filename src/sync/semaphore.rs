@@ -53,7 +53,7 @@ impl Semaphore {
     /// Creates an anonymous semaphore with `value` units.
     ///
     /// # Errors
-    /// [`Error::Io`].
+    /// [`Error::Io`](crate::Error::Io).
     pub fn new(value: u32) -> Result<Self> {
         Self::make(None, value, 0)
     }
@@ -62,7 +62,7 @@ impl Semaphore {
     /// rather than go above `value`.
     ///
     /// # Errors
-    /// [`Error::Io`].
+    /// [`Error::Io`](crate::Error::Io).
     #[doc(alias = "BoundedSemaphore")]
     pub fn bounded(value: u32) -> Result<Self> {
         Self::make(None, value, value)
@@ -71,7 +71,7 @@ impl Semaphore {
     /// Creates the semaphore `name` with `value` units.
     ///
     /// # Errors
-    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::Io`].
+    /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::AlreadyExists`](crate::Error::AlreadyExists), [`Error::Io`](crate::Error::Io).
     pub fn create(name: &str, value: u32) -> Result<Self> {
         Self::make(Some(name), value, 0)
     }
@@ -99,7 +99,7 @@ impl Semaphore {
     /// Opens the existing semaphore `name`.
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::KindMismatch`], ...
+    /// [`Error::NotFound`](crate::Error::NotFound), [`Error::KindMismatch`](crate::Error::KindMismatch), ...
     pub fn open(name: &str) -> Result<Self> {
         Ok(Semaphore {
             shared: Shared::open(name, Kind::Semaphore)?,

@@ -6,7 +6,9 @@ mod shm;
 mod task;
 
 pub(crate) use futex::{futex_wait, futex_wake};
-pub(crate) use process::{SIGKILL, SIGTERM, die_with_parent, exe_identity, parent_pid, signal};
+pub(crate) use process::parent_pid;
+#[cfg(feature = "process")]
+pub(crate) use process::{SIGKILL, SIGTERM, die_with_parent, exe_identity, signal};
 pub(crate) use shm::{
     SHM_DIR, file_size, page_size, same_file, shm_create_exclusive, shm_list, shm_open_existing,
     shm_unlink,

@@ -1,4 +1,5 @@
 //! Processes: the parent's pid, dying with the parent, signals, and this executable's identity.
+#![cfg_attr(not(feature = "process"), allow(dead_code))]
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
