@@ -17,24 +17,21 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use super::dispatch::{self, Load};
 use super::error::TaskError;
-use super::slot::{Chunk, ChunkOutcome, Slot};
+use super::slot::{ChunkOutcome, Slot};
 use super::task;
-use super::worker::{self, Report, WorkerArgs};
+use super::worker::{self, WorkerArgs};
 use crate::cell::RawArray;
 use crate::error::{Error, Result};
 use crate::process::Process;
 use crate::process::entry::{self, Key};
-use crate::queue::{GetTimeoutError, Queue};
+use crate::queue::Queue;
 
 /// How often the collector checks that workers are alive, at the latest.
-const TICK: Duration = Duration::from_millis(20);
-/// The most tasks waiting in one worker's inbox.
-const MAX_PREFETCH: usize = 64;
-/// The work a worker's inbox should hold, in nanoseconds of measured task time.
-const PREFETCH_NS: f64 = 2e6;
+pub(super) const TICK: Duration = Duration::from_millis(20);
 /// Workers that died before they were ready, in a row, after which the pool gives up.
-const EARLY_DEATHS: u32 = 3;
+pub(super) const EARLY_DEATHS: u32 = 3;
 
 /// How a pool is set up.
 #[derive(Clone)]
@@ -60,7 +57,7 @@ pub(crate) enum Sink {
 
 impl Sink {
     /// The task will not run: a slot becomes cancelled, a stream gets the error.
-    fn cancel(self) {
+    pub(super) fn cancel(self) {
         match self {
             // A slot with other chunks already running cannot be cancelled as a whole: this
             // chunk still gets its outcome, so no one waits for it.
@@ -70,7 +67,7 @@ impl Sink {
         }
     }
 
-    fn deliver(self, outcome: ChunkOutcome) {
+    pub(super) fn deliver(self, outcome: ChunkOutcome) {
         match self {
             Sink::Slot(slot, i) => slot.complete(i, outcome),
             Sink::Stream(tx, i) => {
@@ -80,36 +77,57 @@ impl Sink {
     }
 }
 
-type Deliveries = Vec<(Sink, ChunkOutcome)>;
+pub(super) type Deliveries = Vec<(Sink, ChunkOutcome)>;
 
-fn deliver(deliveries: Deliveries) {
+pub(super) fn deliver(deliveries: Deliveries) {
     for (sink, outcome) in deliveries {
         sink.deliver(outcome);
     }
 }
 
-struct Task {
-    entry: i64,
-    tag: u64,
-    args: Vec<u8>,
-    sink: Sink,
+pub(super) struct Task {
+    pub(super) entry: i64,
+    pub(super) tag: u64,
+    pub(super) args: Vec<u8>,
+    pub(super) sink: Sink,
 }
 
-struct Worker {
-    process: Option<Process<()>>,
-    pid: u32,
-    inbox: Option<Queue<Vec<u8>>>,
-    generation: u32,
+pub(super) struct Worker {
+    pub(super) process: Option<Process<()>>,
+    pub(super) pid: u32,
+    pub(super) inbox: Option<Queue<Vec<u8>>>,
+    pub(super) generation: u32,
     /// Tasks sent to the inbox and not answered, oldest first.
-    sent: VecDeque<u64>,
+    pub(super) sent: VecDeque<u64>,
     /// Tasks it may still be sent (maxtasksperchild).
-    quota: Option<u64>,
-    ready: bool,
+    pub(super) quota: Option<u64>,
+    pub(super) ready: bool,
     /// When the task at the head of `sent` started, about (sent, or the previous answered).
-    busy_since: Instant,
+    pub(super) busy_since: Instant,
 }
 
 impl Worker {
+    /// What dispatch needs to know of it.
+    fn load(&self, now: Instant) -> Load {
+        Load {
+            open: self.inbox.is_some(),
+            queued: self.sent.len(),
+            quota: self.quota,
+            busy_for: now.saturating_duration_since(self.busy_since),
+        }
+    }
+
+    /// Records task `id` as sent to it.
+    fn took(&mut self, id: u64, now: Instant) {
+        if self.sent.is_empty() {
+            self.busy_since = now;
+        }
+        self.sent.push_back(id);
+        if let Some(q) = &mut self.quota {
+            *q -= 1;
+        }
+    }
+
     /// A worker slot with no process yet.
     fn idle() -> Worker {
         Worker {
@@ -126,7 +144,7 @@ impl Worker {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(super) enum Mode {
     Running,
     /// No new tasks; with `stop_when_idle`, workers are stopped once the last task is done.
     Closed,
@@ -135,29 +153,29 @@ enum Mode {
     Terminated,
 }
 
-struct State {
-    mode: Mode,
-    stop_when_idle: bool,
-    next_id: u64,
-    pending: VecDeque<u64>,
-    tasks: HashMap<u64, Task>,
-    workers: Vec<Worker>,
-    avg_ns: Option<f64>,
+pub(super) struct State {
+    pub(super) mode: Mode,
+    pub(super) stop_when_idle: bool,
+    pub(super) next_id: u64,
+    pub(super) pending: VecDeque<u64>,
+    pub(super) tasks: HashMap<u64, Task>,
+    pub(super) workers: Vec<Worker>,
+    pub(super) avg_ns: Option<f64>,
     /// Every task fails with this (a failed initializer, a broken executor).
-    failure: Option<TaskError>,
-    early_deaths: u32,
-    deal_from: usize,
+    pub(super) failure: Option<TaskError>,
+    pub(super) early_deaths: u32,
+    pub(super) deal_from: usize,
 }
 
 /// A pool's shared parent-side state.
 pub(crate) struct Core {
-    state: Mutex<State>,
+    pub(super) state: Mutex<State>,
     /// Notified when the task table empties or the mode changes.
-    idle: Condvar,
-    results: Queue<Vec<u8>>,
-    started: RawArray<u64>,
-    config: Config,
-    key: Key,
+    pub(super) idle: Condvar,
+    pub(super) results: Queue<Vec<u8>>,
+    pub(super) started: RawArray<u64>,
+    pub(super) config: Config,
+    pub(super) key: Key,
 }
 
 impl Core {
@@ -299,66 +317,47 @@ impl Core {
         }
     }
 
-    /// Sends pending tasks to workers: first one to each idle worker, then, while tasks are
-    /// short, more to each inbox in turn, up to the prefetch limit. A worker whose current task
-    /// has run longer than the prefetch window gets no more queued behind it.
-    fn pump(&self, st: &mut State, deliveries: &mut Deliveries) {
+    /// Sends pending tasks to workers by the policy of [`dispatch`]; with nothing pending,
+    /// lets idle workers take back tasks waiting behind a busy one.
+    pub(super) fn pump(&self, st: &mut State, deliveries: &mut Deliveries) {
         let now = Instant::now();
-        if st.pending.is_empty() {
-            Self::steal(&mut st.workers, &mut st.pending, now);
-            return;
-        }
-        let limit = st.avg_ns.map_or(1, |ns| {
-            ((PREFETCH_NS / ns.max(1.0)) as usize).clamp(1, MAX_PREFETCH)
-        });
-        let window = Duration::from_nanos(PREFETCH_NS as u64);
-        let n = st.workers.len();
         let State {
             pending,
             tasks,
             workers,
             deal_from,
+            avg_ns,
             ..
         } = st;
-        for cap in [1, limit] {
-            while !pending.is_empty() {
-                let mut sent_any = false;
-                for k in 0..n {
-                    let w = &mut workers[(*deal_from + k) % n];
-                    let Some(inbox) = &w.inbox else { continue };
-                    let stuck = !w.sent.is_empty() && now.duration_since(w.busy_since) > window;
-                    if w.sent.len() >= cap || w.quota == Some(0) || stuck {
-                        continue;
-                    }
-                    let Some(id) = pending.pop_front() else { break };
-                    let Some(task) = tasks.get(&id) else { continue };
-                    let header = worker::task_header(id, task.entry, task.tag);
-                    match inbox.put_bytes2(&header, &task.args) {
-                        Ok(()) => {
-                            if w.sent.is_empty() {
-                                w.busy_since = now;
-                            }
-                            w.sent.push_back(id);
-                            if let Some(q) = &mut w.quota {
-                                *q -= 1;
-                            }
-                            if let Sink::Slot(slot, _) = &task.sink {
-                                slot.set_running();
-                            }
-                            sent_any = true;
+        pending.retain(|id| tasks.contains_key(id)); // drop withdrawn tasks
+        if !pending.is_empty() {
+            let mut loads: Vec<Load> = workers.iter().map(|w| w.load(now)).collect();
+            let plan = dispatch::deal(
+                &mut loads,
+                pending.len(),
+                dispatch::prefetch_limit(*avg_ns),
+                deal_from,
+            );
+            for w in plan {
+                let Some(id) = pending.pop_front() else { break };
+                let (Some(task), Some(inbox)) = (tasks.get(&id), &workers[w].inbox) else {
+                    continue;
+                };
+                let header = worker::task_header(id, task.entry, task.tag);
+                match inbox.put_bytes2(&header, &task.args) {
+                    Ok(()) => {
+                        workers[w].took(id, now);
+                        if let Sink::Slot(slot, _) = &task.sink {
+                            slot.set_running();
                         }
-                        Err(e) => {
-                            if let Some(task) = tasks.remove(&id) {
-                                let why = format!("could not send the task to a worker: {e}");
-                                deliveries.push((task.sink, Err(TaskError::Pool(why))));
-                            }
+                    }
+                    Err(e) => {
+                        if let Some(task) = tasks.remove(&id) {
+                            let why = format!("could not send the task to a worker: {e}");
+                            deliveries.push((task.sink, Err(TaskError::Pool(why))));
                         }
                     }
                 }
-                if !sent_any {
-                    break;
-                }
-                *deal_from = (*deal_from + 1) % n;
             }
         }
         if pending.is_empty() {
@@ -366,22 +365,14 @@ impl Core {
         }
     }
 
-    /// With nothing pending, moves tasks that wait behind a busy worker's current task to idle
-    /// workers: a task taken back from the busy worker's inbox has not started (the inbox hands
-    /// each item to one taker), so it can run elsewhere at once.
+    /// Moves tasks that wait behind a busy worker's current task to idle workers
+    /// ([`dispatch::steal`]): a task taken back from the busy worker's inbox has not started
+    /// (the inbox hands each item to one taker), so it can run elsewhere at once.
     fn steal(workers: &mut [Worker], pending: &mut VecDeque<u64>, now: Instant) {
         let mut buf = Vec::new();
         loop {
-            let idle = workers
-                .iter()
-                .position(|w| w.inbox.is_some() && w.sent.is_empty() && w.quota != Some(0));
-            let donor = workers
-                .iter()
-                .enumerate()
-                .filter(|(_, w)| w.inbox.is_some() && w.sent.len() >= 2)
-                .max_by_key(|(_, w)| w.sent.len())
-                .map(|(i, _)| i);
-            let (Some(idle), Some(donor)) = (idle, donor) else {
+            let loads: Vec<Load> = workers.iter().map(|w| w.load(now)).collect();
+            let Some((idle, donor)) = dispatch::steal(&loads) else {
                 return;
             };
             let Some(from) = &workers[donor].inbox else {
@@ -402,8 +393,7 @@ impl Core {
             if let Some(q) = &mut w.quota {
                 *q += 1;
             }
-            let w = &mut workers[idle];
-            let sent = w
+            let sent = workers[idle]
                 .inbox
                 .as_ref()
                 .is_some_and(|to| to.put_bytes(&buf).is_ok());
@@ -411,16 +401,12 @@ impl Core {
                 pending.push_front(id); // dealt again on the next pump
                 return;
             }
-            w.sent.push_back(id);
-            w.busy_since = now;
-            if let Some(q) = &mut w.quota {
-                *q -= 1;
-            }
+            workers[idle].took(id, now);
         }
     }
 
     /// Starts worker `index` (again).
-    fn spawn(&self, index: usize) -> Result<()> {
+    pub(super) fn spawn(&self, index: usize) -> Result<()> {
         let generation = self.state.lock().workers[index].generation + 1;
         let inbox = Queue::<Vec<u8>>::new(0)?;
         self.started.set(index, 0)?;
@@ -464,234 +450,7 @@ impl Core {
         Ok(())
     }
 
-    /// The collector thread: delivers results, checks on workers, replaces dead ones.
-    fn collect(&self) {
-        let mut buf = Vec::new();
-        let mut last_check = Instant::now();
-        loop {
-            let mut deliveries = Vec::new();
-            let mut check = false;
-            match self.results.get_bytes_timeout_into(&mut buf, TICK) {
-                Ok(_) => {
-                    check |= self.handle(&mut buf, &mut deliveries);
-                    // Take what else is there, in a bounded batch, before delivering.
-                    for _ in 0..256 {
-                        if self
-                            .results
-                            .get_bytes_timeout_into(&mut buf, Duration::ZERO)
-                            .is_err()
-                        {
-                            break;
-                        }
-                        check |= self.handle(&mut buf, &mut deliveries);
-                    }
-                }
-                Err(GetTimeoutError::Timeout) => {}
-                Err(e) => {
-                    let why = TaskError::Pool(format!("the results queue failed: {e}"));
-                    self.shut_down(why, &mut deliveries);
-                }
-            }
-            deliver(deliveries);
-            if check || last_check.elapsed() >= TICK {
-                last_check = Instant::now();
-                self.check_workers(&mut buf);
-            }
-            if self.stop_if_idle() {
-                break;
-            }
-        }
-        self.reap();
-    }
-
-    /// Handles one message from a worker; whether workers should be checked now.
-    fn handle(&self, msg: &mut Vec<u8>, deliveries: &mut Deliveries) -> bool {
-        let Some((index, generation, report)) = worker::parse_report(msg) else {
-            return false;
-        };
-        let mut st = self.state.lock();
-        let index = index as usize;
-        let current = st
-            .workers
-            .get(index)
-            .is_some_and(|w| w.generation == generation);
-        match report {
-            Report::Wake => {}
-            Report::Result { id, elapsed_ns } => {
-                if let Some(w) = st.workers.get_mut(index) {
-                    if let Some(pos) = w.sent.iter().position(|&t| t == id) {
-                        w.sent.remove(pos);
-                        w.busy_since = Instant::now();
-                    }
-                }
-                if let Some(task) = st.tasks.remove(&id) {
-                    // The message itself becomes the outcome: no copy.
-                    let chunk = Chunk::new(std::mem::take(msg), worker::OUTCOMES_AT);
-                    deliveries.push((task.sink, Ok(chunk)));
-                }
-                let ns = elapsed_ns as f64;
-                st.avg_ns = Some(st.avg_ns.map_or(ns, |avg| avg * 0.8 + ns * 0.2));
-                self.pump(&mut st, deliveries);
-                if st.tasks.is_empty() {
-                    self.idle.notify_all();
-                }
-            }
-            Report::Ready => {
-                if current {
-                    st.workers[index].ready = true;
-                    st.early_deaths = 0;
-                }
-            }
-            Report::Retire => return true,
-            Report::InitFailed(why) => {
-                drop(st);
-                self.shut_down(TaskError::Initializer(why), deliveries);
-                return false;
-            }
-        }
-        false
-    }
-
-    /// Finds dead workers, settles their tasks, and starts replacements.
-    fn check_workers(&self, buf: &mut Vec<u8>) {
-        let dead: Vec<usize> = {
-            let mut st = self.state.lock();
-            st.workers
-                .iter_mut()
-                .enumerate()
-                .filter_map(|(i, w)| {
-                    w.process
-                        .as_mut()
-                        .is_some_and(|p| !p.is_alive())
-                        .then_some(i)
-                })
-                .collect()
-        };
-        if dead.is_empty() {
-            return;
-        }
-        // Everything a dead worker put before it died is in the results queue: handle it first,
-        // so only tasks it never answered are left in its record.
-        let mut deliveries = Vec::new();
-        while self
-            .results
-            .get_bytes_timeout_into(buf, Duration::ZERO)
-            .is_ok()
-        {
-            self.handle(buf, &mut deliveries);
-        }
-        let mut respawn = Vec::new();
-        let mut broken = None;
-        {
-            let mut st = self.state.lock();
-            for &i in &dead {
-                let w = &mut st.workers[i];
-                let code = w.process.as_mut().and_then(|p| p.exit_code());
-                w.process = None;
-                w.inbox = None;
-                let sent = std::mem::take(&mut w.sent);
-                let (pid, ready) = (w.pid, w.ready);
-                let retired = w.quota == Some(0) && sent.is_empty() && code == Some(0);
-                let status = match code {
-                    Some(c) if c < 0 => format!("killed by signal {}", -c),
-                    Some(c) => format!("exit code {c}"),
-                    None => "unknown status".into(),
-                };
-                let running = self.started.get(i).unwrap_or(0);
-                let mut requeue = Vec::new();
-                for (k, id) in sent.into_iter().enumerate() {
-                    if k == 0 && running == id + 1 {
-                        if let Some(task) = st.tasks.remove(&id) {
-                            deliveries.push((task.sink, Err(self.died(pid, &status))));
-                        }
-                    } else {
-                        requeue.push(id);
-                    }
-                }
-                for id in requeue.into_iter().rev() {
-                    st.pending.push_front(id);
-                }
-                if !matches!(st.mode, Mode::Running | Mode::Closed) || retired {
-                    if retired {
-                        respawn.push(i);
-                    }
-                    continue;
-                }
-                if self.config.break_on_death {
-                    broken = Some(self.died(pid, &status));
-                } else if !ready && self.config.initializer.is_some() {
-                    broken = Some(TaskError::Initializer(format!(
-                        "a worker (pid {pid}) died in its initializer: {status}"
-                    )));
-                } else if !ready {
-                    st.early_deaths += 1;
-                    if st.early_deaths >= EARLY_DEATHS {
-                        broken = Some(TaskError::Pool(format!(
-                            "{EARLY_DEATHS} workers in a row died before they were ready \
-                             (the last, pid {pid}: {status})"
-                        )));
-                    }
-                }
-                respawn.push(i);
-            }
-            if st.tasks.is_empty() {
-                self.idle.notify_all();
-            }
-            self.pump(&mut st, &mut deliveries);
-        }
-        if let Some(why) = broken {
-            self.shut_down(why, &mut deliveries);
-            respawn.clear();
-        }
-        deliver(deliveries);
-        for i in respawn {
-            if !matches!(self.state.lock().mode, Mode::Running | Mode::Closed) {
-                break;
-            }
-            if let Err(e) = self.spawn(i) {
-                let mut deliveries = Vec::new();
-                let why = TaskError::Pool(format!("could not start a worker: {e}"));
-                self.shut_down(why, &mut deliveries);
-                deliver(deliveries);
-                break;
-            }
-        }
-    }
-
-    /// The error of the task a worker was running when it died.
-    fn died(&self, pid: u32, status: &str) -> TaskError {
-        if self.config.break_on_death {
-            TaskError::Broken(format!("a worker (pid {pid}) died abruptly: {status}"))
-        } else {
-            TaskError::WorkerDied {
-                pid,
-                status: status.to_owned(),
-            }
-        }
-    }
-
-    /// Fails every task with `why`, refuses new ones with it, and kills the workers.
-    fn shut_down(&self, why: TaskError, deliveries: &mut Deliveries) {
-        let mut st = self.state.lock();
-        st.failure.get_or_insert(why.clone());
-        self.kill_all(&mut st, why, deliveries);
-    }
-
-    fn kill_all(&self, st: &mut State, why: TaskError, deliveries: &mut Deliveries) {
-        st.mode = Mode::Terminated;
-        st.pending.clear();
-        deliveries.extend(st.tasks.drain().map(|(_, t)| (t.sink, Err(why.clone()))));
-        for w in &mut st.workers {
-            w.sent.clear();
-            if let Some(p) = &w.process {
-                let _ = p.kill();
-            }
-        }
-        self.idle.notify_all();
-        self.wake_collector();
-    }
-
-    fn wake_collector(&self) {
+    pub(super) fn wake_collector(&self) {
         let _ = self.results.put_bytes(&worker::header(worker::WAKE, 0, 0));
     }
 
@@ -741,45 +500,6 @@ impl Core {
         true
     }
 
-    /// Tells the workers to stop once the pool is closed and idle; whether the collector
-    /// should end now (terminated, or every worker has exited).
-    fn stop_if_idle(&self) -> bool {
-        let mut st = self.state.lock();
-        if st.mode == Mode::Closed && st.stop_when_idle && st.tasks.is_empty() {
-            st.mode = Mode::Stopping;
-            for w in &st.workers {
-                if let Some(inbox) = &w.inbox {
-                    let _ = inbox.put_bytes(&[worker::OP_STOP]);
-                }
-            }
-        }
-        match st.mode {
-            Mode::Terminated => true,
-            Mode::Stopping => st.workers.iter().all(|w| w.process.is_none()),
-            _ => false,
-        }
-    }
-
-    /// Waits for the workers that are left (killed ones exit at once).
-    fn reap(&self) {
-        let workers: Vec<Process<()>> = {
-            let mut st = self.state.lock();
-            st.workers
-                .iter_mut()
-                .filter_map(|w| {
-                    w.inbox = None;
-                    w.process.take()
-                })
-                .collect()
-        };
-        for mut p in workers {
-            if p.join_timeout(Duration::from_secs(5)).is_err() && p.is_alive() {
-                let _ = p.kill();
-                let _ = p.join_timeout(Duration::from_secs(5));
-            }
-        }
-    }
-
     /// The pids of the workers now running (for tests and `maxtasksperchild`).
     pub(crate) fn pids(&self) -> Vec<u32> {
         let st = self.state.lock();
@@ -793,7 +513,7 @@ impl Core {
 
 impl State {
     /// Why a new task would be refused.
-    fn refusal(&self) -> Option<TaskError> {
+    pub(super) fn refusal(&self) -> Option<TaskError> {
         if let Some(f) = &self.failure {
             return Some(f.clone());
         }

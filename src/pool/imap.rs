@@ -7,22 +7,22 @@ use std::sync::mpsc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::core::Sink;
+use super::core::{Core, Sink};
 use super::error::TaskError;
-use super::pool::Pool;
 use super::slot::ChunkOutcome;
 use super::task;
 
-/// Encodes up to one chunk of the input into the buffer; returns how many items it took.
-type NextChunk<'p> = Box<dyn FnMut(&mut Vec<u8>) -> usize + 'p>;
+/// Encodes the next chunk of the input: the chunk, and how many items it holds.
+type NextChunk<'p> = Box<dyn FnMut() -> (Vec<u8>, usize) + 'p>;
 
-/// The results of [`Pool::imap`] (in order) or [`Pool::imap_unordered`] (as they finish), one
+/// The results of [`Pool::imap`](crate::Pool::imap) (in order) or
+/// [`Pool::imap_unordered`](crate::Pool::imap_unordered) (as they finish), one
 /// `Result` per item: a failing item yields its error and the iteration goes on.
 ///
 /// The input is read lazily: at most a few chunks per worker are in flight, so an endless
 /// input works, and a slow consumer holds back the producer instead of filling memory.
 pub struct Imap<'p, R> {
-    pool: &'p Pool,
+    core: &'p Core,
     entry: i64,
     next_chunk: NextChunk<'p>,
     exhausted: bool,
@@ -50,7 +50,7 @@ impl<R> std::fmt::Debug for Imap<'_, R> {
 
 impl<'p, R: DeserializeOwned> Imap<'p, R> {
     pub(crate) fn new<A, I>(
-        pool: &'p Pool,
+        core: &'p Core,
         entry: i64,
         chunksize: usize,
         items: I,
@@ -62,18 +62,11 @@ impl<'p, R: DeserializeOwned> Imap<'p, R> {
         I::IntoIter: 'p,
     {
         let mut items = items.into_iter();
-        let next_chunk: NextChunk<'p> = Box::new(move |buf: &mut Vec<u8>| {
-            let mut n = 0;
-            for a in items.by_ref().take(chunksize) {
-                task::push_arg(buf, &a);
-                n += 1;
-            }
-            n
-        });
+        let next_chunk: NextChunk<'p> = Box::new(move || task::encode_chunk(&mut items, chunksize));
         let (tx, rx) = mpsc::channel();
         Imap {
-            window: 3 * pool.processes() + 2,
-            pool,
+            window: 3 * core.processes() + 2,
+            core,
             entry,
             next_chunk,
             exhausted: false,
@@ -92,8 +85,7 @@ impl<'p, R: DeserializeOwned> Imap<'p, R> {
     /// Submits chunks until `window` are in flight or the input ends.
     fn top_up(&mut self) {
         while !self.exhausted && self.sizes.len() - self.received < self.window {
-            let mut args = Vec::new();
-            let n = (self.next_chunk)(&mut args);
+            let (args, n) = (self.next_chunk)();
             if n == 0 {
                 self.exhausted = true;
                 break;
@@ -101,7 +93,7 @@ impl<'p, R: DeserializeOwned> Imap<'p, R> {
             let index = self.sizes.len();
             self.sizes.push(n);
             let sink = Sink::Stream(self.tx.clone(), index);
-            self.pool.core().submit(self.entry, args, sink);
+            self.core.submit(self.entry, args, sink);
         }
     }
 

@@ -6,7 +6,9 @@
 //! `AsyncResult`), `core` (dispatch, the collector thread, dead workers), and the faces:
 //! `pool`, `imap`, `futures`.
 
+mod collector;
 mod core;
+mod dispatch;
 mod error;
 pub(crate) mod futures;
 mod imap;

@@ -467,7 +467,13 @@ impl<'p> Chunked<'p> {
         I::IntoIter: 'p,
     {
         let chunksize = self.chunksize.unwrap_or(1);
-        Imap::new(self.pool, task::map_entry(f), chunksize, items, ordered)
+        Imap::new(
+            &self.pool.core,
+            task::map_entry(f),
+            chunksize,
+            items,
+            ordered,
+        )
     }
 
     fn size(self, len: usize) -> usize {
@@ -488,12 +494,7 @@ impl<'p> Chunked<'p> {
         let mut sizes = Vec::new();
         let mut total = 0;
         let mut submit = |chunk: &mut dyn Iterator<Item = A>, size: usize| {
-            let mut args = Vec::with_capacity(size * 6);
-            let mut n = 0;
-            for a in chunk.take(size) {
-                task::push_arg(&mut args, &a);
-                n += 1;
-            }
+            let (args, n) = task::encode_chunk(chunk, size);
             if n > 0 {
                 let sink = Sink::Stream(tx.clone(), sizes.len());
                 sizes.push(n);
@@ -568,10 +569,7 @@ impl<'p> Chunked<'p> {
         let size = self.size(items.len());
         let slot = Slot::new(items.chunks(size).map(<[A]>::len).collect());
         for (i, chunk) in items.chunks(size).enumerate() {
-            let mut args = Vec::with_capacity(chunk.len() * 8);
-            for a in chunk {
-                task::push_arg(&mut args, a);
-            }
+            let (args, _) = task::encode_chunk(&mut chunk.iter(), size);
             self.pool
                 .core
                 .submit(entry, args, Sink::Slot(slot.clone(), i));

@@ -270,6 +270,22 @@ pub(crate) fn push_arg<A: Serialize>(out: &mut Vec<u8>, arg: &A) {
     }
 }
 
+/// Encodes up to `size` items taken from `items` as one chunk of arguments: the chunk, and
+/// how many items it holds (0 once `items` is exhausted). Every way a pool sends a chunk
+/// (`map`, `map_async`, `imap`) goes through here.
+pub(crate) fn encode_chunk<A: Serialize>(
+    items: &mut (impl Iterator<Item = A> + ?Sized),
+    size: usize,
+) -> (Vec<u8>, usize) {
+    let mut args = Vec::with_capacity(size.min(1 << 16) * 6);
+    let mut n = 0;
+    for a in items.take(size) {
+        push_arg(&mut args, &a);
+        n += 1;
+    }
+    (args, n)
+}
+
 /// Why the first argument of a chunk could not be sent, if it could not.
 pub(crate) fn first_failure_of_args(args: &[u8]) -> Option<String> {
     match Items(args).next() {

@@ -28,6 +28,8 @@ use super::spill;
 use crate::error::{Error, Result};
 use crate::shm::{Expect, Kind, Segment, SegmentName, Spec, TypeInfo, shm_shared};
 use crate::sync::{Acquired, LockFailure, RawLock, Waitlist};
+
+pub(crate) use super::wait::{Fail, Wait};
 use crate::sys;
 
 /// How long a `try_` operation waits for the queue's lock (held only for a copy, normally).
@@ -39,80 +41,38 @@ const SPIN: u32 = 2000;
 shm_shared! {
 /// The queue's state, at the start of the segment's control block.
 pub(crate) struct Control {
-    lock: RawLock,
+    pub(super) lock: RawLock,
     /// Byte position of the oldest frame. Commit point of a get.
-    head: AtomicU64,
+    pub(super) head: AtomicU64,
     /// Byte position after the newest frame. Commit point of a put.
-    tail: AtomicU64,
+    pub(super) tail: AtomicU64,
     /// Items ever put (the next item's sequence number).
-    puts: AtomicU64,
+    pub(super) puts: AtomicU64,
     /// Items ever taken.
-    gets: AtomicU64,
+    pub(super) gets: AtomicU64,
     /// `task_done` calls (JoinableQueue).
-    done: AtomicU64,
+    pub(super) done: AtomicU64,
     /// Ring bytes; fixed at creation.
-    capacity: AtomicU64,
+    pub(super) capacity: AtomicU64,
     /// Most items at once; 0: no limit. Fixed at creation.
-    maxsize: AtomicU64,
-    closed: AtomicU32,
+    pub(super) maxsize: AtomicU64,
+    pub(super) closed: AtomicU32,
     /// Getters waiting for an item.
-    not_empty: Waitlist,
+    pub(super) not_empty: Waitlist,
     /// Putters waiting for room.
-    not_full: Waitlist,
+    pub(super) not_full: Waitlist,
     /// Joiners waiting for every task to be done.
-    joined: Waitlist,
-    _reserved: [AtomicU32; 4],
+    pub(super) joined: Waitlist,
+    pub(super) _reserved: [AtomicU32; 4],
 }
 }
 
 const _: () = assert!(std::mem::size_of::<Control>() == 128);
 
-/// When a blocking operation gives up.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Wait {
-    /// Not at all: fail at once.
-    No,
-    /// At this instant.
-    Until(Instant),
-    /// Never.
-    Forever,
-}
-
-/// Why a core operation failed.
-#[derive(Debug)]
-pub(crate) enum Fail {
-    /// No room (put) or no item (get), and `Wait::No`.
-    WouldBlock,
-    /// Still no room or item at the deadline.
-    Timeout,
-    /// The queue was closed (and, for a get, is empty).
-    Closed,
-    /// Setup, OS or corruption error.
-    Error(Error),
-}
-
-impl Fail {
-    /// What happened, for a report of a failure that cannot happen.
-    pub(crate) fn what(&self) -> &'static str {
-        match self {
-            Fail::WouldBlock => "would-block",
-            Fail::Timeout => "a timeout",
-            Fail::Closed => "closed",
-            Fail::Error(_) => "an error",
-        }
-    }
-}
-
-impl From<Error> for Fail {
-    fn from(e: Error) -> Self {
-        Fail::Error(e)
-    }
-}
-
 pub(crate) struct QueueCore {
     ctl: NonNull<Control>,
     ring: NonNull<u8>,
-    cap: u64,
+    pub(super) cap: u64,
     name: SegmentName,
     /// Owns the mapping the pointers point into; dropped last.
     seg: Segment,
@@ -125,7 +85,7 @@ unsafe impl Send for QueueCore {}
 unsafe impl Sync for QueueCore {}
 
 /// The lock held; released on drop.
-struct Held<'a>(&'a QueueCore);
+pub(super) struct Held<'a>(&'a QueueCore);
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
@@ -216,7 +176,7 @@ impl QueueCore {
         })
     }
 
-    fn ctl(&self) -> &Control {
+    pub(super) fn ctl(&self) -> &Control {
         // SAFETY: points into the control block of `self.seg`, validated in `from_segment`,
         // alive as long as `self`; `Control` is `ShmShared`.
         unsafe { self.ctl.as_ref() }
@@ -234,7 +194,7 @@ impl QueueCore {
         self.ctl().maxsize.load(Ordering::Relaxed)
     }
 
-    fn corrupt(&self, reason: impl Into<String>) -> Fail {
+    pub(super) fn corrupt(&self, reason: impl Into<String>) -> Fail {
         Fail::Error(Error::Corrupt {
             name: self.name().to_owned(),
             reason: reason.into(),
@@ -301,7 +261,7 @@ impl QueueCore {
         Ok((head, tail, puts, gets))
     }
 
-    fn read_header(&self, at: u64) -> FrameHeader {
+    pub(super) fn read_header(&self, at: u64) -> FrameHeader {
         debug_assert!(at + HEADER <= self.cap && at % 8 == 0);
         // SAFETY: callers pass an 8-aligned offset with `at + HEADER <= cap` (`ring::oldest`
         // only asks for offsets it has checked so), so the read is inside the ring. The copy
@@ -598,52 +558,6 @@ impl QueueCore {
             }
             held = self.sleep(held, &ctl.joined, wait)?;
         }
-    }
-
-    /// After a holder died: recompute `puts` and `gets` from the frames between `head` and
-    /// `tail`, which are exactly the committed items.
-    fn repair(&self, held: &Held<'_>) -> Result<(), Fail> {
-        let c = self.ctl();
-        let (head, tail) = (
-            c.head.load(Ordering::Relaxed),
-            c.tail.load(Ordering::Relaxed),
-        );
-        let mut pos = head;
-        let (mut first, mut last) = (None, None);
-        while pos != tail {
-            let f = ring::oldest(pos, tail, self.cap, |at| self.read_header(at))
-                .map_err(|e| self.corrupt(format!("repair: {e}")))?
-                .ok_or_else(|| self.corrupt("repair: ring ended early"))?;
-            if let Some(prev) = last {
-                if f.header.seq != prev + 1 {
-                    return Err(self.corrupt("repair: sequence numbers out of order"));
-                }
-            }
-            first.get_or_insert(f.header.seq);
-            last = Some(f.header.seq);
-            pos += f.advance;
-        }
-        let (puts, gets) = match (first, last) {
-            (Some(f), Some(l)) => (
-                l.checked_add(1)
-                    .ok_or_else(|| self.corrupt("repair: sequence number at its limit"))?,
-                f,
-            ),
-            _ => {
-                let m = c
-                    .puts
-                    .load(Ordering::Relaxed)
-                    .max(c.gets.load(Ordering::Relaxed));
-                (m, m)
-            }
-        };
-        c.puts.store(puts, Ordering::Relaxed);
-        c.gets.store(gets, Ordering::Relaxed);
-        if c.done.load(Ordering::Relaxed) > gets {
-            c.done.store(gets, Ordering::Relaxed);
-        }
-        let _ = held;
-        Ok(())
     }
 }
 

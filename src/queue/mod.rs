@@ -13,10 +13,12 @@ pub(crate) use codec::varint;
 mod core;
 mod error;
 mod joinable;
+mod repair;
 mod ring;
 #[allow(unsafe_code)]
 mod spill;
 mod typed;
+mod wait;
 
 pub use error::{
     GetError, GetTimeoutError, JoinTimeoutError, PutError, PutTimeoutError, TaskDoneError,

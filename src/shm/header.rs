@@ -20,12 +20,13 @@ use std::sync::atomic::AtomicU32;
 
 use bytemuck::{Pod, Zeroable};
 
+use super::fingerprint::{TypeInfo, fnv1a};
 use crate::error::Error;
 
 /// The first eight bytes of every header: `SHMKIT` and two version-independent marker bytes.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMKIT\x00\x7f");
 /// The layout version this build reads and writes.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 2;
 /// The state word's value once the segment is published.
 pub(crate) const READY: u32 = 0x5245_4459; // "READ" "Y"
 /// Bytes reserved for the header at the start of a segment.
@@ -122,42 +123,6 @@ impl fmt::Display for Kind {
             Kind::Pipe => "Pipe",
         })
     }
-}
-
-/// The fingerprint of an element type: size, alignment and name (hashed in full).
-///
-/// The name comes from [`std::any::type_name`]; it is the same for the same type in builds of
-/// the same program, which is what processes sharing a segment run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TypeInfo {
-    pub(crate) size: u64,
-    pub(crate) align: u64,
-    pub(crate) name: &'static str,
-}
-
-impl TypeInfo {
-    pub(crate) fn of<T>() -> TypeInfo {
-        TypeInfo {
-            size: std::mem::size_of::<T>() as u64,
-            align: std::mem::align_of::<T>() as u64,
-            name: std::any::type_name::<T>(),
-        }
-    }
-
-    fn hash(&self) -> u64 {
-        fnv1a(self.name.as_bytes())
-    }
-
-    fn describe(&self) -> String {
-        format!("{} ({} bytes, align {})", self.name, self.size, self.align)
-    }
-}
-
-/// 64-bit FNV-1a: a small, stable hash for type names and the header checksum.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// The header's fields, as stored (after the state word). Plain data: a copy is taken before
@@ -583,6 +548,7 @@ mod tests {
             size: 8,
             align: 8,
             name: "x".repeat(300).leak(),
+            layout: "",
         };
         let s = Spec::new(Kind::Value, ty, 1, PAGE).unwrap();
         let f = s.fields(1, 2, 3);
@@ -598,6 +564,32 @@ mod tests {
         };
         assert!(matches!(
             f.validate("n", &e, PAGE, PAGE),
+            Err(Error::TypeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn a_control_block_with_other_fields_is_another_type() {
+        let ours = TypeInfo {
+            size: 16,
+            align: 8,
+            name: "shmkit::State",
+            layout: "State { a: AtomicU64; b: AtomicU64; }",
+        };
+        let s = Spec::new(Kind::Lock, ours, 0, PAGE).unwrap();
+        let f = s.fields(1, 2, 3);
+        let reordered = TypeInfo {
+            layout: "State { b: AtomicU64; a: AtomicU64; }",
+            ..ours
+        };
+        let e = |ty| Expect {
+            kind: Kind::Lock,
+            ty,
+            len: None,
+        };
+        assert!(f.validate("n", &e(ours), PAGE, PAGE).is_ok());
+        assert!(matches!(
+            f.validate("n", &e(reordered), PAGE, PAGE),
             Err(Error::TypeMismatch { .. })
         ));
     }

@@ -5,6 +5,7 @@
 //! module lets a program list and clean up segments: [`segments`], [`remove_stale`], [`remove`].
 
 mod by_name;
+mod fingerprint;
 mod header;
 mod name;
 #[allow(unsafe_code)]
@@ -21,7 +22,8 @@ pub use name::MAX_NAME_LEN;
 pub use registry::{SegmentInfo, remove, remove_stale, segments};
 
 pub(crate) use by_name::serde_by_name;
-pub(crate) use header::{Expect, Spec, TypeInfo, fix_header_for_fuzzing};
+pub(crate) use fingerprint::TypeInfo;
+pub(crate) use header::{Expect, Spec, fix_header_for_fuzzing};
 pub(crate) use name::SegmentName;
 pub(crate) use object::Shared;
 pub(crate) use segment::{DEFAULT_OPEN_WAIT, Segment};

@@ -27,7 +27,12 @@ impl<C: ShmShared> Shared<C> {
             Some(n) => SegmentName::new(n)?,
             None => SegmentName::anonymous()?,
         };
-        let spec = Spec::new(kind, TypeInfo::of::<C>(), 0, sys::page_size() as u64)?;
+        let spec = Spec::new(
+            kind,
+            TypeInfo::of_control::<C>(),
+            0,
+            sys::page_size() as u64,
+        )?;
         let seg = Segment::create(name, &spec, |seg| {
             let ctl: *const C = seg.control::<C>()?;
             // SAFETY: `control` checked that `C` fits in the mapping and is aligned; the segment
@@ -42,7 +47,7 @@ impl<C: ShmShared> Shared<C> {
     pub(crate) fn open(name: &str, kind: Kind) -> Result<Arc<Self>> {
         let expect = Expect {
             kind,
-            ty: TypeInfo::of::<C>(),
+            ty: TypeInfo::of_control::<C>(),
             len: None,
         };
         Self::wrap(Segment::open(

@@ -16,19 +16,33 @@ use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64};
 /// Implementors must be `#[repr(C)]` or `#[repr(transparent)]`, valid for any bit pattern,
 /// `Sync`, and mutated only through atomics. Implement it for a struct with [`shm_shared!`],
 /// which checks the fields, not by hand.
-pub(crate) unsafe trait ShmShared: Sync {}
+pub(crate) unsafe trait ShmShared: Sync {
+    /// A description of the fields, part of the type's fingerprint in the segment header.
+    const LAYOUT: &'static str;
+}
 
 // SAFETY: the atomic integers have the layout of their integer, accept any bit pattern, and are
 // mutated only atomically.
-unsafe impl ShmShared for AtomicU8 {}
+unsafe impl ShmShared for AtomicU8 {
+    const LAYOUT: &'static str = "u8";
+}
 // SAFETY: as for `AtomicU8`.
-unsafe impl ShmShared for AtomicU16 {}
+unsafe impl ShmShared for AtomicU16 {
+    const LAYOUT: &'static str = "u16";
+}
 // SAFETY: as for `AtomicU8`.
-unsafe impl ShmShared for AtomicU32 {}
+unsafe impl ShmShared for AtomicU32 {
+    const LAYOUT: &'static str = "u32";
+}
 // SAFETY: as for `AtomicU8`.
-unsafe impl ShmShared for AtomicU64 {}
+unsafe impl ShmShared for AtomicU64 {
+    const LAYOUT: &'static str = "u64";
+}
 // SAFETY: an array of `ShmShared` elements has no padding between them and inherits the rest.
-unsafe impl<T: ShmShared, const N: usize> ShmShared for [T; N] {}
+unsafe impl<T: ShmShared, const N: usize> ShmShared for [T; N] {
+    // The element's layout and the size (in the fingerprint) describe the array.
+    const LAYOUT: &'static str = T::LAYOUT;
+}
 
 /// Requires `T: ShmShared`; called in a const context by [`shm_shared!`] for each field type.
 pub(crate) const fn assert_field<T: ShmShared>() {}
@@ -62,7 +76,11 @@ macro_rules! shm_shared {
         // SAFETY: `#[repr(C)]`, every field `ShmShared` and no padding, all checked at compile
         // time just above: any bit pattern is a valid value and all mutation is atomic.
         #[allow(unsafe_code)]
-        unsafe impl $crate::shm::ShmShared for $name {}
+        unsafe impl $crate::shm::ShmShared for $name {
+            const LAYOUT: &'static str = concat!(
+                stringify!($name), " { ", $( stringify!($field), ": ", stringify!($ty), "; ", )* "}"
+            );
+        }
     };
 }
 pub(crate) use shm_shared;
@@ -98,7 +116,9 @@ mod tests {
                 }
             }; 2],
         };
+        use super::ShmShared;
         use std::sync::atomic::Ordering::Relaxed;
+        assert_eq!(Outer::LAYOUT, "Outer { x: AtomicU64; inner: [Inner; 2]; }");
         assert_eq!(o.inner[1].b.load(Relaxed) + o.x.load(Relaxed) as u32, 4);
     }
 }
