@@ -35,18 +35,34 @@
 //! Every shared object lives in a segment that starts with a validated header: opening the
 //! wrong kind, type or length, or a truncated or garbage segment, is an [`Error`], never
 //! undefined behaviour. Each [`Value`] and [`Array`] has a process-shared lock that survives
-//! its holder: if a process dies while holding it, the next locker gets [`LockError::OwnerDied`]
-//! with the guard, instead of hanging. Segments are owned by their creator and unlinked when it drops them;
-//! [`shm::segments`] and [`shm::remove_stale`] find and remove what crashed creators left.
+//! its holder: if a process dies while holding it, the next locker gets
+//! [`LockError::OwnerDied`] with the guard, instead of hanging. Segments are owned by their
+//! creator and unlinked when it drops them; [`shm::segments`] and [`shm::remove_stale`] find
+//! and remove what crashed creators left.
+//!
+//! ## Errors
+//! Each operation returns an error of its own with only the cases it can produce, handing back
+//! the item or guard where there is one: [`PutError`], [`TryPutError`] and [`PutTimeoutError`]
+//! for a queue's `put`, `try_put` and `put_timeout`, [`RecvError`] for a pipe's `recv`,
+//! [`LockError`] for `lock`, and so on. Every one converts into the crate [`Error`] (which
+//! otherwise holds setup, segment and OS failures), so `?` works in a function returning
+//! [`Result`].
+//!
+//! ## Features
+//! `process` (Rust functions in child processes: [`Process`], [`init`]) and `pool` (worker
+//! pools and the [`futures`] executor; implies `process`, on by default). Without them, the
+//! shared cells, queues, primitives and pipes remain.
 //!
 //! ## Layers
-//! `sys` (the only code that calls libc) → `shm` (segments and headers) → `sync` (the robust
-//! lock, and the primitives built on it) → `cell` (`Value`, `Array`), `queue` (`Queue`,
-//! `JoinableQueue`) and `pipe` (`Pipe`) → `process` (`Process`) → `pool` (`Pool`, `futures`). `unsafe` is denied crate-wide and allowed only in
-//! `sys`, `shm::segment`, `shm::registry`, the `sync` modules (the raw lock, the guard, and the
-//! primitives' shared state), `cell::core`, `queue::core`, `queue::spill`, `pipe`,
-//! `process::child` and `pool::task`, each block
-//! with a `// SAFETY:` argument.
+//! `sys` (the only code that calls libc) → `shm` (segments, headers, what may live in them) →
+//! `sync` (the robust lock, wait lists, and the primitives built on them) → `cell` (`Value`,
+//! `Array`), `queue` (`Queue`, `JoinableQueue`) and `pipe` (`Pipe`) → `process` (`Process`) →
+//! `pool` (`Pool`, `futures`). `unsafe` is denied crate-wide and allowed only in `sys`, `shm`
+//! (segments, the checked control-block types, the registry), the raw lock, its guard and the
+//! `Lock`'s hold generation (`sync::raw_lock`, `sync::guard`, `sync::ownerless`), cell storage
+//! (`cell::core`, `cell::words`), the queue's ring (`queue::core`, `queue::spill`) and naming a
+//! function across processes (`process::entry`); each block states its argument in a
+//! `// SAFETY:` comment.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
@@ -104,3 +120,8 @@ pub use sync::{
     RawLock, RawMutex, Semaphore, Timeout, TooManyReleases, TryLockError, WaitError,
     WaitTimeoutError, WouldBlock,
 };
+
+/// The README's code, compiled and run by `cargo test` so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

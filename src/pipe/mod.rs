@@ -169,6 +169,21 @@ struct Inner {
 
 /// One end of a [`Pipe`]: Python's `multiprocessing.connection.Connection`. `Send + Sync + Clone`;
 /// serialises as names, so it can be handed to another process (which then holds this end).
+///
+/// ```
+/// # fn main() -> shmkit::Result<()> {
+/// use std::time::Duration;
+/// use shmkit::{Connection, End, Pipe, RecvError};
+///
+/// let name = format!("doc-conn-{}", shmkit::current_pid());
+/// let (mine, _theirs) = Pipe::create_duplex(&name)?;
+/// let other: Connection = Connection::open(&name, End::B)?; // as another process would
+/// other.send(&[1u8, 2, 3])?;
+/// assert_eq!(mine.recv_timeout::<[u8; 3]>(Duration::from_secs(1))?, [1, 2, 3]);
+/// other.close();
+/// assert!(matches!(mine.recv::<u8>(), Err(RecvError::Eof)));
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Connection {
     inner: Arc<Inner>,

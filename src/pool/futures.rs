@@ -41,8 +41,27 @@ use crate::error::Result;
 
 /// A pool of worker processes behind `submit` and futures: Python's `ProcessPoolExecutor`.
 ///
-/// Dropping it is `shutdown(true, false)`, as leaving Python's `with` block: it waits for the
-/// submitted tasks.
+/// Dropping it is `shutdown(Shutdown::Wait { cancel_pending: false })`, as leaving Python's
+/// `with` block: it waits for the submitted tasks.
+///
+/// ```
+/// use std::time::Duration;
+/// use shmkit::futures::{Executor, Shutdown};
+///
+/// fn cube(x: i64) -> i64 {
+///     x * x * x
+/// }
+///
+/// fn main() -> shmkit::Result<()> {
+///     shmkit::init(); // first in main: in a worker, this runs the worker and exits
+///     let executor = Executor::new(2)?;
+///     let future = executor.submit(cube, 3);
+///     assert_eq!(future.result_timeout(Duration::from_secs(30))?, 27);
+///     assert!(future.is_done());
+///     executor.shutdown(Shutdown::Wait { cancel_pending: false });
+///     Ok(())
+/// }
+/// ```
 pub struct Executor {
     pool: Pool,
 }
@@ -244,6 +263,7 @@ impl<R: DeserializeOwned + 'static> Future<R> {
     }
 
     /// Waits for it and returns its error, if it failed (Python's `exception()`).
+    #[doc(alias = "exception")]
     pub fn error(&self) -> Option<TaskError> {
         self.result().err()
     }

@@ -20,6 +20,22 @@ use crate::shm::{Kind, SegmentName};
 /// `task_done`; `join` waits until no task is unfinished. As in Python, a consumer that dies
 /// after taking an item and before calling `task_done` leaves that task unfinished: use
 /// [`join_timeout`](Self::join_timeout) where consumers may die.
+///
+/// ```
+/// # fn main() -> shmkit::Result<()> {
+/// use std::time::Duration;
+///
+/// let q = shmkit::JoinableQueue::<String>::new(0)?;
+/// q.put("job".to_string())?;
+/// let consumer = q.clone(); // in another process, usually
+/// std::thread::spawn(move || {
+///     let job = consumer.get().unwrap();
+///     assert_eq!(job, "job");
+///     consumer.task_done().unwrap();
+/// });
+/// q.join_timeout(Duration::from_secs(10))?; // every item put has been marked done
+/// # Ok(()) }
+/// ```
 pub struct JoinableQueue<T> {
     queue: Queue<T>,
 }

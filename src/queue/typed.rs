@@ -292,16 +292,19 @@ impl<T> Queue<T> {
     }
 
     /// The number of items in the queue (a snapshot: other processes may change it at once).
+    #[doc(alias = "qsize")]
     pub fn len(&self) -> usize {
         self.core.len() as usize
     }
 
     /// Whether the queue is empty (a snapshot).
+    #[doc(alias = "empty")]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Whether the queue holds `maxsize` items (a snapshot; never, if `maxsize` is 0).
+    #[doc(alias = "full")]
     pub fn is_full(&self) -> bool {
         let max = self.core.maxsize();
         max != 0 && self.core.len() >= max

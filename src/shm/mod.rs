@@ -3,6 +3,21 @@
 //! A `Segment` is the building block of every shared object. Its header, validation and
 //! ownership rules are described in `header.rs` and `segment.rs`. The public part of this
 //! module lets a program list and clean up segments: [`segments`], [`remove_stale`], [`remove`].
+//!
+//! ```
+//! # fn main() -> shmkit::Result<()> {
+//! let v = shmkit::Value::new(7u32)?;
+//! let mine: Vec<_> = shmkit::shm::segments()?
+//!     .into_iter()
+//!     .filter(|s| s.creator_pid == Some(shmkit::current_pid()))
+//!     .collect();
+//! assert!(mine.iter().any(|s| s.name == v.name() && !s.is_stale()));
+//! // Segments whose creator died without removing them (SIGKILL, a crash):
+//! for gone in shmkit::shm::remove_stale()? {
+//!     println!("removed {} ({} bytes)", gone.name, gone.size);
+//! }
+//! # Ok(()) }
+//! ```
 
 mod by_name;
 mod fingerprint;

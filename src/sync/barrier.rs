@@ -40,6 +40,19 @@ type Action = Arc<dyn Fn() + Send + Sync>;
 /// that expires, breaks the barrier for every waiter ([`BrokenBarrier`]) until
 /// [`reset`](Self::reset). A party that dies while waiting never arrives: use timeouts where
 /// parties may die.
+///
+/// ```
+/// # fn main() -> shmkit::Result<()> {
+/// use std::time::Duration;
+///
+/// let line = shmkit::Barrier::new(2)?;
+/// let other = line.clone(); // a handle in another process, usually
+/// let t = std::thread::spawn(move || other.wait_timeout(Duration::from_secs(10)));
+/// let mine = line.wait_timeout(Duration::from_secs(10))?;
+/// let theirs = t.join().unwrap()?;
+/// assert_eq!(mine + theirs, 1); // indexes 0 and 1, one each
+/// # Ok(()) }
+/// ```
 pub struct Barrier {
     shared: Arc<Shared<BarrierState>>,
     action: Option<Action>,
@@ -232,6 +245,7 @@ impl Barrier {
     }
 
     /// Whether the barrier is broken.
+    #[doc(alias = "broken")]
     pub fn is_broken(&self) -> bool {
         self.shared.get().broken.load(Ordering::Relaxed) != 0
     }

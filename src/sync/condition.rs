@@ -35,6 +35,30 @@ pub(crate) struct CondState {
 /// is an error. A waiter killed while waiting may take a notification with it; others can
 /// still wait and be notified. As with any condition variable, check your condition in a loop,
 /// or use [`wait_while`](Self::wait_while).
+///
+/// ```
+/// # fn main() -> shmkit::Result<()> {
+/// use std::time::Duration;
+/// use shmkit::{Condition, Value, WaitTimeoutError};
+///
+/// let (cond, ready) = (Condition::new()?, Value::new(0u8)?);
+/// let (c2, r2) = (cond.clone(), ready.clone()); // in another process, usually
+/// let producer = std::thread::spawn(move || {
+///     c2.acquire().unwrap();
+///     r2.set(1).unwrap();
+///     c2.notify(1).unwrap();
+///     c2.release().unwrap();
+/// });
+/// cond.acquire()?;
+/// match cond.wait_while_timeout(|| ready.get().unwrap() == 0, Duration::from_secs(10)) {
+///     Ok(()) => assert_eq!(ready.get()?, 1),
+///     Err(WaitTimeoutError::Timeout) => panic!("never notified"),
+///     Err(e) => return Err(e.into()),
+/// }
+/// cond.release()?;
+/// producer.join().unwrap();
+/// # Ok(()) }
+/// ```
 pub struct Condition {
     shared: Arc<Shared<CondState>>,
 }
@@ -167,6 +191,7 @@ impl Condition {
     ///
     /// # Errors
     /// As [`wait`](Self::wait).
+    #[doc(alias = "wait_for")]
     pub fn wait_while(
         &self,
         mut condition: impl FnMut() -> bool,

@@ -21,6 +21,17 @@ pub(crate) use sealed::Sealed;
 
 /// A process-shared lock that a [`LockGuard`] releases. Implemented by shmkit's raw locks
 /// only (the trait is sealed); it appears in guard types so that one guard serves them all.
+/// Code outside shmkit can neither implement it nor build a guard:
+///
+/// ```compile_fail,E0277
+/// struct Fake;
+/// // error: the trait `Sealed` is not implemented for `Fake`
+/// unsafe impl shmkit::RawMutex for Fake {
+///     type Hold = ();
+///     fn set_poisoned(&self, _: bool) {}
+///     unsafe fn unlock(&self, _: (), _: bool) {}
+/// }
+/// ```
 ///
 /// # Safety
 /// Implementors guarantee mutual exclusion across threads and processes: from an acquisition
@@ -53,6 +64,15 @@ pub unsafe trait RawMutex: Sealed {
 ///
 /// Not `Send`: the lock names its holder by thread, so it must be released by the thread that
 /// took it.
+///
+/// ```compile_fail,E0277
+/// let v = shmkit::Value::new(1u8).unwrap();
+/// let guard = v.lock().unwrap();
+/// // error: `LockGuard` cannot be sent between threads safely
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(guard));
+/// });
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a, T: ?Sized, L: RawMutex = RawLock> {
     lock: &'a L,

@@ -216,6 +216,18 @@ shm_shared! {
 /// A re-entrant lock: Python's `multiprocessing.RLock`. Its owner (one thread of one process)
 /// may acquire it again and must release it as many times; anyone else who releases it gets
 /// an error. A dead owner is reported as for [`Lock`].
+///
+/// ```
+/// # fn main() -> shmkit::Result<()> {
+/// let r = shmkit::RLock::new()?;
+/// r.acquire()?;
+/// r.acquire()?; // again, by its owner
+/// assert!(r.is_owned());
+/// r.release()?;
+/// r.release()?; // as many times
+/// assert!(r.release().is_err()); // no longer owned
+/// # Ok(()) }
+/// ```
 pub struct RLock {
     shared: Arc<Shared<RLockState>>,
 }
