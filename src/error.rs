@@ -156,6 +156,53 @@ pub enum Error {
     Op(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
+/// `From<$ty> for Error` for operation errors: the error becomes the source of
+/// [`Error::Op`].
+macro_rules! into_op_error {
+    ($($ty:ty),* $(,)?) => {$(
+        impl From<$ty> for crate::Error {
+            fn from(e: $ty) -> Self {
+                crate::Error::Op(Box::new(e))
+            }
+        }
+    )*};
+}
+pub(crate) use into_op_error;
+
+/// `source()` and `From<$ty> for Error` for an operation error with a `Failed(Error)` variant:
+/// a failure is the crate error it holds, anything else becomes the source of [`Error::Op`].
+macro_rules! failed_op_error {
+    ($ty:ident) => {
+        impl std::error::Error for $ty {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                match self {
+                    $ty::Failed(e) => Some(e),
+                    _ => None,
+                }
+            }
+        }
+
+        crate::error::failed_into_error!($ty);
+    };
+}
+pub(crate) use failed_op_error;
+
+/// `From<$ty> for Error` for an operation error with a `Failed(Error)` variant (one that
+/// implements `std::error::Error` itself).
+macro_rules! failed_into_error {
+    ($ty:ident) => {
+        impl From<$ty> for crate::Error {
+            fn from(e: $ty) -> crate::Error {
+                match e {
+                    $ty::Failed(error) => error,
+                    other => crate::Error::Op(Box::new(other)),
+                }
+            }
+        }
+    };
+}
+pub(crate) use failed_into_error;
+
 impl Error {
     pub(crate) fn io(op: &'static str, source: io::Error) -> Self {
         Error::Io { op, source }

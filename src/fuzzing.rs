@@ -85,20 +85,20 @@ fn valid_image(kind: u8) -> Option<Vec<u8>> {
 }
 
 fn exercise_value<T: bytemuck::Pod>(name: &str, short: Duration) {
-    if let Ok(v) = Value::<T>::open_timeout(name, Duration::ZERO) {
-        if let Ok(g) | Err(crate::LockTimeoutError::OwnerDied(g)) = v.lock_timeout(short) {
-            let _ = *g;
-        }
+    if let Ok(v) = Value::<T>::open_timeout(name, Duration::ZERO)
+        && let Ok(g) | Err(crate::LockTimeoutError::OwnerDied(g)) = v.lock_timeout(short)
+    {
+        let _ = *g;
     }
 }
 
 fn exercise_array<T: bytemuck::Pod>(name: &str, short: Duration) {
-    if let Ok(a) = Array::<T>::open_timeout(name, Duration::ZERO) {
-        if let Ok(g) | Err(crate::LockTimeoutError::OwnerDied(g)) = a.lock_timeout(short) {
-            let _ = g
-                .iter()
-                .fold(0u64, |acc, x| acc ^ bytemuck::bytes_of(x).len() as u64);
-        }
+    if let Ok(a) = Array::<T>::open_timeout(name, Duration::ZERO)
+        && let Ok(g) | Err(crate::LockTimeoutError::OwnerDied(g)) = a.lock_timeout(short)
+    {
+        let _ = g
+            .iter()
+            .fold(0u64, |acc, x| acc ^ bytemuck::bytes_of(x).len() as u64);
     }
 }
 

@@ -96,23 +96,7 @@ macro_rules! recv_errors {
             }
         }
 
-        impl std::error::Error for $name {
-            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                match self {
-                    $name::Failed(e) => Some(e),
-                    _ => None,
-                }
-            }
-        }
-
-        impl From<$name> for Error {
-            fn from(e: $name) -> Error {
-                match e {
-                    $name::Failed(error) => error,
-                    other => Error::Op(Box::new(other)),
-                }
-            }
-        }
+        crate::error::failed_op_error!($name);
     )*};
 }
 
@@ -131,11 +115,4 @@ recv_errors! {
     }
 }
 
-impl From<SendError> for Error {
-    fn from(e: SendError) -> Error {
-        match e {
-            SendError::Failed(error) => error,
-            other => Error::Op(Box::new(other)),
-        }
-    }
-}
+crate::error::failed_into_error!(SendError);

@@ -67,11 +67,11 @@ impl Core {
         match report {
             Report::Wake => {}
             Report::Result { id, elapsed_ns } => {
-                if let Some(w) = st.workers.get_mut(index) {
-                    if let Some(pos) = w.sent.iter().position(|&t| t == id) {
-                        w.sent.remove(pos);
-                        w.busy_since = Instant::now();
-                    }
+                if let Some(w) = st.workers.get_mut(index)
+                    && let Some(pos) = w.sent.iter().position(|&t| t == id)
+                {
+                    w.sent.remove(pos);
+                    w.busy_since = Instant::now();
                 }
                 if let Some(task) = st.tasks.remove(&id) {
                     // The message itself becomes the outcome: no copy.

@@ -74,16 +74,7 @@ pub enum TryResultError {
     Task(#[from] TaskError),
 }
 
-macro_rules! into_crate_error {
-    ($($ty:ty),*) => {$(
-        impl From<$ty> for crate::Error {
-            fn from(e: $ty) -> Self {
-                crate::Error::Op(Box::new(e))
-            }
-        }
-    )*};
-}
-into_crate_error!(TaskError, ResultTimeoutError, TryResultError);
+crate::error::into_op_error!(TaskError, ResultTimeoutError, TryResultError, PoolJoinError);
 
 /// Why [`Pool::join_timeout`](crate::Pool::join_timeout) returned before the pool stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -97,5 +88,3 @@ pub enum PoolJoinError {
     #[error("tasks were still running at the deadline")]
     Timeout,
 }
-
-into_crate_error!(PoolJoinError);

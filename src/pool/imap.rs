@@ -115,12 +115,12 @@ impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
                 return Some(item);
             }
             self.top_up();
-            if self.ordered {
-                if let Some(outcome) = self.waiting.remove(&self.next_index) {
-                    self.next_index += 1;
-                    self.unpack(self.next_index - 1, outcome);
-                    continue;
-                }
+            if self.ordered
+                && let Some(outcome) = self.waiting.remove(&self.next_index)
+            {
+                self.next_index += 1;
+                self.unpack(self.next_index - 1, outcome);
+                continue;
             }
             if self.received == self.sizes.len() {
                 return None; // the input is exhausted and everything has been yielded

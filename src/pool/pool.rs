@@ -538,10 +538,10 @@ impl<'p> Chunked<'p> {
                 }),
                 Err(e) => err = Some(e),
             }
-            if let Some(e) = err {
-                if first_err.as_ref().is_none_or(|(at, _)| i < *at) {
-                    first_err = Some((i, e));
-                }
+            if let Some(e) = err
+                && first_err.as_ref().is_none_or(|(at, _)| i < *at)
+            {
+                first_err = Some((i, e));
             }
             if i == next {
                 next += 1;

@@ -50,14 +50,7 @@ pub enum ProcessTimeoutError {
     Process(#[from] ProcessError),
 }
 
-impl From<ProcessError> for Error {
-    fn from(e: ProcessError) -> Error {
-        match e {
-            ProcessError::Failed(error) => error,
-            other => Error::Op(Box::new(other)),
-        }
-    }
-}
+crate::error::failed_into_error!(ProcessError);
 
 impl From<ProcessTimeoutError> for Error {
     fn from(e: ProcessTimeoutError) -> Error {

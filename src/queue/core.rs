@@ -262,7 +262,7 @@ impl QueueCore {
     }
 
     pub(super) fn read_header(&self, at: u64) -> FrameHeader {
-        debug_assert!(at + HEADER <= self.cap && at % 8 == 0);
+        debug_assert!(at + HEADER <= self.cap && at.is_multiple_of(8));
         // SAFETY: callers pass an 8-aligned offset with `at + HEADER <= cap` (`ring::oldest`
         // only asks for offsets it has checked so), so the read is inside the ring. The copy
         // is plain data, believed only after `ring::oldest` checks it.
@@ -359,14 +359,15 @@ impl QueueCore {
             }
             let (head, tail, puts, gets) = self.state(&held)?;
             if maxsize == 0 || puts - gets < maxsize {
-                if spilled.is_none() && inline_ok {
-                    if let Some(pl) = ring::place(head, tail, self.cap, size) {
-                        self.write_frame(&held, tail, pl, puts, INLINE, parts);
-                        // SYNC: commit-put. The lock's release publishes the frame.
-                        ctl.tail.store(pl.new_tail(tail, size), Ordering::Relaxed);
-                        ctl.puts.store(puts + 1, Ordering::Relaxed);
-                        break;
-                    }
+                if spilled.is_none()
+                    && inline_ok
+                    && let Some(pl) = ring::place(head, tail, self.cap, size)
+                {
+                    self.write_frame(&held, tail, pl, puts, INLINE, parts);
+                    // SYNC: commit-put. The lock's release publishes the frame.
+                    ctl.tail.store(pl.new_tail(tail, size), Ordering::Relaxed);
+                    ctl.puts.store(puts + 1, Ordering::Relaxed);
+                    break;
                 }
                 match &spilled {
                     None => {

@@ -201,23 +201,7 @@ macro_rules! get_errors {
             }
         }
 
-        impl std::error::Error for $name {
-            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                match self {
-                    $name::Failed(e) => Some(e),
-                    _ => None,
-                }
-            }
-        }
-
-        impl From<$name> for Error {
-            fn from(e: $name) -> Error {
-                match e {
-                    $name::Failed(error) => error,
-                    other => Error::Op(Box::new(other)),
-                }
-            }
-        }
+        crate::error::failed_op_error!($name);
     )*};
 }
 
@@ -259,20 +243,5 @@ pub enum TaskDoneError {
     Failed(#[source] Error),
 }
 
-impl From<JoinTimeoutError> for Error {
-    fn from(e: JoinTimeoutError) -> Error {
-        match e {
-            JoinTimeoutError::Failed(error) => error,
-            other => Error::Op(Box::new(other)),
-        }
-    }
-}
-
-impl From<TaskDoneError> for Error {
-    fn from(e: TaskDoneError) -> Error {
-        match e {
-            TaskDoneError::Failed(error) => error,
-            other => Error::Op(Box::new(other)),
-        }
-    }
-}
+crate::error::failed_into_error!(JoinTimeoutError);
+crate::error::failed_into_error!(TaskDoneError);

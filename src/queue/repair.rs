@@ -25,10 +25,10 @@ impl QueueCore {
             let f = ring::oldest(pos, tail, self.cap, |at| self.read_header(at))
                 .map_err(|e| self.corrupt(format!("repair: {e}")))?
                 .ok_or_else(|| self.corrupt("repair: ring ended early"))?;
-            if let Some(prev) = last {
-                if f.header.seq != prev + 1 {
-                    return Err(self.corrupt("repair: sequence numbers out of order"));
-                }
+            if let Some(prev) = last
+                && f.header.seq != prev + 1
+            {
+                return Err(self.corrupt("repair: sequence numbers out of order"));
             }
             first.get_or_insert(f.header.seq);
             last = Some(f.header.seq);

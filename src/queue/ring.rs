@@ -106,7 +106,7 @@ pub(crate) fn oldest(
     if tail < head || tail - head > cap {
         return Err("head and tail are inconsistent");
     }
-    if head % 8 != 0 || tail % 8 != 0 || cap % 8 != 0 {
+    if !head.is_multiple_of(8) || !tail.is_multiple_of(8) || !cap.is_multiple_of(8) {
         return Err("head or tail is not 8-aligned");
     }
     if head == tail {
@@ -257,7 +257,7 @@ mod tests {
                 x ^= x >> 7;
                 x ^= x << 17;
                 let len = (x % 90) as usize;
-                if x % 3 != 0 {
+                if !x.is_multiple_of(3) {
                     let item: Vec<u8> = (0..len).map(|i| (i as u64 ^ x) as u8).collect();
                     if sim.put(&item) {
                         model.push_back(item);

@@ -331,14 +331,14 @@ impl HeaderFields {
                 found: self.type_description(),
             });
         }
-        if let Some(len) = expect.len {
-            if self.len != len {
-                return Err(Error::LengthMismatch {
-                    name,
-                    expected: len,
-                    found: self.len,
-                });
-            }
+        if let Some(len) = expect.len
+            && self.len != len
+        {
+            return Err(Error::LengthMismatch {
+                name,
+                expected: len,
+                found: self.len,
+            });
         }
         let Some(layout) = Layout::of(expect.kind, ty, self.len, page) else {
             return Err(Error::Corrupt {

@@ -219,7 +219,7 @@ impl Segment {
     pub(crate) fn control<T: ShmShared>(&self) -> Result<&T> {
         let room = self.layout.payload_offset - CONTROL_OFFSET;
         if std::mem::size_of::<T>() as u64 > room
-            || CONTROL_OFFSET % std::mem::align_of::<T>() as u64 != 0
+            || !CONTROL_OFFSET.is_multiple_of(std::mem::align_of::<T>() as u64)
         {
             return Err(Error::Corrupt {
                 name: self.name().to_owned(),
@@ -247,7 +247,12 @@ impl Segment {
         let fits = bytes
             .and_then(|b| b.checked_add(self.layout.payload_offset))
             .is_some_and(|end| end <= self.layout.total_size);
-        if !fits || self.layout.payload_offset % std::mem::align_of::<T>() as u64 != 0 {
+        if !fits
+            || !self
+                .layout
+                .payload_offset
+                .is_multiple_of(std::mem::align_of::<T>() as u64)
+        {
             return Err(Error::Corrupt {
                 name: self.name().to_owned(),
                 reason: "payload does not fit".into(),
@@ -276,10 +281,10 @@ impl Drop for Segment {
         // Unlink only if the name still refers to our object: it may have been removed and
         // re-created by someone else in the meantime.
         let os_name = self.name.os_name();
-        if let Ok(current) = sys::shm_open_existing(&os_name, false) {
-            if sys::same_file(&current, &self.file).unwrap_or(false) {
-                let _ = sys::shm_unlink(&os_name);
-            }
+        if let Ok(current) = sys::shm_open_existing(&os_name, false)
+            && sys::same_file(&current, &self.file).unwrap_or(false)
+        {
+            let _ = sys::shm_unlink(&os_name);
         }
     }
 }

@@ -379,16 +379,7 @@ pub enum WaitTimeoutError {
     OwnerDied,
 }
 
-macro_rules! into_crate_error {
-    ($($ty:ty),*) => {$(
-        impl From<$ty> for crate::Error {
-            fn from(e: $ty) -> Self {
-                crate::Error::Op(Box::new(e))
-            }
-        }
-    )*};
-}
-into_crate_error!(
+crate::error::into_op_error!(
     OutOfRange,
     WouldBlock,
     Timeout,

@@ -281,9 +281,15 @@ impl RawLock {
 
     /// Releases the lock whoever holds it, as a Python `Lock` allows. `false` if it was not held.
     pub(crate) fn release_any(&self) -> bool {
+        self.release_if(|holder| holder != 0)
+    }
+
+    /// Releases the lock while its holder (its owner word without the waiters bit) satisfies
+    /// `holds`, by compare-and-swap from the value seen; `false`, and nothing changes, if not.
+    fn release_if(&self, holds: impl Fn(u64) -> bool) -> bool {
         let mut cur = self.owner.load(Ordering::Relaxed);
         loop {
-            if cur == 0 {
+            if !holds(cur & !WAITERS) {
                 return false;
             }
             // SYNC: lock-acquire (the release half).
@@ -316,24 +322,7 @@ impl RawLock {
     /// does not. Safe: it never releases another thread's hold.
     pub(crate) fn release_mine(&self) -> bool {
         let me = sys::thread_identity();
-        let mut cur = self.owner.load(Ordering::Relaxed);
-        loop {
-            if cur & !WAITERS != me {
-                return false;
-            }
-            // SYNC: lock-acquire (the release half).
-            match self
-                .owner
-                .compare_exchange_weak(cur, 0, Ordering::Release, Ordering::Relaxed)
-            {
-                Ok(_) => break,
-                Err(now) => cur = now,
-            }
-        }
-        if cur & WAITERS != 0 {
-            self.wake_one();
-        }
-        true
+        self.release_if(|holder| holder == me)
     }
 
     /// Releases the lock.
