@@ -115,9 +115,9 @@ pub use queue::{
     TaskDoneError, TryGetError, TryPutError,
 };
 pub use sync::{
-    AccessError, Barrier, BarrierTimeoutError, BrokenBarrier, Condition, Event, Lock, LockError,
-    LockGuard, LockTimeoutError, NotLocked, NotOwner, OutOfRange, OwnerlessLock, Permit, RLock,
-    RawLock, RawMutex, Semaphore, Timeout, TooManyReleases, TryLockError, WaitError,
+    AccessError, Barrier, BarrierTimeoutError, BarrierTryError, BrokenBarrier, Condition, Event,
+    Lock, LockError, LockGuard, LockTimeoutError, NotLocked, NotOwner, OutOfRange, OwnerlessLock,
+    Permit, RLock, RawLock, RawMutex, Semaphore, Timeout, TooManyReleases, TryLockError, WaitError,
     WaitTimeoutError, WouldBlock,
 };
 

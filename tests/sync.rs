@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use common::{arg, role, spawn, wait, wait_until, watchdog};
 use shmkit::{
-    Array, Barrier, BarrierTimeoutError, BrokenBarrier, Condition, Connection, End, Event, Lock,
-    LockTimeoutError, NotLocked, NotOwner, Pipe, RLock, RawValue, RecvError, RecvTimeoutError,
-    Semaphore, SendError, Timeout, TooManyReleases, TryLockError, Value, WaitError, WouldBlock,
+    Array, Barrier, BarrierTimeoutError, BarrierTryError, BrokenBarrier, Condition, Connection,
+    End, Event, Lock, LockTimeoutError, NotLocked, NotOwner, Pipe, RLock, RawValue, RecvError,
+    RecvTimeoutError, Semaphore, SendError, Timeout, TooManyReleases, TryLockError, Value,
+    WaitError, WouldBlock,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -365,6 +366,22 @@ fn an_event_set_in_one_process_releases_a_waiter_in_another() {
     assert!(wait(&mut kid, LIMIT).success());
     go.clear();
     assert!(!go.is_set());
+}
+
+/// `try_wait` passes only as the last party to arrive; otherwise it does not arrive at all.
+#[test]
+fn try_wait_passes_a_barrier_only_as_its_last_party() {
+    watchdog(Duration::from_secs(60));
+    let b = Barrier::new(2).unwrap();
+    assert!(matches!(b.try_wait(), Err(BarrierTryError::WouldBlock)));
+    assert_eq!(b.n_waiting(), 0, "a refused try_wait does not arrive");
+    let b2 = b.clone();
+    let first = std::thread::spawn(move || b2.wait_timeout(Duration::from_secs(30)));
+    wait_until("a waiter", LIMIT, || b.n_waiting() == 1);
+    assert_eq!(b.try_wait().unwrap(), 1, "the last to arrive");
+    assert_eq!(first.join().unwrap().unwrap(), 0);
+    b.abort();
+    assert!(matches!(b.try_wait(), Err(BarrierTryError::Broken)));
 }
 
 #[test]

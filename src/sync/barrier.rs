@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::error::{BarrierTimeoutError, BrokenBarrier};
+use super::error::{BarrierTimeoutError, BarrierTryError, BrokenBarrier};
 use super::raw_lock::RawLock;
 use crate::error::{Error, Result};
 use crate::shm::Shared;
@@ -167,6 +167,39 @@ impl Barrier {
         self.wait_until(Instant::now().checked_add(timeout))
     }
 
+    /// Passes the barrier only if this party is the last to arrive (every other party is
+    /// waiting); otherwise does not arrive at all.
+    ///
+    /// # Errors
+    /// [`BarrierTryError::WouldBlock`] if other parties have yet to arrive (nothing changed);
+    /// [`BarrierTryError::Broken`] if the barrier is broken.
+    pub fn try_wait(&self) -> std::result::Result<u32, BarrierTryError> {
+        self.locked(|s| {
+            if s.broken.load(Ordering::Relaxed) != 0 {
+                return Err(BarrierTryError::Broken);
+            }
+            let index = s.arrived.load(Ordering::Relaxed);
+            if index.saturating_add(1) < s.parties.load(Ordering::Relaxed) {
+                return Err(BarrierTryError::WouldBlock);
+            }
+            Ok(self.pass(s, index))
+        })
+    }
+
+    /// Completes a pass as its last party, `index`: runs the action and releases the others.
+    /// Under the lock.
+    fn pass(&self, s: &BarrierState, index: u32) -> u32 {
+        if let Some(action) = &self.action {
+            action();
+        }
+        let generation = s.generation.load(Ordering::Relaxed);
+        s.arrived.store(0, Ordering::Relaxed);
+        s.generation
+            .store(generation.wrapping_add(1), Ordering::Release); // SYNC: barrier
+        sys::futex_wake(&s.generation, i32::MAX);
+        index
+    }
+
     fn wait_until(
         &self,
         deadline: Option<Instant>,
@@ -179,14 +212,7 @@ impl Barrier {
             let index = s.arrived.load(Ordering::Relaxed);
             // `arrived` comes from shared memory: saturate, never overflow, on a garbage count.
             if index.saturating_add(1) >= s.parties.load(Ordering::Relaxed) {
-                if let Some(action) = &self.action {
-                    action();
-                }
-                s.arrived.store(0, Ordering::Relaxed);
-                s.generation
-                    .store(generation.wrapping_add(1), Ordering::Release); // SYNC: barrier
-                sys::futex_wake(&s.generation, i32::MAX);
-                return Ok(Err(index));
+                return Ok(Err(self.pass(s, index)));
             }
             s.arrived.store(index.saturating_add(1), Ordering::Relaxed);
             Ok(Ok((generation, index)))

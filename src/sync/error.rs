@@ -353,6 +353,17 @@ pub enum BarrierTimeoutError {
     Broken,
 }
 
+/// Why [`Barrier::try_wait`](crate::Barrier::try_wait) did not pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BarrierTryError {
+    /// Other parties have yet to arrive; this party did not arrive either.
+    #[error("other parties have yet to arrive at the barrier")]
+    WouldBlock,
+    /// The barrier is broken (aborted, reset, or a party timed out).
+    #[error("the barrier is broken (aborted, reset, or a party timed out)")]
+    Broken,
+}
+
 /// Why [`Condition::wait`](crate::Condition::wait) returned with an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WaitError {
@@ -388,6 +399,7 @@ crate::error::into_op_error!(
     TooManyReleases,
     BrokenBarrier,
     BarrierTimeoutError,
+    BarrierTryError,
     WaitError,
     WaitTimeoutError
 );

@@ -24,9 +24,9 @@ mod word;
 pub use barrier::Barrier;
 pub use condition::Condition;
 pub use error::{
-    AccessError, BarrierTimeoutError, BrokenBarrier, LockError, LockTimeoutError, NotLocked,
-    NotOwner, OutOfRange, Timeout, TooManyReleases, TryLockError, WaitError, WaitTimeoutError,
-    WouldBlock,
+    AccessError, BarrierTimeoutError, BarrierTryError, BrokenBarrier, LockError, LockTimeoutError,
+    NotLocked, NotOwner, OutOfRange, Timeout, TooManyReleases, TryLockError, WaitError,
+    WaitTimeoutError, WouldBlock,
 };
 pub use event::Event;
 pub use guard::{LockGuard, RawMutex};
