@@ -87,7 +87,7 @@ pub mod fuzzing;
 
 pub use cell::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};
 pub use error::{Error, Result};
-pub use pid::{current_pid, parent_pid};
+pub use pid::{cpu_count, current_pid, parent_pid};
 pub use pipe::{
     Connection, DEATH_CHECK, End, Pipe, RecvError, RecvTimeoutError, SendError, TryRecvError,
 };
@@ -99,7 +99,10 @@ pub use pool::{
 };
 #[cfg(feature = "process")]
 #[cfg_attr(docsrs, doc(cfg(feature = "process")))]
-pub use process::{Process, ProcessError, ProcessTimeoutError, init};
+pub use process::{
+    Process, ProcessError, ProcessInfo, ProcessTimeoutError, active_children, current_process,
+    init, parent_process,
+};
 
 /// An executor in the style of Python's `concurrent.futures`: [`Executor`](futures::Executor),
 /// [`Future`](futures::Future), [`wait`](futures::wait), [`as_completed`](futures::as_completed).
@@ -107,7 +110,8 @@ pub use process::{Process, ProcessError, ProcessTimeoutError, init};
 #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
 pub mod futures {
     pub use crate::pool::futures::{
-        AsCompleted, Executor, Future, ReturnWhen, Shutdown, Waited, as_completed, wait,
+        AsCompleted, Executor, ExecutorBuilder, Future, MapOptions, MapWith, ReturnWhen, Shutdown,
+        Waited, as_completed, wait,
     };
 }
 pub use queue::{

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{wait_until, watchdog};
 use shmkit::Value;
-use shmkit::futures::{Executor, ReturnWhen, Shutdown, as_completed, wait};
+use shmkit::futures::{Executor, MapOptions, ReturnWhen, Shutdown, as_completed, wait};
 use shmkit::{ResultTimeoutError, TaskError, Timeout, TryResultError};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -16,6 +16,10 @@ const LIMIT: Duration = Duration::from_secs(60);
 fn sleep_then(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
+}
+
+fn worker_pid(_: ()) -> u32 {
+    shmkit::current_pid()
 }
 
 fn fails(x: u64) -> u64 {
@@ -123,6 +127,65 @@ fn as_completed_and_wait_follow_completion_order() {
     let slow = vec![executor.submit(sleep_then, 2_000)];
     let got: Vec<_> = as_completed(&slow, Some(Duration::from_millis(10))).collect();
     assert!(matches!(got[..], [Err(Timeout)]));
+}
+
+/// `Executor.map(timeout=, chunksize=)`, `max_tasks_per_child`, `exception(timeout)`, and a
+/// future passed twice to `wait` or `as_completed` counted once (CPython's bpo-20369).
+#[test]
+fn map_with_options_max_tasks_and_duplicate_futures() {
+    shmkit::init();
+    watchdog(Duration::from_secs(120));
+    let executor = Executor::builder()
+        .max_workers(1)
+        .max_tasks_per_child(2)
+        .build()
+        .unwrap();
+    let chunked = MapOptions {
+        timeout: Some(LIMIT),
+        chunksize: Some(3),
+    };
+    let got: Vec<_> = executor.map_with(sleep_then, 0..7u64, chunked).collect();
+    assert_eq!(got, (0..7).map(Ok).collect::<Vec<_>>());
+    let tight = MapOptions {
+        timeout: Some(Duration::from_millis(50)),
+        chunksize: None,
+    };
+    let got: Vec<_> = executor
+        .map_with(sleep_then, [0u64, 2_000, 0], tight)
+        .collect();
+    assert_eq!(got.len(), 2, "a timeout ends the iteration: {got:?}");
+    assert_eq!(got[1], Err(ResultTimeoutError::Timeout));
+    // max_tasks_per_child: the worker is replaced every two tasks.
+    let pids: Vec<u32> = (0..4)
+        .map(|_| {
+            executor
+                .submit(worker_pid, ())
+                .result_timeout(LIMIT)
+                .unwrap()
+        })
+        .collect();
+    let mut distinct = pids.clone();
+    distinct.dedup();
+    assert!(distinct.len() >= 2, "{pids:?}");
+    assert!(matches!(
+        Executor::builder().max_tasks_per_child(0).build(),
+        Err(shmkit::Error::InvalidArgument { .. })
+    ));
+
+    let slow = executor.submit(sleep_then, 300);
+    assert_eq!(slow.error_timeout(Duration::from_millis(5)), Err(Timeout));
+    assert_eq!(slow.error_timeout(LIMIT), Ok(None));
+    let failing = executor.submit(fails, 1);
+    assert!(matches!(
+        failing.error_timeout(LIMIT),
+        Ok(Some(TaskError::Panicked(_)))
+    ));
+
+    let f = executor.submit(sleep_then, 1);
+    let twice = [f.clone(), f.clone()];
+    let w = wait(&twice, Some(LIMIT), ReturnWhen::AllCompleted);
+    assert_eq!((w.done.len(), w.not_done.len()), (1, 0));
+    assert_eq!(as_completed(&twice, Some(LIMIT)).count(), 1);
 }
 
 #[test]

@@ -44,6 +44,11 @@ fn sleep_ms(ms: u64) -> u32 {
     shmkit::current_pid()
 }
 
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
 fn reversed(mut v: Vec<u8>) -> Vec<u8> {
     v.reverse();
     v
@@ -486,11 +491,36 @@ fn maxtasksperchild_replaces_workers_and_initializer_runs_in_each() {
     ));
 }
 
+/// `apply` with several arguments, the way `starmap` takes them; an `imap` result waited for
+/// with a timeout (Python's `IMapIterator.next(timeout)`), which loses nothing when it expires.
+#[test]
+fn apply_star_and_imap_next_timeout() {
+    shmkit::init();
+    watchdog(Duration::from_secs(120));
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.apply_star(add, (2, 3)).unwrap(), 5);
+    let r = pool.apply_star_async(describe, ("x".to_string(), 3, '-'));
+    assert_eq!(r.get_timeout(LIMIT).unwrap(), describe("x".into(), 3, '-'));
+    let mut it = pool.imap(nap, [300u64, 0]);
+    assert!(matches!(
+        it.next_timeout(Duration::from_millis(5)),
+        Some(Err(ResultTimeoutError::Timeout))
+    ));
+    assert_eq!(it.next_timeout(LIMIT).unwrap().unwrap(), 300);
+    assert_eq!(it.next_timeout(LIMIT).unwrap().unwrap(), 0);
+    assert!(it.next_timeout(LIMIT).is_none(), "exhausted");
+}
+
 #[test]
 fn lifecycle_errors_are_clear() {
     shmkit::init();
     watchdog(Duration::from_secs(120));
     assert!(matches!(Pool::new(0), Err(Error::InvalidArgument { .. })));
+    // As Python's Pool(maxtasksperchild=0), which raises ValueError.
+    assert!(matches!(
+        Pool::builder().max_tasks_per_child(0).build(),
+        Err(Error::InvalidArgument { .. })
+    ));
     assert!(matches!(
         Pool::builder()
             .initializer(picky_init, Picky { ok: false })

@@ -30,6 +30,12 @@ fn exit_with(code: i32) {
     std::process::exit(code)
 }
 
+fn who_am_i(_: ()) -> (String, u32, Option<(String, u32)>) {
+    let me = shmkit::current_process();
+    let parent = shmkit::parent_process().map(|p| (p.name, p.pid));
+    (me.name, me.pid, parent)
+}
+
 fn sleep_forever(_: ()) {
     std::thread::sleep(Duration::from_secs(600))
 }
@@ -196,4 +202,52 @@ fn a_program_a_child_runs_inherits_nothing_from_shmkit() {
     let mut p = Process::start(run_inheriting_program, ()).unwrap();
     let printed = p.join_timeout(LIMIT).unwrap();
     assert!(printed.contains("ran as itself"), "{printed}");
+}
+
+/// `current_process()` in a child has the name its parent gave it, `parent_process()` names the
+/// parent, and `active_children()` lists running children only. Signalling a child that has
+/// ended and been reaped is a no-op: its pid may already be another process's.
+#[test]
+fn current_parent_and_active_children() {
+    shmkit::init();
+    watchdog(Duration::from_secs(120));
+    assert_eq!(shmkit::current_process().name, "MainProcess");
+    assert!(shmkit::parent_process().is_none());
+    assert!(shmkit::cpu_count() >= 1);
+    let mut p = Process::builder()
+        .name("asker")
+        .start(who_am_i, ())
+        .unwrap();
+    let (name, pid, parent) = p.join_timeout(LIMIT).unwrap();
+    assert_eq!((name.as_str(), pid), ("asker", p.pid()));
+    assert_eq!(
+        parent,
+        Some(("MainProcess".to_string(), std::process::id()))
+    );
+    assert!(!p.is_alive());
+    p.terminate().unwrap(); // reaped: nothing is signalled
+    p.kill().unwrap();
+    assert_eq!(p.exit_code(), Some(0), "unchanged by the no-op signals");
+
+    let sleeper = Process::builder()
+        .name("sleeper")
+        .start(sleep_forever, ())
+        .unwrap();
+    let listed = shmkit::active_children();
+    assert!(
+        listed
+            .iter()
+            .any(|c| c.pid == sleeper.pid() && c.name == "sleeper"),
+        "{listed:?}"
+    );
+    assert!(
+        !listed.iter().any(|c| c.pid == p.pid()),
+        "ended: not active"
+    );
+    sleeper.kill().unwrap();
+    common::wait_until("the sleeper to be gone", LIMIT, || {
+        !shmkit::active_children()
+            .iter()
+            .any(|c| c.pid == sleeper.pid())
+    });
 }

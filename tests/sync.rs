@@ -368,6 +368,20 @@ fn an_event_set_in_one_process_releases_a_waiter_in_another() {
     assert!(!go.is_set());
 }
 
+/// A barrier handle with a default timeout (Python's `Barrier(parties, timeout=...)`): a `wait`
+/// that passes it breaks the barrier, as Python's does.
+#[test]
+fn a_default_timeout_breaks_the_barrier() {
+    watchdog(Duration::from_secs(60));
+    let b = Barrier::new(2)
+        .unwrap()
+        .with_timeout(Duration::from_millis(30));
+    let t0 = Instant::now();
+    assert!(matches!(b.wait(), Err(BrokenBarrier)));
+    assert!(t0.elapsed() >= Duration::from_millis(30));
+    assert!(b.is_broken());
+}
+
 /// `try_wait` passes only as the last party to arrive; otherwise it does not arrive at all.
 #[test]
 fn try_wait_passes_a_barrier_only_as_its_last_party() {

@@ -329,7 +329,6 @@ impl Core {
             avg_ns,
             ..
         } = st;
-        pending.retain(|id| tasks.contains_key(id)); // drop withdrawn tasks
         if !pending.is_empty() {
             let mut loads: Vec<Load> = workers.iter().map(|w| w.load(now)).collect();
             let plan = dispatch::deal(
@@ -339,7 +338,13 @@ impl Core {
                 deal_from,
             );
             for w in plan {
-                let Some(id) = pending.pop_front() else { break };
+                // The next task still in the table: a withdrawn one is skipped here, so the
+                // queue is never scanned as a whole.
+                let Some(id) =
+                    std::iter::from_fn(|| pending.pop_front()).find(|id| tasks.contains_key(id))
+                else {
+                    break;
+                };
                 let (Some(task), Some(inbox)) = (tasks.get(&id), &workers[w].inbox) else {
                     continue;
                 };

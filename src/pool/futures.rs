@@ -35,6 +35,7 @@ use serde::de::DeserializeOwned;
 
 use super::core::{Config, Core};
 use super::error::{ResultTimeoutError, TaskError, TryResultError};
+use super::imap::Imap;
 use super::pool::{Pool, default_processes};
 use super::slot::{self, AsyncResult, Phase};
 use crate::error::Result;
@@ -66,16 +67,42 @@ pub struct Executor {
     pool: Pool,
 }
 
-impl Executor {
-    /// Starts an executor with `max_workers` worker processes.
+/// Options for an [`Executor`]: Python's `ProcessPoolExecutor(max_workers,
+/// max_tasks_per_child=...)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExecutorBuilder {
+    max_workers: Option<usize>,
+    max_tasks_per_child: Option<u64>,
+}
+
+impl ExecutorBuilder {
+    /// The number of worker processes (default: [`cpu_count`](crate::cpu_count)).
+    pub fn max_workers(mut self, n: usize) -> Self {
+        self.max_workers = Some(n);
+        self
+    }
+
+    /// Replaces each worker by a fresh process after it has run `n` tasks.
+    pub fn max_tasks_per_child(mut self, n: u64) -> Self {
+        self.max_tasks_per_child = Some(n);
+        self
+    }
+
+    /// Starts the executor.
     ///
     /// # Errors
-    /// As [`PoolBuilder::build`](crate::PoolBuilder::build).
-    pub fn new(max_workers: usize) -> Result<Executor> {
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for 0 workers or
+    /// `max_tasks_per_child(0)`, or as [`PoolBuilder::build`](crate::PoolBuilder::build).
+    pub fn build(self) -> Result<Executor> {
+        if self.max_tasks_per_child == Some(0) {
+            return Err(crate::Error::InvalidArgument {
+                what: "max_tasks_per_child must be at least 1".into(),
+            });
+        }
         let config = Config {
-            processes: max_workers,
+            processes: self.max_workers.unwrap_or_else(default_processes),
             initializer: None,
-            maxtasks: None,
+            maxtasks: self.max_tasks_per_child,
             break_on_death: true,
             test: crate::process::handle::current_test(),
             worker_name: "ExecutorWorker",
@@ -83,6 +110,31 @@ impl Executor {
         Ok(Executor {
             pool: Pool::with_config(config)?,
         })
+    }
+}
+
+/// How [`Executor::map_with`] runs: Python's `map(..., timeout=, chunksize=)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MapOptions {
+    /// How long, from the call, every result may take; past it the iterator yields
+    /// [`ResultTimeoutError::Timeout`] once and ends. `None`: no limit.
+    pub timeout: Option<Duration>,
+    /// Items per task (default 1).
+    pub chunksize: Option<usize>,
+}
+
+impl Executor {
+    /// Starts an executor with `max_workers` worker processes.
+    ///
+    /// # Errors
+    /// As [`PoolBuilder::build`](crate::PoolBuilder::build).
+    pub fn new(max_workers: usize) -> Result<Executor> {
+        Executor::builder().max_workers(max_workers).build()
+    }
+
+    /// Options for an executor: `Executor::builder().max_tasks_per_child(10).build()`.
+    pub fn builder() -> ExecutorBuilder {
+        ExecutorBuilder::default()
     }
 
     /// Starts an executor with a worker per available core.
@@ -125,6 +177,27 @@ impl Executor {
         futures.into_iter().map(|f| f.result())
     }
 
+    /// `f` for every item, in order, with a time limit and a chunk size (Python's
+    /// `Executor.map(f, items, timeout=..., chunksize=...)`). The input is read as workers
+    /// take it, and results come as they are needed.
+    pub fn map_with<'e, F, A, R, I>(&'e self, f: F, items: I, options: MapOptions) -> MapWith<'e, R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'e,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'e,
+    {
+        MapWith {
+            imap: self
+                .pool
+                .chunksize(options.chunksize.unwrap_or(1))
+                .imap(f, items),
+            deadline: options.timeout.and_then(|t| Instant::now().checked_add(t)),
+            ended: false,
+        }
+    }
+
     /// Accepts no more tasks (Python's `shutdown(wait, cancel_futures)`): see [`Shutdown`].
     pub fn shutdown(&self, how: Shutdown) {
         let core = self.pool.core();
@@ -160,6 +233,35 @@ pub enum Shutdown {
         /// As for [`Shutdown::Wait`].
         cancel_pending: bool,
     },
+}
+
+/// The iterator of [`Executor::map_with`].
+#[derive(Debug)]
+pub struct MapWith<'e, R> {
+    imap: Imap<'e, R>,
+    deadline: Option<Instant>,
+    ended: bool,
+}
+
+impl<R: DeserializeOwned> Iterator for MapWith<'_, R> {
+    type Item = std::result::Result<R, ResultTimeoutError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.ended {
+            return None;
+        }
+        let next = match self.deadline {
+            None => self
+                .imap
+                .next()
+                .map(|r| r.map_err(ResultTimeoutError::Task)),
+            Some(d) => self
+                .imap
+                .next_timeout(d.saturating_duration_since(Instant::now())),
+        };
+        self.ended = matches!(next, None | Some(Err(ResultTimeoutError::Timeout)));
+        next
+    }
 }
 
 impl Drop for Executor {
@@ -262,6 +364,22 @@ impl<R: DeserializeOwned + 'static> Future<R> {
         self.result.get_timeout(timeout)
     }
 
+    /// Waits at most `timeout` for it and returns its error, if it failed (Python's
+    /// `exception(timeout)`).
+    ///
+    /// # Errors
+    /// [`Timeout`](crate::Timeout) if it has not finished by then.
+    pub fn error_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<Option<TaskError>, crate::Timeout> {
+        match self.result.get_timeout(timeout) {
+            Ok(_) => Ok(None),
+            Err(ResultTimeoutError::Task(e)) => Ok(Some(e)),
+            Err(ResultTimeoutError::Timeout) => Err(crate::Timeout),
+        }
+    }
+
     /// Waits for it and returns its error, if it failed (Python's `exception()`).
     #[doc(alias = "exception")]
     pub fn error(&self) -> Option<TaskError> {
@@ -309,6 +427,17 @@ pub struct Waited<R> {
     pub not_done: Vec<Future<R>>,
 }
 
+/// `futures` with each future once, in the order of its first appearance: a future passed
+/// twice counts once, as Python's (bpo-20369).
+fn distinct<R>(futures: &[Future<R>]) -> Vec<Future<R>> {
+    let mut seen = std::collections::HashSet::new();
+    futures
+        .iter()
+        .filter(|f| seen.insert(Arc::as_ptr(f.result.slot())))
+        .cloned()
+        .collect()
+}
+
 /// Sends each future's index down a channel when it is done (at once for those that are).
 fn watch<R: DeserializeOwned + 'static>(futures: &[Future<R>]) -> mpsc::Receiver<usize> {
     let (tx, rx) = mpsc::channel();
@@ -328,6 +457,7 @@ pub fn wait<R: DeserializeOwned + 'static>(
     timeout: Option<Duration>,
     when: ReturnWhen,
 ) -> Waited<R> {
+    let futures = &distinct(futures)[..];
     let rx = watch(futures);
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let mut finished = vec![false; futures.len()];
@@ -370,11 +500,12 @@ pub fn as_completed<R: DeserializeOwned + 'static>(
     futures: &[Future<R>],
     timeout: Option<Duration>,
 ) -> AsCompleted<R> {
+    let futures = distinct(futures);
     AsCompleted {
-        rx: watch(futures),
-        futures: futures.to_vec(),
+        rx: watch(&futures),
         deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
         left: futures.len(),
+        futures,
     }
 }
 

@@ -3,12 +3,13 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::marker::PhantomData;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::core::{Core, Sink};
-use super::error::TaskError;
+use super::error::{ResultTimeoutError, TaskError};
 use super::slot::ChunkOutcome;
 use super::task;
 
@@ -106,13 +107,23 @@ impl<'p, R: DeserializeOwned> Imap<'p, R> {
     }
 }
 
-impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
-    type Item = Result<R, TaskError>;
+impl<R: DeserializeOwned> Imap<'_, R> {
+    /// The next result, waiting at most `timeout` for it (Python's `next(timeout)` on an
+    /// `imap` iterator): `None` once every item has been yielded, `Some(Err(Timeout))` if the
+    /// next result did not come in time (nothing is lost: ask again).
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R, ResultTimeoutError>> {
+        let deadline = Instant::now().checked_add(timeout);
+        match self.next_until(deadline) {
+            Next::Item(r) => Some(r.map_err(ResultTimeoutError::Task)),
+            Next::End => None,
+            Next::Timeout => Some(Err(ResultTimeoutError::Timeout)),
+        }
+    }
 
-    fn next(&mut self) -> Option<Self::Item> {
+    fn next_until(&mut self, deadline: Option<Instant>) -> Next<R> {
         loop {
             if let Some(item) = self.ready.pop_front() {
-                return Some(item);
+                return Next::Item(item);
             }
             self.top_up();
             if self.ordered
@@ -123,17 +134,46 @@ impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
                 continue;
             }
             if self.received == self.sizes.len() {
-                return None; // the input is exhausted and everything has been yielded
+                return Next::End; // the input is exhausted and everything has been yielded
             }
             // Every submitted chunk gets exactly one outcome: a result, a worker's death, the
-            // pool's refusal or termination. So this wait ends.
-            let (index, outcome) = self.rx.recv().ok()?;
+            // pool's refusal or termination. So a wait without a deadline ends.
+            let got = match deadline {
+                None => self.rx.recv().map_err(|_| false),
+                Some(d) => self
+                    .rx
+                    .recv_timeout(d.saturating_duration_since(Instant::now()))
+                    .map_err(|e| e == mpsc::RecvTimeoutError::Timeout),
+            };
+            let (index, outcome) = match got {
+                Ok(got) => got,
+                Err(true) => return Next::Timeout,
+                Err(false) => return Next::End,
+            };
             self.received += 1;
             if self.ordered {
                 self.waiting.insert(index, outcome);
             } else {
                 self.unpack(index, outcome);
             }
+        }
+    }
+}
+
+/// What waiting for the next result gave.
+enum Next<R> {
+    Item(Result<R, TaskError>),
+    End,
+    Timeout,
+}
+
+impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
+    type Item = Result<R, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.next_until(None) {
+            Next::Item(r) => Some(r),
+            Next::End | Next::Timeout => None,
         }
     }
 }

@@ -103,18 +103,24 @@ impl PoolBuilder {
     /// Replaces each worker by a fresh process after it has run `n` tasks (Python's
     /// `maxtasksperchild`; a `map` chunk is one task).
     #[doc(alias = "maxtasksperchild")]
+    /// `0` is refused by [`build`](Self::build), as Python refuses it.
     pub fn max_tasks_per_child(mut self, n: u64) -> Self {
-        self.maxtasks = Some(n.max(1));
+        self.maxtasks = Some(n);
         self
     }
 
     /// Starts the workers.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for 0 processes or an initializer argument that does not
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for 0 processes, `max_tasks_per_child(0)`, or an initializer argument that does not
     /// serialise; [`Error::InitNotCalled`](crate::Error::InitNotCalled) if this binary's `main` does not begin with
     /// `shmkit::init()`; [`Error::Io`](crate::Error::Io) if a worker cannot be started.
     pub fn build(self) -> Result<Pool> {
+        if self.maxtasks == Some(0) {
+            return Err(Error::InvalidArgument {
+                what: "max_tasks_per_child must be at least 1".into(),
+            });
+        }
         let initializer = self
             .initializer
             .transpose()
@@ -134,7 +140,7 @@ impl PoolBuilder {
 
 /// The available cores (Python's `os.cpu_count()`), at least 1.
 pub(crate) fn default_processes() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    crate::cpu_count()
 }
 
 impl Pool {
@@ -213,6 +219,31 @@ impl Pool {
         AsyncResult::new(slot, slot::decode_one::<R>)
     }
 
+    /// Runs `f(a, b, ...)` on a worker and waits for the result (Python's
+    /// `apply(f, args=(a, b))`).
+    ///
+    /// # Errors
+    /// The task's [`TaskError`].
+    pub fn apply_star<F, Args, R>(&self, f: F, args: Args) -> std::result::Result<R, TaskError>
+    where
+        F: StarFn<Args, Output = R>,
+        Args: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        self.apply_star_async(f, args).get()
+    }
+
+    /// Starts `f(a, b, ...)` on a worker (Python's `apply_async(f, args=(a, b))`).
+    pub fn apply_star_async<F, Args, R>(&self, f: F, args: Args) -> AsyncResult<R>
+    where
+        F: StarFn<Args, Output = R>,
+        Args: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let (slot, _) = self.submit_entry(task::star_entry(f), &args);
+        AsyncResult::new(slot, slot::decode_one::<R>)
+    }
+
     /// Submits `f(arg)` as a task of one item: its slot, and its id (`None` if refused).
     pub(crate) fn submit_one<F, A, R>(&self, f: F, arg: &A) -> (Arc<Slot>, Option<u64>)
     where
@@ -220,12 +251,14 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + 'static,
     {
-        let mut args = Vec::new();
-        task::push_arg(&mut args, arg);
+        self.submit_entry(task::map_entry(f), arg)
+    }
+
+    /// Submits the trampoline `entry` on one argument.
+    fn submit_entry<A: Serialize>(&self, entry: i64, arg: &A) -> (Arc<Slot>, Option<u64>) {
+        let (args, _) = task::encode_chunk(&mut std::iter::once(arg), 1);
         let slot = Slot::new(vec![1]);
-        let id = self
-            .core
-            .submit(task::map_entry(f), args, Sink::Slot(slot.clone(), 0));
+        let id = self.core.submit(entry, args, Sink::Slot(slot.clone(), 0));
         (slot, id)
     }
 

@@ -61,6 +61,9 @@ pub(crate) struct Spec {
     /// environment (see [`init`]), so a process that merely inherited it (a program the child
     /// runs) is told apart by its parent.
     pub(crate) parent: u32,
+    /// The child's name, and its parent's (for `current_process` and `parent_process`).
+    pub(crate) name: String,
+    pub(crate) parent_name: String,
 }
 
 /// Runs `F` on the argument decoded from `input`; returns the encoded result and whether it is
@@ -134,6 +137,7 @@ fn run(spec: Spec) -> i32 {
         return fail("started from a different executable than its parent".into());
     }
     let _ = KEY.set(spec.key);
+    super::current::set_identity(spec.name.clone(), spec.parent_name.clone(), spec.parent);
     if spec.daemon && sys::die_with_parent().is_err() {
         return fail("could not tie a daemon child to its parent".into());
     }

@@ -168,6 +168,8 @@ impl Builder {
             daemon: self.daemon,
             key,
             parent: sys::current_pid(),
+            name: name.clone(),
+            parent_name: super::current::current_process().name,
         };
         let mut cmd =
             Command::new(std::env::current_exe().map_err(|e| Error::io("current_exe", e))?);
@@ -188,6 +190,10 @@ impl Builder {
             .env(CHILD_ENV, spec)
             .spawn()
             .map_err(|e| Error::io("spawn", e))?;
+        super::current::register_child(super::current::ProcessInfo {
+            name: name.clone(),
+            pid: child.id(),
+        });
         let mut p = Process {
             pid: child.id(),
             child: Mutex::new((child, None)),
@@ -279,20 +285,35 @@ impl<R: DeserializeOwned> Process<R> {
             .map(|s| s.code().unwrap_or_else(|| -s.signal().unwrap_or(0)))
     }
 
-    /// Sends SIGTERM.
+    /// Sends SIGTERM (nothing, if the child has already ended and been reaped).
     ///
     /// # Errors
-    /// [`Error::Io`](crate::Error::Io) if the signal cannot be sent (the child is already reaped).
+    /// [`Error::Io`](crate::Error::Io) if the signal cannot be sent.
     pub fn terminate(&self) -> Result<()> {
-        sys::signal(self.pid(), sys::SIGTERM).map_err(|e| Error::io("kill(SIGTERM)", e))
+        self.signal(sys::SIGTERM, "kill(SIGTERM)")
     }
 
-    /// Sends SIGKILL.
+    /// Sends SIGKILL (nothing, if the child has already ended and been reaped).
     ///
     /// # Errors
     /// As [`terminate`](Self::terminate).
     pub fn kill(&self) -> Result<()> {
-        sys::signal(self.pid(), sys::SIGKILL).map_err(|e| Error::io("kill(SIGKILL)", e))
+        self.signal(sys::SIGKILL, "kill(SIGKILL)")
+    }
+
+    /// Signals the child unless it has been reaped: then it is a no-op, because its pid may
+    /// already name another process. Reaping happens only under this lock, and until it
+    /// happens the kernel keeps the pid for our (possibly zombie) child, so the pid signalled
+    /// here is always our child's.
+    fn signal(&self, signal: i32, op: &'static str) -> Result<()> {
+        let mut child = self.child.lock();
+        if child.1.is_none() {
+            child.1 = child.0.try_wait().ok().flatten();
+        }
+        if child.1.is_some() {
+            return Ok(());
+        }
+        sys::signal(self.pid, signal).map_err(|e| Error::io(op, e))
     }
 
     /// Waits for the child to finish and returns its function's result.
@@ -364,6 +385,12 @@ impl<R: DeserializeOwned> Process<R> {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+}
+
+impl<R> Drop for Process<R> {
+    fn drop(&mut self) {
+        super::current::forget_child(self.pid);
     }
 }
 

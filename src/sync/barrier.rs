@@ -56,6 +56,8 @@ type Action = Arc<dyn Fn() + Send + Sync>;
 pub struct Barrier {
     shared: Arc<Shared<BarrierState>>,
     action: Option<Action>,
+    /// The timeout of [`wait`](Self::wait) on this handle, if one was set.
+    timeout: Option<Duration>,
 }
 
 impl Barrier {
@@ -94,6 +96,7 @@ impl Barrier {
         Ok(Barrier {
             shared: Shared::create(name, Kind::Barrier, state)?,
             action: None,
+            timeout: None,
         })
     }
 
@@ -105,12 +108,21 @@ impl Barrier {
         Ok(Barrier {
             shared: Shared::open(name, Kind::Barrier)?,
             action: None,
+            timeout: None,
         })
     }
 
     /// This handle, running `action` when its party is the last to arrive in a pass.
     pub fn with_action(mut self, action: impl Fn() + Send + Sync + 'static) -> Self {
         self.action = Some(Arc::new(action));
+        self
+    }
+
+    /// This handle, with a default timeout for [`wait`](Self::wait) (Python's
+    /// `Barrier(parties, action, timeout)`): a wait that passes it breaks the barrier for every
+    /// party and returns [`BrokenBarrier`].
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
         self
     }
 
@@ -151,10 +163,12 @@ impl Barrier {
     /// Waits until every party has arrived; returns this party's index in `0..parties`.
     ///
     /// # Errors
-    /// [`BrokenBarrier`] if the barrier is or becomes broken.
+    /// [`BrokenBarrier`] if the barrier is or becomes broken (also when this handle's
+    /// [default timeout](Self::with_timeout) passes).
     pub fn wait(&self) -> std::result::Result<u32, BrokenBarrier> {
-        // Without a deadline this party never times out: only `Broken` can come back.
-        self.wait_until(None).map_err(|_| BrokenBarrier)
+        // A timeout (the handle's default, if set) breaks the barrier: reported as broken.
+        let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
+        self.wait_until(deadline).map_err(|_| BrokenBarrier)
     }
 
     /// As [`wait`](Self::wait), for at most `timeout`; on timeout the barrier breaks for every
@@ -287,6 +301,7 @@ impl Clone for Barrier {
         Barrier {
             shared: Arc::clone(&self.shared),
             action: self.action.clone(),
+            timeout: self.timeout,
         }
     }
 }
