@@ -16,6 +16,11 @@ pub use value::{Value, ValueGuard};
 /// Serde as the segment's name, for the four cell handle types.
 macro_rules! serde_by_name {
     ($ty:ident) => {
+        impl<T: bytemuck::Pod> crate::shm::by_name::Handle for $ty<T> {
+            fn hand_over(&self) -> std::sync::Arc<dyn crate::shm::by_name::HandOver> {
+                self.core.clone()
+            }
+        }
         crate::shm::serde_by_name!(impl[T: bytemuck::Pod] $ty<T>);
     };
 }

@@ -8,7 +8,7 @@
 //! [`DEATH_CHECK`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -159,6 +159,9 @@ impl Pipe {
 struct Inner {
     /// When `send` last asked whether the other end's process is alive (µs since `epoch()`).
     last_liveness_check: AtomicU64,
+    /// `close()` was called in this process on an end another process holds (or one in
+    /// transit): this process's use of it ends, the holder's does not.
+    closed_here: AtomicBool,
     state: Arc<Shared<PipeState>>,
     end: usize,
     /// Messages to this end.
@@ -237,6 +240,7 @@ impl Connection {
         Connection {
             inner: Arc::new(Inner {
                 last_liveness_check: AtomicU64::new(0),
+                closed_here: AtomicBool::new(false),
                 state,
                 end,
                 rx,
@@ -283,6 +287,7 @@ impl Connection {
 
     fn this_end_closed(&self) -> bool {
         self.ends()[self.inner.end].closed.load(Ordering::Relaxed) != 0
+            || self.inner.closed_here.load(Ordering::Relaxed)
     }
 
     /// Sends a byte string.
@@ -310,9 +315,18 @@ impl Connection {
     /// [`SendError::Serialize`] if it does not serialise (nothing is sent), or as
     /// [`send_bytes`](Self::send_bytes).
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> std::result::Result<(), SendError> {
-        let bytes =
-            postcard::to_allocvec(value).map_err(|e| SendError::Serialize(e.to_string()))?;
-        self.send_bytes(&bytes)
+        // Handles in the value are handed over just before the receiver can see them (see
+        // `shm::by_name`), and taken back if the message is not sent.
+        let (result, sent) = crate::shm::by_name::capture(|| {
+            let bytes =
+                postcard::to_allocvec(value).map_err(|e| SendError::Serialize(e.to_string()))?;
+            crate::shm::by_name::send_noted();
+            self.send_bytes(&bytes)
+        });
+        if result.is_err() {
+            sent.abandon();
+        }
+        result
     }
 
     /// Receives a byte string into `buf` (cleared first) and returns its length.
@@ -462,6 +476,8 @@ impl Connection {
 
     /// Closes this end: the other end's `recv` returns end-of-file once it has read what was
     /// sent. Dropping the last handle to an end in the process that holds it closes it too.
+    /// In a process that handed this end to another one (which now holds it), `close` ends only
+    /// this process's use of it, as closing a copied file descriptor does in Python.
     pub fn close(&self) {
         self.inner.close();
     }
@@ -473,7 +489,18 @@ impl Connection {
 }
 
 impl Inner {
+    /// Whether this process holds this end.
+    fn held_here(&self) -> bool {
+        let e = &self.state.get().ends[self.end];
+        let (pid, start) = me();
+        e.pid.load(Ordering::Relaxed) == pid && e.start.load(Ordering::Relaxed) == start
+    }
+
     fn close(&self) {
+        if !self.held_here() {
+            self.closed_here.store(true, Ordering::Relaxed);
+            return;
+        }
         self.state.get().ends[self.end]
             .closed
             .store(1, Ordering::Release);
@@ -485,11 +512,50 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let e = &self.state.get().ends[self.end];
-        let (pid, start) = me();
-        if e.pid.load(Ordering::Relaxed) == pid && e.start.load(Ordering::Relaxed) == start {
+        if self.held_here() {
             self.close();
         }
+    }
+}
+
+impl crate::shm::by_name::HandOver for Inner {
+    fn send_out(&self) {
+        self.state.send_out();
+        for q in self.rx.iter().chain(&self.tx) {
+            crate::shm::by_name::Handle::hand_over(q).send_out();
+        }
+        // In transit: whoever claims it holds it; until then no one closes it by dropping.
+        if self.held_here() {
+            self.state.get().ends[self.end]
+                .pid
+                .store(0, Ordering::Release);
+        }
+    }
+
+    fn unsend(&self) {
+        self.state.unsend();
+        for q in self.rx.iter().chain(&self.tx) {
+            crate::shm::by_name::Handle::hand_over(q).unsend();
+        }
+        let e = &self.state.get().ends[self.end];
+        let (pid, start) = me();
+        if e.pid.load(Ordering::Relaxed) == 0 {
+            e.start.store(start, Ordering::Relaxed);
+            e.pid.store(pid, Ordering::Release);
+        }
+    }
+
+    fn claim(&self) {
+        self.state.claim();
+        for q in self.rx.iter().chain(&self.tx) {
+            crate::shm::by_name::Handle::hand_over(q).claim();
+        }
+    }
+}
+
+impl crate::shm::by_name::Handle for Connection {
+    fn hand_over(&self) -> Arc<dyn crate::shm::by_name::HandOver> {
+        self.inner.clone()
     }
 }
 
@@ -503,6 +569,7 @@ struct Wire {
 
 impl Serialize for Connection {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        crate::shm::by_name::note(self);
         let i = &self.inner;
         Wire {
             state: i.state.name().to_owned(),
@@ -518,16 +585,26 @@ impl<'de> serde::Deserialize<'de> for Connection {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error as _;
         let w = Wire::deserialize(d)?;
-        let open = |name: Option<String>| name.map(|n| Queue::<Vec<u8>>::open(&n)).transpose();
-        let state = Shared::open(&w.state, Kind::Pipe).map_err(D::Error::custom)?;
         if w.end > 1 {
             return Err(D::Error::custom("a pipe has two ends"));
         }
-        let (rx, tx) = (
-            open(w.rx).map_err(D::Error::custom)?,
-            open(w.tx).map_err(D::Error::custom)?,
-        );
-        Ok(Connection::claimed(state, w.end, rx, tx))
+        let opened = (|| {
+            let open = |name: Option<String>| name.map(|n| Queue::<Vec<u8>>::open(&n)).transpose();
+            let state = Shared::open(&w.state, Kind::Pipe)?;
+            Ok::<_, Error>((state, open(w.rx)?, open(w.tx)?))
+        })();
+        match opened {
+            Ok((state, rx, tx)) => {
+                let conn = Connection::claimed(state, w.end, rx, tx);
+                crate::shm::by_name::HandOver::claim(&*conn.inner);
+                Ok(conn)
+            }
+            Err(e) => {
+                let why = format!("cannot open the pipe end it holds: {e}");
+                crate::shm::by_name::set_open_error(why.clone());
+                Err(D::Error::custom(why))
+            }
+        }
     }
 }
 

@@ -228,7 +228,22 @@ impl Core {
 
     pub(super) fn kill_all(&self, st: &mut State, why: TaskError, deliveries: &mut Deliveries) {
         st.mode = Mode::Terminated;
-        st.pending.clear();
+        // Tasks no worker has started never get their handles: take those hand-overs back.
+        let unstarted: Vec<u64> = st
+            .pending
+            .drain(..)
+            .chain(
+                st.workers
+                    .iter()
+                    .flat_map(|w| w.sent.iter().skip(1).copied()),
+            )
+            .collect();
+        for id in unstarted {
+            if let Some(task) = st.tasks.remove(&id) {
+                task.sent.abandon();
+                deliveries.push((task.sink, Err(why.clone())));
+            }
+        }
         deliveries.extend(st.tasks.drain().map(|(_, t)| (t.sink, Err(why.clone()))));
         for w in &mut st.workers {
             w.sent.clear();

@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::process::Process;
 use crate::process::entry::{self, Key};
 use crate::queue::Queue;
+use crate::shm::by_name::SentOut;
 
 /// How often the collector checks that workers are alive, at the latest.
 pub(super) const TICK: Duration = Duration::from_millis(20);
@@ -86,6 +87,8 @@ pub(super) fn deliver(deliveries: Deliveries) {
 }
 
 pub(super) struct Task {
+    /// The hand-overs of handles among its arguments: taken back if no worker gets it.
+    pub(super) sent: SentOut,
     pub(super) entry: i64,
     pub(super) tag: u64,
     pub(super) args: Vec<u8>,
@@ -257,11 +260,17 @@ impl Core {
 
     /// Queues a task; its outcome goes to `sink`. Returns its id, or `None` if the pool
     /// refused it (the sink has its error already).
-    pub(crate) fn submit(&self, entry: i64, args: Vec<u8>, sink: Sink) -> Option<u64> {
+    pub(crate) fn submit(
+        &self,
+        entry: i64,
+        (args, sent): (Vec<u8>, SentOut),
+        sink: Sink,
+    ) -> Option<u64> {
         let mut deliveries = Vec::new();
         let mut st = self.state.lock();
         if let Some(refusal) = st.refusal() {
             drop(st);
+            sent.abandon();
             sink.deliver(Err(refusal));
             return None;
         }
@@ -271,6 +280,7 @@ impl Core {
         st.tasks.insert(
             id,
             Task {
+                sent,
                 entry,
                 tag,
                 args,
@@ -291,7 +301,9 @@ impl Core {
             return false;
         };
         st.pending.remove(pos);
-        st.tasks.remove(&id);
+        if let Some(task) = st.tasks.remove(&id) {
+            task.sent.abandon();
+        }
         if st.tasks.is_empty() {
             self.idle.notify_all();
         }
@@ -305,7 +317,12 @@ impl Core {
             let pending = std::mem::take(&mut st.pending);
             let sinks = pending
                 .into_iter()
-                .filter_map(|id| st.tasks.remove(&id).map(|t| t.sink))
+                .filter_map(|id| {
+                    st.tasks.remove(&id).map(|t| {
+                        t.sent.abandon();
+                        t.sink
+                    })
+                })
                 .collect();
             if st.tasks.is_empty() {
                 self.idle.notify_all();

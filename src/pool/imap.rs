@@ -12,9 +12,10 @@ use super::core::{Core, Sink};
 use super::error::{ResultTimeoutError, TaskError};
 use super::slot::ChunkOutcome;
 use super::task;
+use crate::shm::by_name::SentOut;
 
-/// Encodes the next chunk of the input: the chunk, and how many items it holds.
-type NextChunk<'p> = Box<dyn FnMut() -> (Vec<u8>, usize) + 'p>;
+/// Encodes the next chunk of the input: the chunk, how many items it holds, its hand-overs.
+type NextChunk<'p> = Box<dyn FnMut() -> (Vec<u8>, usize, SentOut) + 'p>;
 
 /// The results of [`Pool::imap`](crate::Pool::imap) (in order) or
 /// [`Pool::imap_unordered`](crate::Pool::imap_unordered) (as they finish), one
@@ -86,7 +87,7 @@ impl<'p, R: DeserializeOwned> Imap<'p, R> {
     /// Submits chunks until `window` are in flight or the input ends.
     fn top_up(&mut self) {
         while !self.exhausted && self.sizes.len() - self.received < self.window {
-            let (args, n) = (self.next_chunk)();
+            let (args, n, sent) = (self.next_chunk)();
             if n == 0 {
                 self.exhausted = true;
                 break;
@@ -94,7 +95,7 @@ impl<'p, R: DeserializeOwned> Imap<'p, R> {
             let index = self.sizes.len();
             self.sizes.push(n);
             let sink = Sink::Stream(self.tx.clone(), index);
-            self.core.submit(self.entry, args, sink);
+            self.core.submit(self.entry, (args, sent), sink);
         }
     }
 

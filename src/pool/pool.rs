@@ -256,9 +256,11 @@ impl Pool {
 
     /// Submits the trampoline `entry` on one argument.
     fn submit_entry<A: Serialize>(&self, entry: i64, arg: &A) -> (Arc<Slot>, Option<u64>) {
-        let (args, _) = task::encode_chunk(&mut std::iter::once(arg), 1);
+        let (args, _, sent) = task::encode_chunk(&mut std::iter::once(arg), 1);
         let slot = Slot::new(vec![1]);
-        let id = self.core.submit(entry, args, Sink::Slot(slot.clone(), 0));
+        let id = self
+            .core
+            .submit(entry, (args, sent), Sink::Slot(slot.clone(), 0));
         (slot, id)
     }
 
@@ -527,12 +529,12 @@ impl<'p> Chunked<'p> {
         let mut sizes = Vec::new();
         let mut total = 0;
         let mut submit = |chunk: &mut dyn Iterator<Item = A>, size: usize| {
-            let (args, n) = task::encode_chunk(chunk, size);
+            let (args, n, sent) = task::encode_chunk(chunk, size);
             if n > 0 {
                 let sink = Sink::Stream(tx.clone(), sizes.len());
                 sizes.push(n);
                 total += n;
-                self.pool.core.submit(entry, args, sink);
+                self.pool.core.submit(entry, (args, sent), sink);
             }
             n == size
         };
@@ -602,10 +604,10 @@ impl<'p> Chunked<'p> {
         let size = self.size(items.len());
         let slot = Slot::new(items.chunks(size).map(<[A]>::len).collect());
         for (i, chunk) in items.chunks(size).enumerate() {
-            let (args, _) = task::encode_chunk(&mut chunk.iter(), size);
+            let chunk = task::encode_chunk(&mut chunk.iter(), size);
             self.pool
                 .core
-                .submit(entry, args, Sink::Slot(slot.clone(), i));
+                .submit(entry, (chunk.0, chunk.2), Sink::Slot(slot.clone(), i));
         }
         AsyncResult::new(slot, decode)
     }

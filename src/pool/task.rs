@@ -27,6 +27,7 @@ use super::error::TaskError;
 pub(crate) use crate::process::entry::TaskEntry;
 use crate::process::entry::{self, EntryName, Key, conjure};
 use crate::process::is_err;
+use crate::shm::by_name::{self, SentOut};
 
 /// Argument tags.
 const ARG: u8 = 0;
@@ -148,10 +149,11 @@ where
         let arg: A = match postcard::from_bytes(bytes) {
             Ok(a) => a,
             Err(e) => {
+                let why = by_name::take_open_error().unwrap_or_else(|| e.to_string());
                 push_message(
                     out,
                     DESERIALIZE,
-                    &format!("the argument did not deserialise: {e}"),
+                    &format!("the argument did not deserialise: {why}"),
                 );
                 continue;
             }
@@ -273,17 +275,24 @@ pub(crate) fn push_arg<A: Serialize>(out: &mut Vec<u8>, arg: &A) {
 /// Encodes up to `size` items taken from `items` as one chunk of arguments: the chunk, and
 /// how many items it holds (0 once `items` is exhausted). Every way a pool sends a chunk
 /// (`map`, `map_async`, `imap`) goes through here.
+///
+/// Handles among the arguments are handed over to the worker that will run them (see
+/// `shm::by_name`): the returned [`SentOut`] takes them back if the chunk is never sent.
 pub(crate) fn encode_chunk<A: Serialize>(
     items: &mut (impl Iterator<Item = A> + ?Sized),
     size: usize,
-) -> (Vec<u8>, usize) {
-    let mut args = Vec::with_capacity(size.min(1 << 16) * 6);
-    let mut n = 0;
-    for a in items.take(size) {
-        push_arg(&mut args, &a);
-        n += 1;
-    }
-    (args, n)
+) -> (Vec<u8>, usize, SentOut) {
+    let ((args, n), sent) = by_name::capture(|| {
+        let mut args = Vec::with_capacity(size.min(1 << 16) * 6);
+        let mut n = 0;
+        for a in items.take(size) {
+            push_arg(&mut args, &a);
+            n += 1;
+        }
+        by_name::send_noted();
+        (args, n)
+    });
+    (args, n, sent)
 }
 
 /// Why the first argument of a chunk could not be sent, if it could not.

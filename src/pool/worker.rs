@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::task;
 use crate::cell::RawArray;
 use crate::queue::Queue;
+use crate::shm::by_name;
 
 pub(crate) const OP_TASK: u32 = 1;
 pub(crate) const OP_STOP: u32 = 2;
@@ -203,10 +204,14 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         // `id` was read from shared memory: wrap rather than overflow on a hostile value.
         let _ = args.started.set(args.index as usize, id.wrapping_add(1));
         let start = Instant::now();
-        match task::resolve(entry, tag, &key) {
-            Some(run) => run(&inbox[TASK_HEADER..], &mut out),
-            None => task::push_refusal(&mut out),
-        }
+        // Handles among the results are handed over to the parent (see `shm::by_name`).
+        let ((), _sent) = by_name::capture(|| {
+            match task::resolve(entry, tag, &key) {
+                Some(run) => run(&inbox[TASK_HEADER..], &mut out),
+                None => task::push_refusal(&mut out),
+            }
+            by_name::send_noted();
+        });
         let elapsed_ns = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
         out[HEADER..OUTCOMES_AT]
             .copy_from_slice(bytemuck::bytes_of(&ResultHeader { id, elapsed_ns }));

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use super::entry::{self, ChildEntry, EntryName, Key};
 use super::outcome::is_err;
 use crate::pipe::Connection;
+use crate::shm::by_name;
 use crate::sys;
 
 /// The environment variable that tells a process it is a child, and what to run.
@@ -74,12 +75,21 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let arg: A = postcard::from_bytes(input)
-        .map_err(|e| format!("the argument did not deserialise: {e}"))?;
+    let arg: A = postcard::from_bytes(input).map_err(|e| {
+        let why = by_name::take_open_error().unwrap_or_else(|| e.to_string());
+        format!("the argument did not deserialise: {why}")
+    })?;
     let f: F = entry::conjure();
     let result = f(arg);
-    let bytes =
-        postcard::to_allocvec(&result).map_err(|e| format!("the result did not serialise: {e}"))?;
+    // Handles in the result are handed over to the parent (see `shm::by_name`).
+    let (bytes, _sent) = by_name::capture(|| {
+        let bytes = postcard::to_allocvec(&result);
+        if bytes.is_ok() {
+            by_name::send_noted();
+        }
+        bytes
+    });
+    let bytes = bytes.map_err(|e| format!("the result did not serialise: {e}"))?;
     Ok((bytes, is_err(&result)))
 }
 

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::pipe::{Connection, Pipe};
+use crate::shm::by_name;
 use crate::sys;
 
 /// How long `start` waits for a child to reach `shmkit::init()`.
@@ -155,56 +156,72 @@ impl Builder {
         let name = self
             .name
             .unwrap_or_else(|| format!("Process-{}", COUNT.fetch_add(1, Ordering::Relaxed)));
-        let arg = postcard::to_allocvec(&arg).map_err(|e| Error::Serialize(e.to_string()))?;
-        let (conn, theirs) = Pipe::duplex()?;
-        let key = match self.key {
-            Some(k) => k,
-            None => entry::new_key().map_err(|e| Error::io("getrandom", e))?,
-        };
-        let spec = Spec {
-            entry: child::entry_name::<F, A, R>(&key),
-            exe: sys::exe_identity().map_err(|e| Error::io("stat /proc/self/exe", e))?,
-            conn: serde_json::to_string(&theirs).map_err(|e| Error::Serialize(e.to_string()))?,
-            daemon: self.daemon,
-            key,
-            parent: sys::current_pid(),
-            name: name.clone(),
-            parent_name: super::current::current_process().name,
-        };
-        let mut cmd =
-            Command::new(std::env::current_exe().map_err(|e| Error::io("current_exe", e))?);
-        // Inside `cargo test`, run only the test that is starting the child (libtest names its
-        // threads after their tests); that test's first line, `shmkit::init()`, takes over.
-        let test = self.test.unwrap_or_else(current_test);
-        if let Some(test) = test {
-            cmd.args([
-                test.as_str(),
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-                "-q",
-            ]);
-        }
-        let spec = serde_json::to_string(&spec).map_err(|e| Error::Serialize(e.to_string()))?;
-        let child = cmd
-            .env(CHILD_ENV, spec)
-            .spawn()
-            .map_err(|e| Error::io("spawn", e))?;
-        super::current::register_child(super::current::ProcessInfo {
-            name: name.clone(),
-            pid: child.id(),
+        // Handles in the argument are handed over to the child (see `shm::by_name`), and
+        // taken back if it never gets them.
+        let (arg, sent) = by_name::capture(|| {
+            let bytes = postcard::to_allocvec(&arg);
+            if bytes.is_ok() {
+                by_name::send_noted();
+            }
+            bytes
         });
-        let mut p = Process {
-            pid: child.id(),
-            child: Mutex::new((child, None)),
-            conn,
-            name,
-            outcome: None,
-            _result: PhantomData,
-        };
-        theirs.disown(); // the child's end: it claims it when it runs
-        p.handshake(&arg)?;
-        Ok(p)
+        let arg = arg.map_err(|e| Error::Serialize(e.to_string()))?;
+        let started = (|| {
+            let (conn, theirs) = Pipe::duplex()?;
+            let key = match self.key {
+                Some(k) => k,
+                None => entry::new_key().map_err(|e| Error::io("getrandom", e))?,
+            };
+            let spec = Spec {
+                entry: child::entry_name::<F, A, R>(&key),
+                exe: sys::exe_identity().map_err(|e| Error::io("stat /proc/self/exe", e))?,
+                conn: serde_json::to_string(&theirs)
+                    .map_err(|e| Error::Serialize(e.to_string()))?,
+                daemon: self.daemon,
+                key,
+                parent: sys::current_pid(),
+                name: name.clone(),
+                parent_name: super::current::current_process().name,
+            };
+            let mut cmd =
+                Command::new(std::env::current_exe().map_err(|e| Error::io("current_exe", e))?);
+            // Inside `cargo test`, run only the test that is starting the child (libtest names its
+            // threads after their tests); that test's first line, `shmkit::init()`, takes over.
+            let test = self.test.unwrap_or_else(current_test);
+            if let Some(test) = test {
+                cmd.args([
+                    test.as_str(),
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                    "-q",
+                ]);
+            }
+            let spec = serde_json::to_string(&spec).map_err(|e| Error::Serialize(e.to_string()))?;
+            let child = cmd
+                .env(CHILD_ENV, spec)
+                .spawn()
+                .map_err(|e| Error::io("spawn", e))?;
+            super::current::register_child(super::current::ProcessInfo {
+                name: name.clone(),
+                pid: child.id(),
+            });
+            let mut p = Process {
+                pid: child.id(),
+                child: Mutex::new((child, None)),
+                conn,
+                name,
+                outcome: None,
+                _result: PhantomData,
+            };
+            theirs.disown(); // the child's end: it claims it when it runs
+            p.handshake(&arg)?;
+            Ok(p)
+        })();
+        if started.is_err() {
+            sent.abandon();
+        }
+        started
     }
 }
 

@@ -87,12 +87,14 @@ pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, S
         }
         return slot.ok_or_else(|| "internal: Vec<u8> fast path".to_owned());
     }
-    postcard::from_bytes(bytes).map_err(|e| {
-        format!(
+    postcard::from_bytes(bytes).map_err(|e| match crate::shm::by_name::take_open_error() {
+        // A handle inside the item could not be opened: say which and why.
+        Some(why) => format!("a {}: {why}", std::any::type_name::<T>()),
+        None => format!(
             "{} bytes are not a {}: {e}",
             bytes.len(),
             std::any::type_name::<T>()
-        )
+        ),
     })
 }
 

@@ -562,6 +562,18 @@ impl QueueCore {
     }
 }
 
+impl crate::shm::by_name::HandOver for QueueCore {
+    fn send_out(&self) {
+        self.seg.send_out();
+    }
+    fn unsend(&self) {
+        self.seg.unsend();
+    }
+    fn claim(&self) {
+        self.seg.claim();
+    }
+}
+
 impl Drop for QueueCore {
     fn drop(&mut self) {
         if self.seg.is_owner() {

@@ -148,4 +148,10 @@ impl<T> std::fmt::Debug for JoinableQueue<T> {
     }
 }
 
+impl<T> crate::shm::by_name::Handle for JoinableQueue<T> {
+    fn hand_over(&self) -> std::sync::Arc<dyn crate::shm::by_name::HandOver> {
+        crate::shm::by_name::Handle::hand_over(&self.queue)
+    }
+}
+
 crate::shm::serde_by_name!(impl[T: Serialize + DeserializeOwned + 'static] JoinableQueue<T>);

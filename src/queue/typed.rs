@@ -14,7 +14,7 @@ use super::error::{
     GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
 };
 use crate::error::{Error, Result};
-use crate::shm::{DEFAULT_OPEN_WAIT, Kind, SegmentName, TypeInfo};
+use crate::shm::{DEFAULT_OPEN_WAIT, Kind, SegmentName, TypeInfo, by_name};
 
 /// The ring size of a queue made without [`Queue::with_capacity`]: 1 MiB.
 pub const DEFAULT_CAPACITY: usize = 1 << 20;
@@ -120,9 +120,20 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         fail: fn(Fail, T) -> E,
         serialize: fn(T, String) -> E,
     ) -> Result<(), E> {
-        match codec::encode(&item, |parts| self.core.put(parts, wait)) {
+        // Handles inside the item are handed over (see `shm::by_name`) just before it becomes
+        // visible, and taken back if it is not put.
+        let (put, sent) = by_name::capture(|| {
+            codec::encode(&item, |parts| {
+                by_name::send_noted();
+                self.core.put(parts, wait)
+            })
+        });
+        match put {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(f)) => Err(fail(f, item)),
+            Ok(Err(f)) => {
+                sent.abandon();
+                Err(fail(f, item))
+            }
             Err(reason) => Err(serialize(item, reason)),
         }
     }
@@ -365,6 +376,12 @@ impl<T> fmt::Debug for Queue<T> {
             .field("len", &self.len())
             .field("maxsize", &self.maxsize())
             .finish()
+    }
+}
+
+impl<T> crate::shm::by_name::Handle for Queue<T> {
+    fn hand_over(&self) -> std::sync::Arc<dyn crate::shm::by_name::HandOver> {
+        self.core.clone()
     }
 }
 

@@ -27,6 +27,9 @@ use crate::error::Error;
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMKIT\x00\x7f");
 /// The layout version this build reads and writes.
 pub(crate) const FORMAT_VERSION: u32 = 2;
+/// Set in a header's `transit` word when the owner's last handle went while hand-overs were in
+/// flight: the name was left for them, and the receiver that claims the last one owns it.
+pub(crate) const ORPHANED: u32 = 1 << 31;
 /// The state word's value once the segment is published.
 pub(crate) const READY: u32 = 0x5245_4459; // "READ" "Y"
 /// Bytes reserved for the header at the start of a segment.
@@ -154,7 +157,9 @@ pub(crate) struct HeaderFields {
 pub(crate) struct Header {
     /// SYNC: publish-header. 0 while being built, [`READY`] once published (Release/Acquire).
     pub(crate) state: AtomicU32,
-    pub(crate) _reserved: u32,
+    /// Hand-overs in flight (handles sent to another process and not yet opened there), and
+    /// [`ORPHANED`] once the owner let go while some were: see `Segment::claim`.
+    pub(crate) transit: AtomicU32,
     pub(crate) fields: HeaderFields,
 }
 

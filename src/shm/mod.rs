@@ -19,7 +19,7 @@
 //! # Ok(()) }
 //! ```
 
-mod by_name;
+pub(crate) mod by_name;
 mod fingerprint;
 mod header;
 mod name;

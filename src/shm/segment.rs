@@ -13,13 +13,13 @@
 use std::fs::File;
 use std::io;
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use memmap2::{MmapOptions, MmapRaw};
 
 use super::header::{
-    CONTROL_OFFSET, Expect, HEADER_SIZE, Header, HeaderFields, Kind, Layout, READY, Spec,
+    CONTROL_OFFSET, Expect, HEADER_SIZE, Header, HeaderFields, Kind, Layout, ORPHANED, READY, Spec,
 };
 use super::name::SegmentName;
 use super::shared::ShmShared;
@@ -37,7 +37,11 @@ pub(crate) struct Segment {
     kind: Kind,
     len: u64,
     layout: Layout,
-    owner: bool,
+    /// Whether this handle unlinks the name when dropped: the creator, or a receiver that
+    /// adopted an orphaned segment (see [`claim`](Self::claim)).
+    owner: AtomicBool,
+    /// The creator, from the validated header (pid and start time; 0 if unknown).
+    creator: (u32, u64),
 }
 
 impl std::fmt::Debug for Segment {
@@ -47,7 +51,7 @@ impl std::fmt::Debug for Segment {
             .field("kind", &self.kind)
             .field("len", &self.len)
             .field("size", &self.layout.total_size)
-            .field("owner", &self.owner)
+            .field("owner", &self.is_owner())
             .finish()
     }
 }
@@ -99,7 +103,8 @@ impl Segment {
             kind: spec.kind,
             len: spec.len,
             layout: spec.layout,
-            owner: false,
+            owner: AtomicBool::new(false),
+            creator: (pid, sys::process_start_time(pid).unwrap_or(0)),
         };
         let header = seg.header();
         // SAFETY: the mapping is at least HEADER_SIZE bytes and page-aligned, so `fields` is in
@@ -111,7 +116,7 @@ impl Segment {
         let state = unsafe { &(*header).state };
         state.store(READY, Ordering::Release); // SYNC: publish-header
         cleanup.0 = None;
-        seg.owner = true;
+        seg.owner = AtomicBool::new(true);
         Ok(seg)
     }
 
@@ -150,7 +155,8 @@ impl Segment {
             kind: expect.kind,
             len,
             layout,
-            owner: false,
+            owner: AtomicBool::new(false),
+            creator: (fields.creator_pid, fields.creator_start),
         })
     }
 
@@ -196,7 +202,60 @@ impl Segment {
     /// Gives up ownership of the name: dropping this handle no longer unlinks it. Used for a
     /// spilled queue item, which belongs to the queue once its producer has put it.
     pub(crate) fn disown(&mut self) {
-        self.owner = false;
+        *self.owner.get_mut() = false;
+    }
+
+    fn transit(&self) -> &AtomicU32 {
+        // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned, and lives as long as
+        // `self`; `transit` is an atomic, valid for any bits another process wrote.
+        unsafe { &(*self.header()).transit }
+    }
+
+    /// Counts one hand-over of this segment in flight: a handle naming it is about to reach
+    /// another process. Until that process opens it ([`claim`](Self::claim)), the owner's last
+    /// handle does not unlink the name.
+    pub(crate) fn send_out(&self) {
+        // SYNC: hand-over. Release: the count is visible before the message naming the segment.
+        self.transit().fetch_add(1, Ordering::Release);
+    }
+
+    /// Takes back a hand-over that will not arrive (its message was never delivered).
+    pub(crate) fn unsend(&self) {
+        self.claim();
+    }
+
+    /// Claims one hand-over on the receiving side, after opening the segment. The receiver
+    /// that claims the last hand-over of a segment whose owner let go meanwhile (or whose
+    /// creator has died) becomes its owner: it unlinks the name when its own last handle goes.
+    pub(crate) fn claim(&self) {
+        let word = self.transit();
+        // SYNC: hand-over. Acquire pairs with the owner's Release in `drop`.
+        let mut cur = word.load(Ordering::Acquire);
+        loop {
+            let count = cur & !ORPHANED;
+            if count == 0 {
+                return; // not a counted hand-over (a handle passed by other means)
+            }
+            let last = count == 1;
+            let creator_gone = !self.creator_alive();
+            // The last claim of an orphaned segment adopts it, and clears the mark with it.
+            let adopt = last && (cur & ORPHANED != 0 || creator_gone);
+            let new = if adopt { 0 } else { cur - 1 };
+            match word.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    if adopt {
+                        self.owner.store(true, Ordering::Relaxed);
+                    }
+                    return;
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    fn creator_alive(&self) -> bool {
+        let (pid, start) = self.creator;
+        pid == 0 || sys::process_alive(pid, (start != 0).then_some(start))
     }
 
     /// The number of elements (bytes, for a queue's ring), as validated.
@@ -206,7 +265,7 @@ impl Segment {
 
     /// Whether this handle unlinks the name when dropped.
     pub(crate) fn is_owner(&self) -> bool {
-        self.owner
+        self.owner.load(Ordering::Relaxed)
     }
 
     /// The name the user gave (or the generated anonymous one).
@@ -273,10 +332,38 @@ impl Segment {
     }
 }
 
+impl super::by_name::HandOver for Segment {
+    fn send_out(&self) {
+        Segment::send_out(self);
+    }
+    fn unsend(&self) {
+        Segment::unsend(self);
+    }
+    fn claim(&self) {
+        Segment::claim(self);
+    }
+}
+
 impl Drop for Segment {
     fn drop(&mut self) {
-        if !self.owner {
+        if !self.is_owner() {
             return;
+        }
+        // Hand-overs in flight: leave the name for their receivers, and mark the segment
+        // orphaned so that the receiver claiming the last one adopts it.
+        let word = self.transit();
+        let mut cur = word.load(Ordering::Acquire);
+        while cur & !ORPHANED != 0 {
+            // SYNC: hand-over.
+            match word.compare_exchange_weak(
+                cur,
+                cur | ORPHANED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(now) => cur = now,
+            }
         }
         // Unlink only if the name still refers to our object: it may have been removed and
         // re-created by someone else in the meantime.

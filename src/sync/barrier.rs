@@ -315,4 +315,10 @@ impl std::fmt::Debug for Barrier {
     }
 }
 
+impl crate::shm::by_name::Handle for Barrier {
+    fn hand_over(&self) -> std::sync::Arc<dyn crate::shm::by_name::HandOver> {
+        self.shared.clone()
+    }
+}
+
 crate::shm::serde_by_name!(impl[] Barrier);

@@ -19,6 +19,11 @@ macro_rules! handle_common {
                     .finish()
             }
         }
+        impl crate::shm::by_name::Handle for $ty {
+            fn hand_over(&self) -> std::sync::Arc<dyn crate::shm::by_name::HandOver> {
+                self.shared.clone()
+            }
+        }
         crate::shm::serde_by_name!(impl[] $ty);
     };
 }
