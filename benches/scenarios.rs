@@ -245,7 +245,7 @@ fn pipe_send_child() -> Res<()> {
 /// `Pipe(duplex=False)`: a child sends 64-byte messages, the parent receives them.
 fn pipe_small() -> Res<()> {
     let count = n(2_000_000);
-    let (r, w) = Pipe::simplex()?;
+    let (r, w) = Pipe::<Vec<u8>>::simplex()?;
     let (end, count_s) = (serde_json::to_string(&w)?, count.to_string());
     let t0 = Instant::now();
     let kid = child("pipe_send", &[("CONN", &end), ("COUNT", &count_s)])?;

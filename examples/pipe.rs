@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use shmkit::{Connection, Pipe, Process, RecvError};
 
-fn child(conn: Connection) -> Result<u32, String> {
+fn child(conn: Connection<String>) -> Result<u32, String> {
     let mut answered = 0;
     loop {
-        match conn.recv::<String>() {
+        match conn.recv() {
             Ok(s) => conn.send(&s.to_uppercase()).map_err(|e| e.to_string())?,
             Err(RecvError::Eof) => return Ok(answered),
             Err(e) => return Err(e.to_string()),
@@ -19,11 +19,11 @@ fn child(conn: Connection) -> Result<u32, String> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     shmkit::init(); // in the child, runs `child` and exits
-    let (parent_end, child_end) = Pipe::duplex()?;
+    let (parent_end, child_end) = Pipe::<String>::duplex()?; // strings both ways
     let mut kid = Process::start(child, child_end.clone())?;
     for word in ["hello", "from", "shmkit"] {
         parent_end.send(word)?;
-        let answer: String = parent_end.recv_timeout(Duration::from_secs(30))?;
+        let answer = parent_end.recv_timeout(Duration::from_secs(30))?;
         println!("{word} -> {answer}");
     }
     parent_end.close();

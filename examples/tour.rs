@@ -39,10 +39,10 @@ fn producer(q: Queue<Vec<u8>>) -> Result<(), String> {
 }
 
 /// Waits for the start signal, meets at the barrier, then uppercases what comes down the pipe.
-fn echo((go, line, conn): (Event, Barrier, Connection)) {
+fn echo((go, line, conn): (Event, Barrier, Connection<String>)) {
     go.wait_timeout(LIMIT);
     let _ = line.wait_timeout(LIMIT);
-    while let Ok(s) = conn.recv::<String>() {
+    while let Ok(s) = conn.recv() {
         let _ = conn.send(&s.to_uppercase());
     }
 }
@@ -116,12 +116,12 @@ fn main() -> Res {
     println!("   got {} bytes, all 0x5a: {intact}", item.len());
 
     println!("5. An Event, a Barrier and a Pipe between two processes:");
-    let (go, line, (mine, theirs)) = (Event::new()?, Barrier::new(2)?, Pipe::duplex()?);
+    let (go, line, (mine, theirs)) = (Event::new()?, Barrier::new(2)?, Pipe::<String>::duplex()?);
     let mut child = Process::start(echo, (go.clone(), line.clone(), theirs.clone()))?;
     go.set();
     let index = line.wait_timeout(LIMIT)?;
     mine.send("through the pipe")?;
-    let answer: String = mine.recv_timeout(LIMIT)?;
+    let answer = mine.recv_timeout(LIMIT)?;
     println!("   met at the barrier (index {index}); the child answers {answer:?}");
     mine.close();
     child.join_timeout(LIMIT)?;

@@ -32,12 +32,12 @@ struct Bundle {
     event: Event,
     condition: Condition,
     barrier: Barrier,
-    conn: Connection,
+    conn: Connection<String>,
 }
 
 /// A bundle whose every handle holds something to read back, and the pipe end it talks to.
-fn bundle() -> (Bundle, Connection) {
-    let (ours, theirs) = Pipe::duplex().unwrap();
+fn bundle() -> (Bundle, Connection<String>) {
+    let (ours, theirs) = Pipe::<String>::duplex().unwrap();
     let queue = Queue::new(0).unwrap();
     queue.put("queued".to_string()).unwrap();
     let joinable = JoinableQueue::new(0).unwrap();
@@ -104,11 +104,11 @@ fn use_bundle(b: Bundle) -> Result<(String, Vec<String>), String> {
 
 const READ: &str = "41 [1, 2, 3] 7 [5, 6] queued 9 true 0";
 
-fn check(outcome: (String, Vec<String>), ours: &Connection) {
+fn check(outcome: (String, Vec<String>), ours: &Connection<String>) {
     assert_eq!(outcome.0, READ);
-    assert_eq!(ours.recv_timeout::<String>(LIMIT).unwrap(), "over the pipe");
+    assert_eq!(ours.recv_timeout(LIMIT).unwrap(), "over the pipe");
     assert!(
-        ours.recv_timeout::<String>(LIMIT).unwrap_err().is_eof(),
+        ours.recv_timeout(LIMIT).unwrap_err().is_eof(),
         "the child's end closed when it ended"
     );
     for name in outcome.1 {
@@ -141,8 +141,9 @@ fn a_clone_dropped_right_after_start_is_still_the_childs() {
 
 /// CPython's documentation's first `Pipe` example: the parent closes its copy of the child's
 /// end right after `start`, then receives what the child sends.
-fn greet(conn: Connection) -> Result<(), String> {
-    conn.send(&("hello", 42u32)).map_err(|e| e.to_string())
+fn greet(conn: Connection<(String, u32)>) -> Result<(), String> {
+    conn.send(&("hello".to_string(), 42))
+        .map_err(|e| e.to_string())
 }
 
 #[test]
@@ -150,20 +151,20 @@ fn the_python_docs_pipe_example_works() {
     shmkit::init();
     watchdog(Duration::from_secs(120));
     for _ in 0..5 {
-        let (parent, child) = Pipe::duplex().unwrap();
+        let (parent, child) = Pipe::<(String, u32)>::duplex().unwrap();
         let mut p = Process::start(greet, child.clone()).unwrap();
         child.close(); // this process's copy only: the child holds that end
         assert_eq!(
-            parent.recv_timeout::<(String, u32)>(LIMIT).unwrap(),
+            parent.recv_timeout(LIMIT).unwrap(),
             ("hello".to_string(), 42)
         );
         p.join_timeout(LIMIT).unwrap().unwrap();
-        assert!(parent.recv_timeout::<u8>(LIMIT).unwrap_err().is_eof());
+        assert!(parent.recv_timeout(LIMIT).unwrap_err().is_eof());
     }
     // And with the end moved into `start`.
-    let (parent, child) = Pipe::duplex().unwrap();
+    let (parent, child) = Pipe::<(String, u32)>::duplex().unwrap();
     let mut p = Process::start(greet, child).unwrap();
-    assert_eq!(parent.recv_timeout::<(String, u32)>(LIMIT).unwrap().1, 42);
+    assert_eq!(parent.recv_timeout(LIMIT).unwrap().1, 42);
     p.join_timeout(LIMIT).unwrap().unwrap();
 }
 

@@ -511,6 +511,34 @@ fn apply_star_and_imap_next_timeout() {
     assert!(it.next_timeout(LIMIT).is_none(), "exhausted");
 }
 
+/// A fallible task's value without a nested `Result`: `try_apply`, `try_map` (and the
+/// executor's `try_submit`) give the `Ok`'s value, and an `Err` as `TaskError::Failed`.
+#[test]
+fn fallible_tasks_come_back_without_a_nested_result() {
+    shmkit::init();
+    watchdog(Duration::from_secs(120));
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(
+        pool.apply(odd_fails, 4).unwrap(),
+        Ok(2),
+        "apply keeps the Result"
+    );
+    assert_eq!(pool.try_apply(odd_fails, 4), Ok(2));
+    assert!(matches!(pool.try_apply(odd_fails, 3), Err(TaskError::Failed(m)) if m.contains('3')));
+    let r = pool.try_apply_async(odd_fails, 8);
+    assert_eq!(r.get_timeout(LIMIT), Ok(4));
+    assert_eq!(pool.try_map(odd_fails, [2i64, 4, 6]), Ok(vec![1, 2, 3]));
+    assert!(matches!(
+        pool.try_map(odd_fails, [2i64, 5, 6]),
+        Err(TaskError::Failed(_))
+    ));
+    let executor = shmkit::futures::Executor::new(1).unwrap();
+    assert_eq!(
+        executor.try_submit(odd_fails, 10).result_timeout(LIMIT),
+        Ok(5)
+    );
+}
+
 #[test]
 fn lifecycle_errors_are_clear() {
     shmkit::init();

@@ -440,22 +440,22 @@ fn abort_reset_and_timeout_break_a_barrier_for_every_waiter() {
 fn a_pipe_to_a_child_answers_and_reports_eof_when_the_child_is_killed() {
     watchdog(Duration::from_secs(120));
     if role().is_some() {
-        let conn: Connection = serde_json::from_str(&arg("CONN")).unwrap();
-        let s: String = conn.recv().unwrap();
+        let conn: Connection<String> = serde_json::from_str(&arg("CONN")).unwrap();
+        let s = conn.recv().unwrap();
         conn.send(&s.to_uppercase()).unwrap();
         conn.send_bytes(b"last words").unwrap();
         std::thread::sleep(Duration::from_secs(60)); // killed here, without closing
         return;
     }
-    let (mine, theirs) = Pipe::duplex().unwrap();
+    let (mine, theirs) = Pipe::<String>::duplex().unwrap();
     let mut kid = spawn(
         "a_pipe_to_a_child_answers_and_reports_eof_when_the_child_is_killed",
         "child",
         &[("CONN", &serde_json::to_string(&theirs).unwrap())],
     );
-    mine.send(&"hello").unwrap();
+    mine.send("hello").unwrap();
     assert!(mine.poll(Duration::from_secs(30)));
-    assert_eq!(mine.recv::<String>().unwrap(), "HELLO");
+    assert_eq!(mine.recv().unwrap(), "HELLO");
     kid.kill().unwrap();
     wait(&mut kid, LIMIT);
     let t0 = Instant::now();
@@ -475,7 +475,7 @@ fn a_pipe_to_a_child_answers_and_reports_eof_when_the_child_is_killed() {
 #[test]
 fn closing_one_end_gives_the_other_eof_after_what_was_sent() {
     watchdog(Duration::from_secs(60));
-    let (r, w) = Pipe::simplex().unwrap();
+    let (r, w) = Pipe::<u64>::simplex().unwrap();
     assert!(
         matches!(r.send_bytes(b"x"), Err(SendError::BrokenPipe)),
         "the read end of a one-way pipe"
@@ -484,20 +484,21 @@ fn closing_one_end_gives_the_other_eof_after_what_was_sent() {
     w.close();
     assert!(matches!(w.send(&1u64), Err(SendError::BrokenPipe)));
     assert!(r.poll(Duration::ZERO));
-    assert_eq!(r.recv::<u64>().unwrap(), 42);
-    assert!(matches!(r.recv::<u64>(), Err(RecvError::Eof)));
-    let (a, b) = Pipe::duplex().unwrap();
+    assert_eq!(r.recv().unwrap(), 42);
+    assert!(matches!(r.recv(), Err(RecvError::Eof)));
+    let (a, b) = Pipe::<u8>::duplex().unwrap();
+    // A typed end cannot be received as another type: an error, never a misread.
+    let as_text = serde_json::to_string(&b).unwrap();
+    let wrong = serde_json::from_str::<Connection<f64>>(&as_text).unwrap_err();
+    assert!(wrong.to_string().contains("stores"), "{wrong}");
     assert!(!a.poll(Duration::from_millis(20)));
     assert!(matches!(
-        a.recv_timeout::<u8>(Duration::from_millis(20)),
+        a.recv_timeout(Duration::from_millis(20)),
         Err(RecvTimeoutError::Timeout)
     ));
-    assert!(matches!(
-        a.try_recv::<u8>(),
-        Err(shmkit::TryRecvError::Empty)
-    ));
-    b.send(&7u8).unwrap();
-    assert_eq!(a.recv_timeout::<u8>(Duration::from_secs(5)).unwrap(), 7);
+    assert!(matches!(a.try_recv(), Err(shmkit::TryRecvError::Empty)));
+    b.send(&7).unwrap();
+    assert_eq!(a.recv_timeout(Duration::from_secs(5)).unwrap(), 7);
     drop(b); // the holder's last handle: closes that end
     assert!(matches!(a.recv_bytes(), Err(RecvError::Eof)));
 }
@@ -509,38 +510,43 @@ fn named_pipes_and_rlocks_across_processes() {
     watchdog(Duration::from_secs(120));
     const TEST: &str = "named_pipes_and_rlocks_across_processes";
     if role().is_some() {
-        let conn = Connection::open(&arg("PIPE"), End::B).unwrap();
+        let conn = Connection::<String>::open(&arg("PIPE"), End::B).unwrap();
+        // Opening it with other types is an error, not a misread (Python would misread).
+        assert!(matches!(
+            Connection::<f64>::open(&arg("PIPE"), End::B),
+            Err(shmkit::Error::TypeMismatch { .. })
+        ));
         let r = RLock::open(&arg("RLOCK")).unwrap();
         r.acquire().unwrap();
         r.acquire().unwrap();
-        conn.send(&"held twice").unwrap();
-        assert_eq!(conn.recv::<String>().unwrap(), "release");
+        conn.send("held twice").unwrap();
+        assert_eq!(conn.recv().unwrap(), "release");
         r.release().unwrap();
-        conn.send(&"released once").unwrap();
-        assert_eq!(conn.recv::<String>().unwrap(), "release");
+        conn.send("released once").unwrap();
+        assert_eq!(conn.recv().unwrap(), "release");
         r.release().unwrap();
-        conn.send(&"released").unwrap();
+        conn.send("released").unwrap();
         return;
     }
     let name = common::unique("pipe");
-    let (mine, _theirs) = Pipe::create_duplex(&name).unwrap();
+    let (mine, _theirs) = Pipe::<String>::create_duplex(&name).unwrap();
     assert_eq!(mine.name(), name);
     let r = RLock::new().unwrap();
     let mut kid = spawn(TEST, "child", &[("PIPE", &name), ("RLOCK", r.name())]);
-    assert_eq!(mine.recv::<String>().unwrap(), "held twice");
+    assert_eq!(mine.recv().unwrap(), "held twice");
     assert!(matches!(r.try_acquire(), Err(TryLockError::WouldBlock)));
-    mine.send(&"release").unwrap();
-    assert_eq!(mine.recv::<String>().unwrap(), "released once");
+    mine.send("release").unwrap();
+    assert_eq!(mine.recv().unwrap(), "released once");
     assert!(
         matches!(r.try_acquire(), Err(TryLockError::WouldBlock)),
         "still held once"
     );
-    mine.send(&"release").unwrap();
-    assert_eq!(mine.recv::<String>().unwrap(), "released");
+    mine.send("release").unwrap();
+    assert_eq!(mine.recv().unwrap(), "released");
     r.acquire_timeout(Duration::from_secs(10)).unwrap();
     assert!(wait(&mut kid, LIMIT).success());
     assert!(matches!(
-        Connection::open("no-such-pipe", End::A),
+        Connection::<u8>::open("no-such-pipe", End::A),
         Err(shmkit::Error::NotFound { .. })
     ));
 }

@@ -7,6 +7,7 @@
 //! to read and the other end is closed or its holder has died; it notices a death within
 //! [`DEATH_CHECK`].
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,8 +23,8 @@ use error::RecvFail;
 
 use crate::error::{Error, Result};
 use crate::queue::{GetTimeoutError, PutError, Queue};
-use crate::shm::Shared;
 use crate::shm::{Kind, shm_shared};
+use crate::shm::{Shared, TypeInfo};
 use crate::sys;
 
 /// How often a blocked `recv` checks whether the other end's process is still alive.
@@ -47,17 +48,33 @@ shm_shared! {
 /// Creates pipes: [`Pipe::duplex`] and [`Pipe::simplex`] return the two [`Connection`]s of a
 /// new pipe (Python's `Pipe()` and `Pipe(duplex=False)`).
 ///
+/// A pipe is typed: `Pipe::<A, B>` carries `A`s from its first end to its second and `B`s
+/// back, so its ends are a `Connection<A, B>` (sends `A`, receives `B`) and a
+/// `Connection<B, A>`. Opening an end, or receiving one from another process, with other
+/// types is an error ([`Error::TypeMismatch`](crate::Error::TypeMismatch)), as opening a
+/// `Value` with another element type is. `B` defaults to `A`, and `A` to `Vec<u8>`.
+///
 /// ```
 /// # fn main() -> shmkit::Result<()> {
-/// let (a, b) = shmkit::Pipe::duplex()?;
-/// a.send(&"ping")?;
-/// assert_eq!(b.recv::<String>()?, "ping");
-/// b.send(&42u32)?;
-/// assert_eq!(a.recv_timeout::<u32>(std::time::Duration::from_secs(1))?, 42);
+/// use shmkit::Pipe;
+///
+/// let (client, server) = Pipe::<String, u32>::duplex()?;
+/// client.send("ping")?;
+/// assert_eq!(server.recv()?, "ping");
+/// server.send(&42)?;
+/// assert_eq!(client.recv_timeout(std::time::Duration::from_secs(1))?, 42);
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
-pub struct Pipe;
+pub struct Pipe<A = Vec<u8>, B = A>(PhantomData<fn(A) -> B>);
+
+impl<A, B> std::fmt::Debug for Pipe<A, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Pipe")
+            .field(&std::any::type_name::<A>())
+            .field(&std::any::type_name::<B>())
+            .finish()
+    }
+}
 
 /// Which end of a pipe: the first or the second of the pair [`Pipe::duplex`] returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -91,23 +108,28 @@ fn deadline(timeout: Duration) -> Wait {
         .map_or(Wait::Forever, Wait::Until)
 }
 
-impl Pipe {
+/// The fingerprint of a pipe whose first end sends `A` and second sends `B`.
+fn pipe_type<A, B>() -> TypeInfo {
+    TypeInfo::of_channel::<PipeState, A, B>()
+}
+
+impl<A, B> Pipe<A, B> {
     /// A new two-way pipe: both ends send and receive (Python's `Pipe()`). This process holds
     /// both ends until it hands one to another process.
     ///
     /// # Errors
     /// [`Error::Io`](crate::Error::Io) if the shared segments cannot be created.
     #[doc(alias = "Pipe")]
-    pub fn duplex() -> Result<(Connection, Connection)> {
+    pub fn duplex() -> Result<(Connection<A, B>, Connection<B, A>)> {
         Self::make(None, true)
     }
 
     /// A new one-way pipe: the first end only receives and the second only sends (Python's
-    /// `Pipe(duplex=False)` returns `(r, w)`).
+    /// `Pipe(duplex=False)` returns `(r, w)`): what travels is a `B`.
     ///
     /// # Errors
     /// As [`duplex`](Self::duplex).
-    pub fn simplex() -> Result<(Connection, Connection)> {
+    pub fn simplex() -> Result<(Connection<A, B>, Connection<B, A>)> {
         Self::make(None, false)
     }
 
@@ -117,7 +139,7 @@ impl Pipe {
     ///
     /// # Errors
     /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::AlreadyExists`](crate::Error::AlreadyExists), [`Error::Io`](crate::Error::Io).
-    pub fn create_duplex(name: &str) -> Result<(Connection, Connection)> {
+    pub fn create_duplex(name: &str) -> Result<(Connection<A, B>, Connection<B, A>)> {
         Self::make(Some(name), true)
     }
 
@@ -125,22 +147,23 @@ impl Pipe {
     ///
     /// # Errors
     /// As [`create_duplex`](Self::create_duplex).
-    pub fn create_simplex(name: &str) -> Result<(Connection, Connection)> {
+    pub fn create_simplex(name: &str) -> Result<(Connection<A, B>, Connection<B, A>)> {
         Self::make(Some(name), false)
     }
 
-    fn make(name: Option<&str>, duplex: bool) -> Result<(Connection, Connection)> {
+    fn make(name: Option<&str>, duplex: bool) -> Result<(Connection<A, B>, Connection<B, A>)> {
         let end = || EndState {
             pid: AtomicU32::new(0),
             closed: AtomicU32::new(0),
             start: AtomicU64::new(0),
         };
-        let state = Shared::create(
+        let state = Shared::create_typed(
             name,
             Kind::Pipe,
             PipeState {
                 ends: [end(), end()],
             },
+            pipe_type::<A, B>(),
         )?;
         let queue = |to: usize| match name {
             Some(n) => {
@@ -170,8 +193,10 @@ struct Inner {
     tx: Option<Queue<Vec<u8>>>,
 }
 
-/// One end of a [`Pipe`]: Python's `multiprocessing.connection.Connection`. `Send + Sync + Clone`;
-/// serialises as names, so it can be handed to another process (which then holds this end).
+/// One end of a [`Pipe`]: Python's `multiprocessing.connection.Connection`, sending `S` and
+/// receiving `R` (see [`Pipe`] for the types). `Send + Sync + Clone`; serialises as names, so it
+/// can be handed to another process (which then holds this end). `send_bytes` and
+/// `recv_bytes` move raw bytes whatever the types.
 ///
 /// ```
 /// # fn main() -> shmkit::Result<()> {
@@ -179,17 +204,28 @@ struct Inner {
 /// use shmkit::{Connection, End, Pipe, RecvError};
 ///
 /// let name = format!("doc-conn-{}", shmkit::current_pid());
-/// let (mine, _theirs) = Pipe::create_duplex(&name)?;
-/// let other: Connection = Connection::open(&name, End::B)?; // as another process would
-/// other.send(&[1u8, 2, 3])?;
-/// assert_eq!(mine.recv_timeout::<[u8; 3]>(Duration::from_secs(1))?, [1, 2, 3]);
+/// let (mine, _theirs) = Pipe::<u8, [u8; 3]>::create_duplex(&name)?;
+/// // As another process would; the types are checked:
+/// let other: Connection<[u8; 3], u8> = Connection::open(&name, End::B)?;
+/// assert!(Connection::<String, u8>::open(&name, End::B).is_err());
+/// other.send(&[1, 2, 3])?;
+/// assert_eq!(mine.recv_timeout(Duration::from_secs(1))?, [1, 2, 3]);
 /// other.close();
-/// assert!(matches!(mine.recv::<u8>(), Err(RecvError::Eof)));
+/// assert!(matches!(mine.recv(), Err(RecvError::Eof)));
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
-pub struct Connection {
+pub struct Connection<S = Vec<u8>, R = S> {
     inner: Arc<Inner>,
+    _types: PhantomData<fn(S) -> R>,
+}
+
+impl<S, R> Clone for Connection<S, R> {
+    fn clone(&self) -> Self {
+        Connection {
+            inner: Arc::clone(&self.inner),
+            _types: PhantomData,
+        }
+    }
 }
 
 /// A fixed instant to measure `last_liveness_check` from.
@@ -203,15 +239,25 @@ fn me() -> (u32, u64) {
     (pid, sys::process_start_time(pid).unwrap_or(0))
 }
 
-impl Connection {
+impl<S, R> Connection<S, R> {
+    /// The pipe fingerprint an end `end` of this type expects.
+    fn expected_type(end: usize) -> TypeInfo {
+        if end == 0 {
+            pipe_type::<S, R>()
+        } else {
+            pipe_type::<R, S>()
+        }
+    }
+
     /// Opens end `end` of the named pipe `name` (made by [`Pipe::create_duplex`] or
     /// [`Pipe::create_simplex`]); this process then holds that end.
     ///
     /// # Errors
-    /// [`Error::NotFound`](crate::Error::NotFound), [`Error::KindMismatch`](crate::Error::KindMismatch), ...
+    /// [`Error::NotFound`](crate::Error::NotFound), [`Error::KindMismatch`](crate::Error::KindMismatch),
+    /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) if the pipe carries other types, ...
     pub fn open(name: &str, end: End) -> Result<Self> {
         let end = end.index();
-        let state = Shared::open(name, Kind::Pipe)?;
+        let state = Shared::open_typed(name, Kind::Pipe, Self::expected_type(end))?;
         let open = |to: usize| match Queue::<Vec<u8>>::open(&format!("{name}-to{to}")) {
             Ok(q) => Ok(Some(q)),
             Err(Error::NotFound { .. }) if to == 1 => Ok(None), // a one-way pipe
@@ -246,6 +292,7 @@ impl Connection {
                 rx,
                 tx,
             }),
+            _types: PhantomData,
         }
     }
 
@@ -314,7 +361,14 @@ impl Connection {
     /// # Errors
     /// [`SendError::Serialize`] if it does not serialise (nothing is sent), or as
     /// [`send_bytes`](Self::send_bytes).
-    pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> std::result::Result<(), SendError> {
+    ///
+    /// `value` is an `S`, or anything `S` borrows as that serialises the same (`&str` for a
+    /// `String`, `&[T]` for a `Vec<T>`), as `HashMap::get` takes keys.
+    pub fn send<Q>(&self, value: &Q) -> std::result::Result<(), SendError>
+    where
+        S: std::borrow::Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         // Handles in the value are handed over just before the receiver can see them (see
         // `shm::by_name`), and taken back if the message is not sent.
         let (result, sent) = crate::shm::by_name::capture(|| {
@@ -379,7 +433,10 @@ impl Connection {
     /// # Errors
     /// [`RecvError::Deserialize`] for bytes that are not a `T` (that message is consumed), or
     /// as [`recv_bytes_into`](Self::recv_bytes_into).
-    pub fn recv<T: DeserializeOwned>(&self) -> std::result::Result<T, RecvError> {
+    pub fn recv(&self) -> std::result::Result<R, RecvError>
+    where
+        R: DeserializeOwned,
+    {
         self.recv_value(Wait::Forever).map_err(RecvError::from_fail)
     }
 
@@ -387,7 +444,10 @@ impl Connection {
     ///
     /// # Errors
     /// [`TryRecvError::Empty`], or as [`recv`](Self::recv).
-    pub fn try_recv<T: DeserializeOwned>(&self) -> std::result::Result<T, TryRecvError> {
+    pub fn try_recv(&self) -> std::result::Result<R, TryRecvError>
+    where
+        R: DeserializeOwned,
+    {
         self.recv_value(Wait::No).map_err(TryRecvError::from_fail)
     }
 
@@ -396,15 +456,18 @@ impl Connection {
     ///
     /// # Errors
     /// [`RecvTimeoutError::Timeout`], or as [`recv`](Self::recv).
-    pub fn recv_timeout<T: DeserializeOwned>(
-        &self,
-        timeout: Duration,
-    ) -> std::result::Result<T, RecvTimeoutError> {
+    pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<R, RecvTimeoutError>
+    where
+        R: DeserializeOwned,
+    {
         self.recv_value(deadline(timeout))
             .map_err(RecvTimeoutError::from_fail)
     }
 
-    fn recv_value<T: DeserializeOwned>(&self, wait: Wait) -> std::result::Result<T, RecvFail> {
+    fn recv_value(&self, wait: Wait) -> std::result::Result<R, RecvFail>
+    where
+        R: DeserializeOwned,
+    {
         let mut buf = Vec::new();
         self.recv_raw(&mut buf, wait)?;
         postcard::from_bytes(&buf).map_err(|e| RecvFail::Deserialize(e.to_string()))
@@ -553,7 +616,7 @@ impl crate::shm::by_name::HandOver for Inner {
     }
 }
 
-impl crate::shm::by_name::Handle for Connection {
+impl<S, R> crate::shm::by_name::Handle for Connection<S, R> {
     fn hand_over(&self) -> Arc<dyn crate::shm::by_name::HandOver> {
         self.inner.clone()
     }
@@ -567,8 +630,8 @@ struct Wire {
     tx: Option<String>,
 }
 
-impl Serialize for Connection {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+impl<S, R> Serialize for Connection<S, R> {
+    fn serialize<Z: serde::Serializer>(&self, s: Z) -> std::result::Result<Z::Ok, Z::Error> {
         crate::shm::by_name::note(self);
         let i = &self.inner;
         Wire {
@@ -581,7 +644,7 @@ impl Serialize for Connection {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for Connection {
+impl<'de, S, R> serde::Deserialize<'de> for Connection<S, R> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error as _;
         let w = Wire::deserialize(d)?;
@@ -590,7 +653,7 @@ impl<'de> serde::Deserialize<'de> for Connection {
         }
         let opened = (|| {
             let open = |name: Option<String>| name.map(|n| Queue::<Vec<u8>>::open(&n)).transpose();
-            let state = Shared::open(&w.state, Kind::Pipe)?;
+            let state = Shared::open_typed(&w.state, Kind::Pipe, Self::expected_type(w.end))?;
             Ok::<_, Error>((state, open(w.rx)?, open(w.tx)?))
         })();
         match opened {
@@ -608,11 +671,13 @@ impl<'de> serde::Deserialize<'de> for Connection {
     }
 }
 
-impl std::fmt::Debug for Connection {
+impl<S, R> std::fmt::Debug for Connection<S, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("pipe", &self.inner.state.name())
             .field("end", &self.inner.end)
+            .field("sends", &std::any::type_name::<S>())
+            .field("receives", &std::any::type_name::<R>())
             .finish()
     }
 }

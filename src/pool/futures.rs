@@ -160,6 +160,24 @@ impl Executor {
         }
     }
 
+    /// Schedules a fallible `f(arg)`: the future's value is the `R` inside an `Ok`, and an
+    /// `Err` is [`TaskError::Failed`] (no nested `Result`; see
+    /// [`Pool::try_apply`](crate::Pool::try_apply)).
+    pub fn try_submit<F, A, R, E>(&self, f: F, arg: A) -> Future<R>
+    where
+        F: Fn(A) -> std::result::Result<R, E> + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+        E: Serialize + DeserializeOwned + 'static,
+    {
+        let (slot, id) = self.pool.submit_one(f, &arg);
+        Future {
+            result: AsyncResult::new(slot, slot::decode_one_ok::<R>),
+            core: Arc::downgrade(self.pool.core()),
+            id,
+        }
+    }
+
     /// Submits `f` for every item at once, and returns their results in order, each as it is
     /// needed (Python's `Executor.map`).
     pub fn map<F, A, R, I>(

@@ -264,6 +264,51 @@ impl Pool {
         (slot, id)
     }
 
+    /// Runs a fallible `f(arg)` on a worker and waits for its value: an `Err` it returns is
+    /// [`TaskError::Failed`] (with the error's text), an `Ok` is its value, with no nested
+    /// `Result` (`apply` of the same function gives `Ok(Ok(v))`).
+    ///
+    /// # Errors
+    /// The task's [`TaskError`].
+    pub fn try_apply<F, A, R, E>(&self, f: F, arg: A) -> std::result::Result<R, TaskError>
+    where
+        F: Fn(A) -> std::result::Result<R, E> + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+        E: Serialize + DeserializeOwned + 'static,
+    {
+        self.try_apply_async(f, arg).get()
+    }
+
+    /// As [`try_apply`](Self::try_apply), without waiting.
+    pub fn try_apply_async<F, A, R, E>(&self, f: F, arg: A) -> AsyncResult<R>
+    where
+        F: Fn(A) -> std::result::Result<R, E> + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+        E: Serialize + DeserializeOwned + 'static,
+    {
+        let (slot, _) = self.submit_one(f, &arg);
+        AsyncResult::new(slot, slot::decode_one_ok::<R>)
+    }
+
+    /// A fallible `f` on every item, in order: the values inside the `Ok`s, or the first
+    /// failure (an `Err` is [`TaskError::Failed`]), as [`try_apply`](Self::try_apply).
+    ///
+    /// # Errors
+    /// The first failing item's [`TaskError`], once every chunk has finished.
+    pub fn try_map<F, A, R, E, I>(&self, f: F, items: I) -> std::result::Result<Vec<R>, TaskError>
+    where
+        F: Fn(A) -> std::result::Result<R, E> + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+        E: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.chunked()
+            .run_all_with(task::map_entry(f), items, task::decode_outcome_ok::<R>)
+    }
+
     /// `f` on every item, in order (Python's `map`), in chunks of the default size: the items
     /// divided by four times the workers, rounded up.
     ///
@@ -524,6 +569,16 @@ impl<'p> Chunked<'p> {
         entry: i64,
         items: impl IntoIterator<Item = A>,
     ) -> std::result::Result<Vec<R>, TaskError> {
+        self.run_all_with(entry, items, task::decode_outcome::<R>)
+    }
+
+    /// As [`run_all`](Self::run_all), decoding each outcome with `decode`.
+    fn run_all_with<A: Serialize, R>(
+        self,
+        entry: i64,
+        items: impl IntoIterator<Item = A>,
+        decode: task::DecodeOutcome<R>,
+    ) -> std::result::Result<Vec<R>, TaskError> {
         let items = items.into_iter();
         let (tx, rx) = std::sync::mpsc::channel();
         let mut sizes = Vec::new();
@@ -565,7 +620,7 @@ impl<'p> Chunked<'p> {
             let mut part = Vec::new();
             let out = if i == next { &mut values } else { &mut part };
             match outcome {
-                Ok(bytes) => task::decode_chunk(&bytes, sizes[i], |r| match r {
+                Ok(bytes) => task::decode_chunk_with(&bytes, sizes[i], decode, |r| match r {
                     Ok(v) => out.push(v),
                     Err(e) => {
                         err.get_or_insert(e);

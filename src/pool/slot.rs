@@ -238,11 +238,27 @@ fn guarded(f: impl FnOnce()) {
 /// Decodes the single item of a one-chunk slot.
 pub(crate) fn decode_one<R: DeserializeOwned>(
     chunks: &[ChunkOutcome],
+    sizes: &[usize],
+) -> Result<R, TaskError> {
+    decode_one_with(chunks, sizes, task::decode_outcome::<R>)
+}
+
+/// As [`decode_one`], for a fallible task: the value inside its `Ok`.
+pub(crate) fn decode_one_ok<R: DeserializeOwned>(
+    chunks: &[ChunkOutcome],
+    sizes: &[usize],
+) -> Result<R, TaskError> {
+    decode_one_with(chunks, sizes, task::decode_outcome_ok::<R>)
+}
+
+fn decode_one_with<R>(
+    chunks: &[ChunkOutcome],
     _: &[usize],
+    decode: task::DecodeOutcome<R>,
 ) -> Result<R, TaskError> {
     match chunks.first() {
         Some(Ok(bytes)) => match task::Items(bytes).next() {
-            Some(Ok((tag, bytes))) => task::decode_outcome(tag, bytes),
+            Some(Ok((tag, bytes))) => decode(tag, bytes),
             Some(Err(why)) => Err(TaskError::Deserialize(why)),
             None => Err(TaskError::Deserialize("the worker sent no result".into())),
         },

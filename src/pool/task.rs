@@ -375,11 +375,42 @@ pub(crate) fn decode_outcome<R: DeserializeOwned>(tag: u8, bytes: &[u8]) -> Resu
     }
 }
 
+/// As [`decode_outcome`], for a task whose function returns `Result<R, E>`: its value is the
+/// `R` inside the `Ok` (an `Err` came back as [`TaskError::Failed`] already).
+pub(crate) fn decode_outcome_ok<R: DeserializeOwned>(
+    tag: u8,
+    bytes: &[u8],
+) -> Result<R, TaskError> {
+    match (tag, bytes.split_first()) {
+        // postcard writes a `Result`'s variant first: 0 for `Ok`.
+        (OK, Some((0, value))) => postcard::from_bytes(value)
+            .map_err(|e| TaskError::Deserialize(format!("the result did not deserialise: {e}"))),
+        (OK, _) => Err(TaskError::Deserialize(
+            "the result of a fallible task is not an Ok".into(),
+        )),
+        _ => decode_outcome(tag, bytes),
+    }
+}
+
+/// How an outcome becomes a value: [`decode_outcome`], or [`decode_outcome_ok`] for the
+/// `try_` calls of fallible functions.
+pub(crate) type DecodeOutcome<R> = fn(u8, &[u8]) -> Result<R, TaskError>;
+
 /// Decodes a chunk of outcomes, handing `item` one result per argument (`expected` of them;
 /// a short chunk repeats its last error, as a refused task has one outcome for all its items).
 pub(crate) fn decode_chunk<R: DeserializeOwned>(
     bytes: &[u8],
     expected: usize,
+    item: impl FnMut(Result<R, TaskError>),
+) {
+    decode_chunk_with(bytes, expected, decode_outcome::<R>, item);
+}
+
+/// As [`decode_chunk`], decoding each outcome with `decode`.
+pub(crate) fn decode_chunk_with<R>(
+    bytes: &[u8],
+    expected: usize,
+    decode: DecodeOutcome<R>,
     mut item: impl FnMut(Result<R, TaskError>),
 ) {
     let mut seen = 0;
@@ -387,7 +418,7 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(
     for frame in Items(bytes).take(expected) {
         seen += 1;
         let r = match frame {
-            Ok((tag, bytes)) => decode_outcome(tag, bytes),
+            Ok((tag, bytes)) => decode(tag, bytes),
             Err(why) => Err(TaskError::Deserialize(why)),
         };
         if let Err(e) = &r {

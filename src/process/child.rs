@@ -151,7 +151,7 @@ fn run(spec: Spec) -> i32 {
     if spec.daemon && sys::die_with_parent().is_err() {
         return fail("could not tie a daemon child to its parent".into());
     }
-    let conn: Connection = match serde_json::from_str(&spec.conn) {
+    let conn: Connection<Message, Vec<u8>> = match serde_json::from_str(&spec.conn) {
         Ok(c) => c,
         Err(e) => return fail(format!("cannot open the pipe to the parent: {e}")),
     };

@@ -90,7 +90,7 @@ pub struct Process<R> {
     /// The child, and its exit status once reaped (queries take `&self`).
     child: Mutex<(Child, Option<ExitStatus>)>,
     pid: u32,
-    conn: Connection,
+    conn: Connection<Vec<u8>, Message>,
     name: String,
     outcome: Option<std::result::Result<(Vec<u8>, bool), ProcessError>>,
     _result: PhantomData<fn() -> R>,
@@ -138,6 +138,16 @@ impl Builder {
 
     /// Starts `f(arg)` in a child process.
     ///
+    /// # A closure that captures state
+    /// `f` must be a fn item or a closure that captures nothing: the child gets only its type.
+    /// Anything else is refused at compile time, but the language lets that check run only when
+    /// the code is generated, so `cargo check` passes and `cargo build` fails with
+    /// `error[E0080]: evaluation panicked: only fn items and closures that capture nothing can
+    /// run in another process`, pointing inside shmkit; its note "evaluation of
+    /// `shmkit::process::entry::conjure::<{closure@src/main.rs:4:36: 4:49}>`" names your
+    /// closure's file and line.
+    /// The fix: pass the state in the argument, `Process::start(f, (state, x))`.
+    ///
     /// # Errors
     /// [`Error::InitNotCalled`](crate::Error::InitNotCalled) if the child never reached `shmkit::init()` (or this process is
     /// such a child itself); [`Error::Serialize`](crate::Error::Serialize) for an argument that does not serialise;
@@ -167,7 +177,7 @@ impl Builder {
         });
         let arg = arg.map_err(|e| Error::Serialize(e.to_string()))?;
         let started = (|| {
-            let (conn, theirs) = Pipe::duplex()?;
+            let (conn, theirs) = Pipe::<Vec<u8>, Message>::duplex()?;
             let key = match self.key {
                 Some(k) => k,
                 None => entry::new_key().map_err(|e| Error::io("getrandom", e))?,
@@ -250,7 +260,7 @@ impl<R: DeserializeOwned> Process<R> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if self.conn.poll(Duration::from_millis(10)) {
-                return match self.conn.recv::<Message>() {
+                return match self.conn.recv() {
                     Ok(Message::Hello) => self.conn.send_bytes(arg).map_err(Error::from),
                     _ => Err(Error::InitNotCalled),
                 };
@@ -366,7 +376,7 @@ impl<R: DeserializeOwned> Process<R> {
     ) -> std::result::Result<R, ProcessTimeoutError> {
         while self.outcome.is_none() {
             if self.conn.poll(Duration::from_millis(20)) || self.conn.is_closed() {
-                self.outcome = Some(match self.conn.recv::<Message>() {
+                self.outcome = Some(match self.conn.recv() {
                     Ok(Message::Returned { bytes, failed }) => Ok((bytes, failed)),
                     Ok(Message::Panicked(m)) => Err(ProcessError::Panicked(m)),
                     Ok(Message::Failed(m)) => Err(ProcessError::Serde(m)),

@@ -40,6 +40,15 @@ impl TypeInfo {
         }
     }
 
+    /// The fingerprint of a control block `C` through which values of `A` and `B` travel (a
+    /// pipe's state, typed by what each direction carries).
+    pub(crate) fn of_channel<C: super::ShmShared, A, B>() -> TypeInfo {
+        TypeInfo {
+            name: std::any::type_name::<(C, A, B)>(),
+            ..TypeInfo::of_control::<C>()
+        }
+    }
+
     pub(crate) fn hash(&self) -> u64 {
         let mut bytes = Vec::with_capacity(self.name.len() + self.layout.len() + 17);
         bytes.extend_from_slice(self.name.as_bytes());

@@ -35,16 +35,22 @@ impl<C: ShmShared + Send> super::by_name::HandOver for Shared<C> {
 impl<C: ShmShared> Shared<C> {
     /// Creates the segment `name` (an anonymous one if `None`) holding `init`.
     pub(crate) fn create(name: Option<&str>, kind: Kind, init: C) -> Result<Arc<Self>> {
+        Self::create_typed(name, kind, init, TypeInfo::of_control::<C>())
+    }
+
+    /// As [`create`](Self::create), with the fingerprint `ty` (a `C` that also carries the
+    /// types of what travels through it, as a typed pipe's state does).
+    pub(crate) fn create_typed(
+        name: Option<&str>,
+        kind: Kind,
+        init: C,
+        ty: TypeInfo,
+    ) -> Result<Arc<Self>> {
         let name = match name {
             Some(n) => SegmentName::new(n)?,
             None => SegmentName::anonymous()?,
         };
-        let spec = Spec::new(
-            kind,
-            TypeInfo::of_control::<C>(),
-            0,
-            sys::page_size() as u64,
-        )?;
+        let spec = Spec::new(kind, ty, 0, sys::page_size() as u64)?;
         let seg = Segment::create(name, &spec, |seg| {
             let ctl: *const C = seg.control::<C>()?;
             // SAFETY: `control` checked that `C` fits in the mapping and is aligned; the segment
@@ -57,9 +63,15 @@ impl<C: ShmShared> Shared<C> {
 
     /// Opens the segment `name`, which must hold a `C` of `kind`.
     pub(crate) fn open(name: &str, kind: Kind) -> Result<Arc<Self>> {
+        Self::open_typed(name, kind, TypeInfo::of_control::<C>())
+    }
+
+    /// As [`open`](Self::open), expecting the fingerprint `ty` (see
+    /// [`create_typed`](Self::create_typed)).
+    pub(crate) fn open_typed(name: &str, kind: Kind, ty: TypeInfo) -> Result<Arc<Self>> {
         let expect = Expect {
             kind,
-            ty: TypeInfo::of_control::<C>(),
+            ty,
             len: None,
         };
         Self::wrap(Segment::open(
