@@ -77,6 +77,7 @@ mod pool;
 #[cfg_attr(docsrs, doc(cfg(feature = "process")))]
 pub mod process;
 pub mod queue;
+mod select;
 pub mod shm;
 mod sync;
 #[allow(unsafe_code)]
@@ -103,6 +104,7 @@ pub use process::{
     Process, ProcessError, ProcessInfo, ProcessTimeoutError, active_children, current_process,
     init, parent_process,
 };
+pub use select::{Waitable, wait};
 
 /// An executor in the style of Python's `concurrent.futures`: [`Executor`](futures::Executor),
 /// [`Future`](futures::Future), [`wait`](futures::wait), [`as_completed`](futures::as_completed).

@@ -616,6 +616,15 @@ impl crate::shm::by_name::HandOver for Inner {
     }
 }
 
+impl<S, R> crate::select::sealed::Watch for Connection<S, R> {
+    fn is_ready(&self) -> bool {
+        self.poll(Duration::ZERO)
+    }
+    fn watched(&self) -> Option<&crate::queue::QueueCore> {
+        self.inner.rx.as_ref().map(|q| q.core())
+    }
+}
+
 impl<S, R> crate::shm::by_name::Handle for Connection<S, R> {
     fn hand_over(&self) -> Arc<dyn crate::shm::by_name::HandOver> {
         self.inner.clone()

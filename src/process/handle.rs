@@ -415,6 +415,15 @@ impl<R: DeserializeOwned> Process<R> {
     }
 }
 
+impl<R: DeserializeOwned> crate::select::sealed::Watch for Process<R> {
+    fn is_ready(&self) -> bool {
+        !self.is_alive()
+    }
+    fn watched(&self) -> Option<&crate::queue::QueueCore> {
+        crate::select::sealed::Watch::watched(&self.conn)
+    }
+}
+
 impl<R> Drop for Process<R> {
     fn drop(&mut self) {
         super::current::forget_child(self.pid);

@@ -69,7 +69,8 @@ pub(crate) struct Control {
 
 const _: () = assert!(std::mem::size_of::<Control>() == 128);
 
-pub(crate) struct QueueCore {
+/// A queue's shared state (opaque: it appears in the sealed trait behind `shmkit::wait`).
+pub struct QueueCore {
     ctl: NonNull<Control>,
     ring: NonNull<u8>,
     pub(super) cap: u64,
@@ -524,6 +525,45 @@ impl QueueCore {
         Ok(())
     }
 
+    /// Whether a get would not wait now: an item is there, or the queue is closed.
+    pub(crate) fn readable(&self) -> bool {
+        self.len() > 0 || self.is_closed()
+    }
+
+    /// For a waiter on several objects: registers as a sleeper on `not_empty` and returns the
+    /// futex word and the value to sleep on, or `None` if a get would not wait now (or the
+    /// queue's state is broken, which the caller's get will report). Undo with [`unwatch`].
+    ///
+    /// [`unwatch`]: Self::unwatch
+    pub(crate) fn watch(&self) -> Option<(&AtomicU32, u32)> {
+        let held = self.lock(Wait::Forever).ok()?;
+        if self.readable() {
+            return None;
+        }
+        let list = &self.ctl().not_empty;
+        list.enter();
+        let seq = list.seq();
+        drop(held);
+        Some((list.word(), seq))
+    }
+
+    /// Ends a [`watch`](Self::watch). A wake-up that reached this watcher rather than a getter
+    /// sleeping on the same queue is passed on, so no getter is left asleep beside an item.
+    pub(crate) fn unwatch(&self) {
+        let Ok(held) = self.lock(Wait::Forever) else {
+            return;
+        };
+        let list = &self.ctl().not_empty;
+        list.leave();
+        let k = if list.take_signal() && self.readable() {
+            list.claim(1)
+        } else {
+            0
+        };
+        drop(held);
+        list.wake(k);
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.ctl().closed.load(Ordering::Relaxed) != 0
     }
@@ -559,6 +599,14 @@ impl QueueCore {
             }
             held = self.sleep(held, &ctl.joined, wait)?;
         }
+    }
+}
+
+impl std::fmt::Debug for QueueCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueCore")
+            .field("name", &self.name())
+            .finish()
     }
 }
 

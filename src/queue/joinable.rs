@@ -148,6 +148,15 @@ impl<T> std::fmt::Debug for JoinableQueue<T> {
     }
 }
 
+impl<T> crate::select::sealed::Watch for JoinableQueue<T> {
+    fn is_ready(&self) -> bool {
+        crate::select::sealed::Watch::is_ready(&self.queue)
+    }
+    fn watched(&self) -> Option<&crate::queue::QueueCore> {
+        crate::select::sealed::Watch::watched(&self.queue)
+    }
+}
+
 impl<T> crate::shm::by_name::Handle for JoinableQueue<T> {
     fn hand_over(&self) -> std::sync::Arc<dyn crate::shm::by_name::HandOver> {
         crate::shm::by_name::Handle::hand_over(&self.queue)

@@ -26,3 +26,5 @@ pub use error::{
 };
 pub use joinable::JoinableQueue;
 pub use typed::{DEFAULT_CAPACITY, Queue};
+
+pub(crate) use core::QueueCore;

@@ -379,6 +379,15 @@ impl<T> fmt::Debug for Queue<T> {
     }
 }
 
+impl<T> crate::select::sealed::Watch for Queue<T> {
+    fn is_ready(&self) -> bool {
+        self.core.readable()
+    }
+    fn watched(&self) -> Option<&QueueCore> {
+        Some(&self.core)
+    }
+}
+
 impl<T> crate::shm::by_name::Handle for Queue<T> {
     fn hand_over(&self) -> std::sync::Arc<dyn crate::shm::by_name::HandOver> {
         self.core.clone()

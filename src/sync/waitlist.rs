@@ -50,6 +50,11 @@ impl Waitlist {
         self.word.load(Ordering::Acquire)
     }
 
+    /// The futex word, for a waiter that sleeps on several lists at once.
+    pub(crate) fn word(&self) -> &AtomicU32 {
+        &self.word
+    }
+
     /// With the lock released: sleeps until woken, unless the word has changed since `seq`.
     pub(crate) fn sleep(&self, seq: u32, timeout: Option<Duration>) {
         sys::futex_wait(&self.word, seq, timeout);

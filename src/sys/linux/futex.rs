@@ -36,3 +36,72 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
     // beyond hashing its address.
     unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
 }
+
+/// `futex_waitv(2)`'s system call number on x86-64 (Linux 5.16 and later).
+#[cfg(target_arch = "x86_64")]
+const SYS_FUTEX_WAITV: libc::c_long = 449;
+/// A 32-bit futex, for `futex_waitv`; without `FUTEX_PRIVATE_FLAG`, as for `futex_wait`.
+const FUTEX2_SIZE_U32: u32 = 0x02;
+
+/// One entry of `futex_waitv`'s list: the kernel's `struct futex_waitv`.
+#[repr(C)]
+struct FutexWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+/// Sleeps until any of `words` no longer holds its expected value (or is woken), or
+/// `timeout` passes: `futex_wait` on several words at once. Returns at once if one of them
+/// already differs, and on a signal: callers re-check their conditions in a loop. Returns
+/// `false` if the kernel lacks `futex_waitv` (before Linux 5.16), after sleeping on the first
+/// word alone for at most `timeout`.
+pub(crate) fn futex_wait_any(words: &[(&AtomicU32, u32)], timeout: Duration) -> bool {
+    let Some(&(first, first_val)) = words.first() else {
+        std::thread::sleep(timeout);
+        return true;
+    };
+    let list: Vec<FutexWaitv> = words
+        .iter()
+        .map(|&(w, v)| FutexWaitv {
+            val: u64::from(v),
+            uaddr: w.as_ptr() as u64,
+            flags: FUTEX2_SIZE_U32,
+            reserved: 0,
+        })
+        .collect();
+    // futex_waitv takes an absolute deadline on a clock it is told.
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec for clock_gettime to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let total = u128::from(now.tv_nsec as u64)
+        + timeout.as_nanos().min(u128::from(u32::MAX) * 1_000_000_000);
+    let deadline = libc::timespec {
+        tv_sec: now
+            .tv_sec
+            .saturating_add((total / 1_000_000_000) as libc::time_t),
+        tv_nsec: (total % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: `list` holds `list.len()` (at most 128, checked by the kernel) entries whose
+    // addresses are valid, aligned 32-bit atomics borrowed for the duration of the call;
+    // `deadline` lives on our stack until it returns. futex_waitv only reads them.
+    let r = unsafe {
+        libc::syscall(
+            SYS_FUTEX_WAITV,
+            list.as_ptr(),
+            list.len() as libc::c_uint,
+            0 as libc::c_uint,
+            &deadline as *const libc::timespec,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        futex_wait(first, first_val, Some(timeout));
+        return false;
+    }
+    true
+}

@@ -5,7 +5,7 @@ mod process;
 mod shm;
 mod task;
 
-pub(crate) use futex::{futex_wait, futex_wake};
+pub(crate) use futex::{futex_wait, futex_wait_any, futex_wake};
 pub(crate) use process::parent_pid;
 #[cfg(feature = "process")]
 pub(crate) use process::{SIGKILL, SIGTERM, die_with_parent, exe_identity, signal};
