@@ -124,6 +124,20 @@ pub enum Error {
         /// The segment's name.
         name: String,
     },
+    /// The segment belongs to another user, or other users may write it: shmkit creates its
+    /// segments with mode 0600, so this one was planted (or its permissions changed). It is
+    /// refused: its owner could rewrite or truncate it under this process.
+    #[error(
+        "segment {name:?} is not this user's own (owner uid {owner_uid}, mode {mode:o}): refused; remove it if it is stale"
+    )]
+    ForeignOwner {
+        /// The segment's name.
+        name: String,
+        /// The uid that owns it.
+        owner_uid: u32,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A system call failed.
     #[error("{op} failed: {source}")]
     Io {

@@ -82,9 +82,38 @@ fn wrong_type_kind_or_length_is_refused_precisely() {
 }
 
 /// Writes `bytes` as the whole content of segment `name`, as a broken or hostile peer could.
+/// Writes `bytes` as segment `name`, with the mode shmkit gives its segments (0600).
 fn write_segment(name: &str, bytes: &[u8]) -> Remove {
+    use std::os::unix::fs::PermissionsExt;
     std::fs::write(shm_path(name), bytes).unwrap();
+    std::fs::set_permissions(shm_path(name), std::fs::Permissions::from_mode(0o600)).unwrap();
     Remove(name.to_owned())
+}
+
+/// A segment another user could write, or that another user owns, is refused even with a
+/// valid header: its owner could rewrite or truncate it under us (a SIGBUS).
+#[test]
+fn a_planted_segment_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    watchdog(Duration::from_secs(60));
+    let v = Value::create(&unique("planted"), 1.5f64).unwrap();
+    assert_eq!(Value::<f64>::open(v.name()).unwrap().get().unwrap(), 1.5);
+    let path = shm_path(v.name());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    match Value::<f64>::open(v.name()) {
+        Err(Error::ForeignOwner { mode, .. }) => assert_eq!(mode, 0o666),
+        other => panic!("a segment others may write was accepted: {other:?}"),
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Owned by another user (only root can give a file away; as root, check it too).
+    if std::os::unix::fs::chown(&path, Some(12_345), None).is_ok() {
+        match Value::<f64>::open(v.name()) {
+            Err(Error::ForeignOwner { owner_uid, .. }) => assert_eq!(owner_uid, 12_345),
+            other => panic!("another user's segment was accepted: {other:?}"),
+        }
+        let me = shmkit::shm::segments().unwrap();
+        assert!(me.iter().any(|s| s.name == v.name()), "still listed");
+    }
 }
 
 #[test]

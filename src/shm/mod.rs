@@ -12,8 +12,9 @@
 //!     .filter(|s| s.creator_pid == Some(shmkit::current_pid()))
 //!     .collect();
 //! assert!(mine.iter().any(|s| s.name == v.name() && !s.is_stale()));
-//! // Segments whose creator died without removing them (SIGKILL, a crash):
-//! for gone in shmkit::shm::remove_stale()? {
+//! // This program's segments whose creator died without removing them (SIGKILL, a crash);
+//! // `remove_stale()` would remove every program's:
+//! for gone in shmkit::shm::remove_stale_if(|s| s.name.starts_with("myapp-"))? {
 //!     println!("removed {} ({} bytes)", gone.name, gone.size);
 //! }
 //! # Ok(()) }
@@ -34,7 +35,7 @@ mod shared;
 
 pub use header::Kind;
 pub use name::MAX_NAME_LEN;
-pub use registry::{SegmentInfo, remove, remove_stale, segments};
+pub use registry::{SegmentInfo, remove, remove_stale, remove_stale_if, segments};
 
 pub(crate) use by_name::serde_by_name;
 pub(crate) use fingerprint::TypeInfo;

@@ -119,9 +119,19 @@ pub fn remove(name: &str) -> Result<()> {
 /// # Errors
 /// [`Error::Io`](crate::Error::Io) if `/dev/shm` cannot be read.
 pub fn remove_stale() -> Result<Vec<SegmentInfo>> {
+    remove_stale_if(|_| true)
+}
+
+/// As [`remove_stale`], for the stale segments `chosen` picks only (those of one program, by
+/// a name prefix, say): a program that cleans up after itself leaves other programs' stale
+/// segments alone.
+///
+/// # Errors
+/// As [`remove_stale`].
+pub fn remove_stale_if(chosen: impl Fn(&SegmentInfo) -> bool) -> Result<Vec<SegmentInfo>> {
     let mut stale: Vec<SegmentInfo> = segments()?
         .into_iter()
-        .filter(SegmentInfo::is_stale)
+        .filter(|s| s.is_stale() && chosen(s))
         .collect();
     if stale.iter().any(|s| s.creator_pid.is_none()) {
         std::thread::sleep(std::time::Duration::from_millis(100));

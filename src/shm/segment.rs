@@ -128,6 +128,16 @@ impl Segment {
             io::ErrorKind::NotFound => Error::NotFound { name: user() },
             _ => Error::io("shm_open", e),
         })?;
+        // Only a segment of this user's own, which no one else may write, is believed: another
+        // user could otherwise plant one with a valid header and rewrite or truncate it later.
+        let (owner_uid, mode) = sys::file_owner(&file).map_err(|e| Error::io("fstat", e))?;
+        if owner_uid != sys::current_uid() || mode & 0o077 != 0 {
+            return Err(Error::ForeignOwner {
+                name: user(),
+                owner_uid,
+                mode,
+            });
+        }
         let start = Instant::now();
         let mut pause = Duration::from_micros(50);
         let fields = loop {

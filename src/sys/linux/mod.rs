@@ -10,8 +10,8 @@ pub(crate) use process::parent_pid;
 #[cfg(feature = "process")]
 pub(crate) use process::{SIGKILL, SIGTERM, die_with_parent, exe_identity, signal};
 pub(crate) use shm::{
-    SHM_DIR, file_size, page_size, same_file, shm_create_exclusive, shm_list, shm_open_existing,
-    shm_unlink,
+    SHM_DIR, current_uid, file_owner, file_size, page_size, same_file, shm_create_exclusive,
+    shm_list, shm_open_existing, shm_unlink,
 };
 pub(crate) use task::{
     Liveness, START_UNVERIFIABLE, TID_BITS, current_pid, pid_namespace, process_alive,

@@ -74,6 +74,18 @@ pub(crate) fn file_size(file: &File) -> io::Result<u64> {
     Ok(file.metadata()?.len())
 }
 
+/// The owner (uid) and permission bits of an open file.
+pub(crate) fn file_owner(file: &File) -> io::Result<(u32, u32)> {
+    let m = file.metadata()?;
+    Ok((m.uid(), m.mode() & 0o7777))
+}
+
+/// This process's effective user id.
+pub(crate) fn current_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// The size of a virtual-memory page.
 pub(crate) fn page_size() -> usize {
     // SAFETY: sysconf has no memory-safety preconditions.
