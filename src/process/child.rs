@@ -33,10 +33,13 @@ pub(crate) fn key() -> Key {
     KEY.get().copied().unwrap_or_default()
 }
 
-/// What a child sends its parent, in order: `Hello` once it runs `init`, then one outcome.
+/// What a child sends its parent, in order: `Hello` once it runs `init`, `Claimed` once it has
+/// decoded its argument, then one outcome.
 #[derive(serde::Serialize, serde::Deserialize, Debug)]
 pub(crate) enum Message {
     Hello,
+    /// The argument was decoded: the handles in it are claimed (see `shm::by_name`).
+    Claimed,
     /// The function returned: its serialised result, and whether it is an `Err`.
     Returned {
         bytes: Vec<u8>,
@@ -69,7 +72,10 @@ pub(crate) struct Spec {
 
 /// Runs `F` on the argument decoded from `input`; returns the encoded result and whether it is
 /// an `Err`. Its offset ([`entry::name`]) is what a parent sends to name `F`.
-pub(crate) fn trampoline<F, A, R>(input: &[u8]) -> Result<(Vec<u8>, bool), String>
+pub(crate) fn trampoline<F, A, R>(
+    input: &[u8],
+    claimed: &mut dyn FnMut(),
+) -> Result<(Vec<u8>, bool), String>
 where
     F: Fn(A) -> R,
     A: DeserializeOwned,
@@ -79,6 +85,7 @@ where
         let why = by_name::take_open_error().unwrap_or_else(|| e.to_string());
         format!("the argument did not deserialise: {why}")
     })?;
+    claimed();
     let f: F = entry::conjure();
     let result = f(arg);
     // Handles in the result are handed over to the parent (see `shm::by_name`).
@@ -164,7 +171,11 @@ fn run(spec: Spec) -> i32 {
     let Some(run) = entry::resolve::<ChildEntry>(spec.entry, &spec.key) else {
         return fail("the function to run is not signed by the parent".into());
     };
-    let outcome = std::panic::catch_unwind(|| run(&arg));
+    let mut claimed = || {
+        let _ = conn.send(&Message::Claimed);
+    };
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&arg, &mut claimed)));
     let (message, code) = match outcome {
         Ok(Ok((bytes, failed))) => (Message::Returned { bytes, failed }, i32::from(failed)),
         Ok(Err(msg)) => (Message::Failed(msg), 1),

@@ -45,8 +45,9 @@ pub(crate) unsafe trait Entry: Copy {
     fn addr(self) -> usize;
 }
 
-/// A child's whole run: the argument's bytes in, the result's bytes and whether it is an `Err`.
-pub(crate) type ChildEntry = fn(&[u8]) -> Result<(Vec<u8>, bool), String>;
+/// A child's whole run: the argument's bytes in (and a call to make once they are decoded),
+/// the result's bytes and whether it is an `Err`.
+pub(crate) type ChildEntry = fn(&[u8], &mut dyn FnMut()) -> Result<(Vec<u8>, bool), String>;
 /// A pool task: a chunk of encoded arguments in, a chunk of encoded outcomes appended.
 pub(crate) type TaskEntry = fn(&[u8], &mut Vec<u8>);
 
@@ -134,7 +135,7 @@ mod tests {
         out.extend(input.iter().map(|b| b * 2));
     }
 
-    fn whole(input: &[u8]) -> Result<(Vec<u8>, bool), String> {
+    fn whole(input: &[u8], _: &mut dyn FnMut()) -> Result<(Vec<u8>, bool), String> {
         Ok((input.to_vec(), false))
     }
 
@@ -165,7 +166,7 @@ mod tests {
         );
         let c = name(whole as ChildEntry, &key);
         assert_eq!(
-            resolve::<ChildEntry>(c, &key).unwrap()(&[9]),
+            resolve::<ChildEntry>(c, &key).unwrap()(&[9], &mut || {}),
             Ok((vec![9], false))
         );
     }

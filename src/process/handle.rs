@@ -228,10 +228,20 @@ impl Builder {
             p.handshake(&arg)?;
             Ok(p)
         })();
-        if started.is_err() {
-            sent.abandon();
+        match started {
+            // `start` returns once the child holds what it was handed: the sender may then drop,
+            // or the child be killed, without stranding a hand-over.
+            Ok(mut p) => {
+                if !p.await_claim() {
+                    sent.abandon();
+                }
+                Ok(p)
+            }
+            Err(e) => {
+                sent.abandon();
+                Err(e)
+            }
         }
-        started
     }
 }
 
@@ -278,6 +288,29 @@ impl<R: DeserializeOwned> Process<R> {
                 return Err(Error::InitNotCalled);
             }
         }
+    }
+
+    /// Waits until the child has decoded its argument (`Claimed`); `false` if it could not, or
+    /// died first. A decoding failure is kept as the outcome `join` reports.
+    fn await_claim(&mut self) -> bool {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if !self.conn.poll(Duration::from_millis(10)) {
+                if !self.is_alive() {
+                    return false;
+                }
+                continue;
+            }
+            return match self.conn.recv() {
+                Ok(Message::Claimed) => true,
+                Ok(Message::Failed(m)) => {
+                    self.outcome = Some(Err(ProcessError::Serde(m)));
+                    false
+                }
+                _ => false,
+            };
+        }
+        false
     }
 
     /// The child's pid.
@@ -380,7 +413,7 @@ impl<R: DeserializeOwned> Process<R> {
                     Ok(Message::Returned { bytes, failed }) => Ok((bytes, failed)),
                     Ok(Message::Panicked(m)) => Err(ProcessError::Panicked(m)),
                     Ok(Message::Failed(m)) => Err(ProcessError::Serde(m)),
-                    Ok(Message::Hello) => continue,
+                    Ok(Message::Hello | Message::Claimed) => continue,
                     Err(_) => Err(ProcessError::Exited(self.wait_status(deadline)?)),
                 });
             } else if deadline.is_some_and(|d| Instant::now() >= d) {

@@ -28,12 +28,13 @@ use crate::shm::{Kind, SegmentName};
 /// let q = shmkit::JoinableQueue::<String>::new(0)?;
 /// q.put("job".to_string())?;
 /// let consumer = q.clone(); // in another process, usually
-/// std::thread::spawn(move || {
+/// let worker = std::thread::spawn(move || {
 ///     let job = consumer.get().unwrap();
 ///     assert_eq!(job, "job");
 ///     consumer.task_done().unwrap();
 /// });
 /// q.join_timeout(Duration::from_secs(10))?; // every item put has been marked done
+/// worker.join().unwrap();
 /// # Ok(()) }
 /// ```
 pub struct JoinableQueue<T> {
