@@ -6,6 +6,7 @@
 //! `AsyncResult`), `core` (dispatch, the collector thread, dead workers), and the faces:
 //! `pool`, `imap`, `futures`.
 
+mod chunked;
 mod collector;
 mod core;
 mod dispatch;
@@ -18,9 +19,10 @@ mod slot;
 mod task;
 mod worker;
 
+pub use chunked::Chunked;
 pub use error::{PoolJoinError, ResultTimeoutError, TaskError, TryResultError};
 pub use imap::Imap;
-pub use pool::{Chunked, Pool, PoolBuilder};
+pub use pool::{Pool, PoolBuilder};
 pub use slot::AsyncResult;
 pub use task::StarFn;
 

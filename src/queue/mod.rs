@@ -19,6 +19,7 @@ mod ring;
 mod spill;
 mod typed;
 mod wait;
+mod watch;
 
 pub use error::{
     GetError, GetTimeoutError, JoinTimeoutError, PutError, PutTimeoutError, TaskDoneError,

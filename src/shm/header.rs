@@ -15,12 +15,12 @@
 //! hostile peer could change them under it), checks every one of them against what it expects
 //! and against the segment's real size, and from then on uses only its own validated copy.
 
-use std::fmt;
 use std::sync::atomic::AtomicU32;
 
 use bytemuck::{Pod, Zeroable};
 
 use super::fingerprint::{TypeInfo, fnv1a};
+pub use super::kind::Kind;
 use crate::error::Error;
 
 /// The first eight bytes of every header: `SHMKIT` and two version-independent marker bytes.
@@ -41,92 +41,6 @@ pub(crate) const CONTROL_OFFSET: u64 = HEADER_SIZE;
 pub(crate) const CELL_CONTROL_SIZE: u64 = 16;
 /// The longest element type name kept in the header (longer names are cut; the hash covers all).
 const TYPE_NAME_CAP: usize = 96;
-
-/// What kind of object a segment holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u32)]
-#[non_exhaustive]
-pub enum Kind {
-    /// A [`Value`](crate::Value): one element with a lock.
-    Value = 1,
-    /// An [`Array`](crate::Array): `len` elements with one lock.
-    Array = 2,
-    /// A [`RawValue`](crate::RawValue): one element, no lock.
-    RawValue = 3,
-    /// A [`RawArray`](crate::RawArray): `len` elements, no lock.
-    RawArray = 4,
-    /// A [`Queue`](crate::Queue): a ring of `len` bytes of serialised items.
-    Queue = 5,
-    /// A [`JoinableQueue`](crate::JoinableQueue).
-    JoinableQueue = 6,
-    /// One item of a queue too large for its ring, in a segment of its own.
-    Spill = 7,
-    /// A [`Lock`](crate::Lock).
-    Lock = 8,
-    /// An [`RLock`](crate::RLock).
-    RLock = 9,
-    /// A [`Semaphore`](crate::Semaphore) (bounded or not).
-    Semaphore = 10,
-    /// An [`Event`](crate::Event).
-    Event = 11,
-    /// A [`Condition`](crate::Condition).
-    Condition = 12,
-    /// A [`Barrier`](crate::Barrier).
-    Barrier = 13,
-    /// The shared state of a [`Pipe`](crate::Pipe)'s two ends.
-    Pipe = 14,
-}
-
-impl Kind {
-    /// The kind stored as `n`, if this build knows it.
-    pub(crate) fn from_u32(n: u32) -> Option<Kind> {
-        Some(match n {
-            1 => Kind::Value,
-            2 => Kind::Array,
-            3 => Kind::RawValue,
-            4 => Kind::RawArray,
-            5 => Kind::Queue,
-            6 => Kind::JoinableQueue,
-            7 => Kind::Spill,
-            8 => Kind::Lock,
-            9 => Kind::RLock,
-            10 => Kind::Semaphore,
-            11 => Kind::Event,
-            12 => Kind::Condition,
-            13 => Kind::Barrier,
-            14 => Kind::Pipe,
-            _ => return None,
-        })
-    }
-
-    fn describe(n: u32) -> String {
-        Kind::from_u32(n).map_or_else(
-            || format!("an unknown kind of object (#{n})"),
-            |k| format!("a {k}"),
-        )
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Kind::Value => "Value",
-            Kind::Array => "Array",
-            Kind::RawValue => "RawValue",
-            Kind::RawArray => "RawArray",
-            Kind::Queue => "Queue",
-            Kind::JoinableQueue => "JoinableQueue",
-            Kind::Spill => "queue spill",
-            Kind::Lock => "Lock",
-            Kind::RLock => "RLock",
-            Kind::Semaphore => "Semaphore",
-            Kind::Event => "Event",
-            Kind::Condition => "Condition",
-            Kind::Barrier => "Barrier",
-            Kind::Pipe => "Pipe",
-        })
-    }
-}
 
 /// The header's fields, as stored (after the state word). Plain data: a copy is taken before
 /// anything in it is believed.

@@ -23,6 +23,7 @@
 pub(crate) mod by_name;
 mod fingerprint;
 mod header;
+mod kind;
 mod name;
 #[allow(unsafe_code)]
 mod object;
