@@ -33,15 +33,9 @@ fn has_lock(kind: Kind) -> bool {
     matches!(kind, Kind::Value | Kind::Array)
 }
 
-impl<T: Pod> crate::shm::by_name::HandOver for CellCore<T> {
-    fn send_out(&self) {
-        self.seg.send_out();
-    }
-    fn unsend(&self) {
-        self.seg.unsend();
-    }
-    fn claim(&self) {
-        self.seg.claim();
+impl<T: Pod> crate::shm::by_name::OneSegment for CellCore<T> {
+    fn segment(&self) -> &Segment {
+        &self.seg
     }
 }
 

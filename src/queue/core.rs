@@ -571,15 +571,9 @@ impl std::fmt::Debug for QueueCore {
     }
 }
 
-impl crate::shm::by_name::HandOver for QueueCore {
-    fn send_out(&self) {
-        self.seg.send_out();
-    }
-    fn unsend(&self) {
-        self.seg.unsend();
-    }
-    fn claim(&self) {
-        self.seg.claim();
+impl crate::shm::by_name::OneSegment for QueueCore {
+    fn segment(&self) -> &Segment {
+        &self.seg
     }
 }
 

@@ -42,6 +42,24 @@ pub(crate) trait HandOver: Send + Sync {
     fn claim(&self);
 }
 
+/// Shared state that owns one segment: its hand-overs are the segment's.
+pub(crate) trait OneSegment: Send + Sync {
+    /// The segment.
+    fn segment(&self) -> &super::Segment;
+}
+
+impl<T: OneSegment> HandOver for T {
+    fn send_out(&self) {
+        self.segment().send_out();
+    }
+    fn unsend(&self) {
+        self.segment().unsend();
+    }
+    fn claim(&self) {
+        self.segment().claim();
+    }
+}
+
 /// A handle type: how its serde impls reach what it keeps alive.
 pub(crate) trait Handle {
     /// The shared state behind this handle.

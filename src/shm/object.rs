@@ -20,15 +20,9 @@ unsafe impl<C: ShmShared> Send for Shared<C> {}
 // SAFETY: as for Send.
 unsafe impl<C: ShmShared> Sync for Shared<C> {}
 
-impl<C: ShmShared + Send> super::by_name::HandOver for Shared<C> {
-    fn send_out(&self) {
-        self.seg.send_out();
-    }
-    fn unsend(&self) {
-        self.seg.unsend();
-    }
-    fn claim(&self) {
-        self.seg.claim();
+impl<C: ShmShared + Send> super::by_name::OneSegment for Shared<C> {
+    fn segment(&self) -> &Segment {
+        &self.seg
     }
 }
 

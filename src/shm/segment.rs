@@ -342,18 +342,6 @@ impl Segment {
     }
 }
 
-impl super::by_name::HandOver for Segment {
-    fn send_out(&self) {
-        Segment::send_out(self);
-    }
-    fn unsend(&self) {
-        Segment::unsend(self);
-    }
-    fn claim(&self) {
-        Segment::claim(self);
-    }
-}
-
 impl Drop for Segment {
     fn drop(&mut self) {
         if !self.is_owner() {
