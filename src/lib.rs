@@ -69,6 +69,7 @@
 
 mod cell;
 mod error;
+pub mod inspect;
 mod pid;
 mod pipe;
 #[cfg(feature = "pool")]

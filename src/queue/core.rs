@@ -69,6 +69,37 @@ pub(crate) struct Control {
 
 const _: () = assert!(std::mem::size_of::<Control>() == 128);
 
+/// A queue's counters as read from a copy of its control block's bytes, for inspection from
+/// outside (`shmkit inspect`); untrusted: any bytes give numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counters {
+    pub(crate) head: u64,
+    pub(crate) tail: u64,
+    pub(crate) puts: u64,
+    pub(crate) gets: u64,
+    pub(crate) done: u64,
+    pub(crate) capacity: u64,
+    pub(crate) maxsize: u64,
+    pub(crate) closed: bool,
+}
+
+/// The counters in `bytes`, a copy of a queue's control block (after its 16-byte lock).
+pub(crate) fn counters(bytes: &[u8]) -> Option<Counters> {
+    let u64_at = |at: usize| -> Option<u64> {
+        Some(u64::from_ne_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+    };
+    Some(Counters {
+        head: u64_at(16)?,
+        tail: u64_at(24)?,
+        puts: u64_at(32)?,
+        gets: u64_at(40)?,
+        done: u64_at(48)?,
+        capacity: u64_at(56)?,
+        maxsize: u64_at(64)?,
+        closed: u32::from_ne_bytes(bytes.get(72..76)?.try_into().ok()?) != 0,
+    })
+}
+
 /// A queue's shared state (opaque: it appears in the sealed trait behind `shmkit::wait`).
 pub struct QueueCore {
     ctl: NonNull<Control>,

@@ -28,4 +28,4 @@ pub use error::{
 pub use joinable::JoinableQueue;
 pub use typed::{DEFAULT_CAPACITY, Queue};
 
-pub(crate) use core::QueueCore;
+pub(crate) use core::{QueueCore, counters};

@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// What kind of object a segment holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[repr(u32)]
 #[non_exhaustive]
 pub enum Kind {

@@ -9,13 +9,16 @@ use std::sync::atomic::Ordering;
 
 use memmap2::MmapOptions;
 
-use super::header::{HEADER_SIZE, Header, HeaderFields, Kind, MAGIC, READY};
+use super::header::{HEADER_SIZE, Header, HeaderFields, Kind, MAGIC, ORPHANED, READY};
+
+/// How many bytes of a control block `segments` copies out.
+const CONTROL_PEEK: u64 = 128;
 use super::name::{PREFIX, SegmentName};
 use crate::error::{Error, Result};
 use crate::sys;
 
 /// What [`segments`] knows about one shmkit segment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct SegmentInfo {
     /// The segment's name, as given to `create`/`open` (without the `shmkit-` prefix).
@@ -33,6 +36,17 @@ pub struct SegmentInfo {
     pub creator_alive: bool,
     /// Whether the creator finished and published the header.
     pub ready: bool,
+    /// The element (or item) type the header names, as `std::any::type_name` spells it (cut
+    /// at 96 bytes).
+    pub type_name: Option<String>,
+    /// Hand-overs of it in flight: handles sent to other processes and not yet opened there.
+    pub hand_overs: u32,
+    /// Whether its owner let go while hand-overs were in flight (the receiver will adopt it).
+    pub orphaned: bool,
+    /// The first bytes of its control block (a lock, a queue's counters), as found: for the
+    /// layers above to describe (`shmkit inspect`). Untrusted.
+    #[serde(skip)]
+    pub(crate) control: Vec<u8>,
 }
 
 impl SegmentInfo {
@@ -69,10 +83,15 @@ fn inspect(file_name: &str) -> io::Result<Option<SegmentInfo>> {
         creator_pid: None,
         creator_alive: false,
         ready: false,
+        type_name: None,
+        hand_overs: 0,
+        orphaned: false,
+        control: Vec::new(),
     };
     if size >= HEADER_SIZE {
+        let mapped = size.min(HEADER_SIZE + CONTROL_PEEK);
         let map = MmapOptions::new()
-            .len(HEADER_SIZE as usize)
+            .len(mapped as usize)
             .map_raw_read_only(&file)?;
         let header = map.as_ptr().cast::<Header>();
         // SAFETY: the file holds at least HEADER_SIZE bytes, all mapped, and the mapping is
@@ -80,12 +99,27 @@ fn inspect(file_name: &str) -> io::Result<Option<SegmentInfo>> {
         info.ready = unsafe { (*header).state.load(Ordering::Acquire) } == READY; // SYNC: publish-header
         // SAFETY: as above; a volatile copy of plain data, believed only as far as checked.
         let fields: HeaderFields = unsafe { (&raw const (*header).fields).read_volatile() };
+        // SAFETY: as above; `transit` is an atomic.
+        let transit = unsafe { (*header).transit.load(Ordering::Acquire) };
+        info.hand_overs = transit & !ORPHANED;
+        info.orphaned = transit & ORPHANED != 0;
         if fields.magic == MAGIC && fields.creator_pid != 0 {
             info.kind = Kind::from_u32(fields.kind);
             info.creator_pid = Some(fields.creator_pid);
             let start = (fields.creator_start != 0).then_some(fields.creator_start);
             info.creator_alive = sys::process_alive(fields.creator_pid, start);
+            let len = (fields.type_name_len as usize).min(fields.type_name.len());
+            info.type_name = Some(String::from_utf8_lossy(&fields.type_name[..len]).into_owned());
         }
+        let peek = (mapped - HEADER_SIZE) as usize;
+        info.control = (0..peek)
+            .map(|i| {
+                // SAFETY: byte `HEADER_SIZE + i` is inside the mapping (`mapped` is at most the
+                // file's size); a volatile copy of memory others may write, which is plain data
+                // to the readers above.
+                unsafe { map.as_ptr().add(HEADER_SIZE as usize + i).read_volatile() }
+            })
+            .collect();
     }
     // A spilled queue item outlives its producer by design: it lives as long as its queue.
     if let Some(queue) = SegmentName::spill_parent(name.as_str()) {

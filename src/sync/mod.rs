@@ -35,5 +35,5 @@ pub use ownerless::OwnerlessLock;
 pub use raw_lock::RawLock;
 pub use semaphore::{Permit, Semaphore};
 
-pub(crate) use raw_lock::{Acquired, LockFailure};
+pub(crate) use raw_lock::{Acquired, LockFailure, describe as describe_lock};
 pub(crate) use waitlist::Waitlist;

@@ -338,6 +338,16 @@ impl RawLock {
     }
 }
 
+/// For inspection from outside (`shmkit inspect`): the holder's tid and whether it is alive
+/// (`None` if the lock is free), and whether the lock is poisoned, read from a copy of the
+/// lock's bytes (untrusted: any bytes give an answer).
+pub(crate) fn describe(bytes: &[u8]) -> Option<(Option<(u32, bool)>, bool)> {
+    let owner = u64::from_ne_bytes(bytes.get(0..8)?.try_into().ok()?);
+    let poisoned = u32::from_ne_bytes(bytes.get(12..16)?.try_into().ok()?) != 0;
+    let holder = (owner & !WAITERS != 0).then(|| ((owner & TID_MASK) as u32, !holder_dead(owner)));
+    Some((holder, poisoned))
+}
+
 impl super::guard::Sealed for RawLock {}
 
 // SAFETY: `owner` is taken by compare-and-swap from 0 (or from a dead holder's identity, by one

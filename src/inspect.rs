@@ -1,0 +1,115 @@
+//! What a segment holds, read from outside: for the `shmkit` command and for tools that watch a
+//! machine's shared objects. Everything here is a snapshot of memory other processes write, and
+//! is reported as found, never trusted.
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::shm::{Kind, SegmentInfo, segments};
+
+/// A segment, and the state of what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Report {
+    /// What the registry knows: name, kind, size, type, creator, hand-overs.
+    #[serde(flatten)]
+    pub segment: SegmentInfo,
+    /// The object's lock, for the kinds that have one.
+    pub lock: Option<LockReport>,
+    /// A queue's counters.
+    pub queue: Option<QueueReport>,
+}
+
+/// A lock's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct LockReport {
+    /// The thread holding it, if held.
+    pub holder_tid: Option<u32>,
+    /// Whether that thread is alive (a dead holder's lock is taken over by the next locker).
+    pub holder_alive: Option<bool>,
+    /// Whether a holder died or panicked holding it and nobody marked the data consistent.
+    pub poisoned: bool,
+}
+
+/// A queue's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct QueueReport {
+    /// Items in it.
+    pub items: u64,
+    /// Items put and not yet marked done (a `JoinableQueue`'s unfinished tasks).
+    pub unfinished: u64,
+    /// Ring bytes in use, and the ring's size.
+    pub used_bytes: u64,
+    /// The ring's size in bytes.
+    pub capacity: u64,
+    /// The most items it holds at once (0: no limit).
+    pub maxsize: u64,
+    /// Whether it is closed.
+    pub closed: bool,
+}
+
+fn has_lock(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Value
+            | Kind::Array
+            | Kind::Queue
+            | Kind::JoinableQueue
+            | Kind::Lock
+            | Kind::RLock
+            | Kind::Condition
+            | Kind::Barrier
+    )
+}
+
+fn report(segment: SegmentInfo) -> Report {
+    let kind = segment.kind;
+    let control = &segment.control;
+    let lock = kind.filter(|k| has_lock(*k)).and_then(|_| {
+        crate::sync::describe_lock(control).map(|(holder, poisoned)| LockReport {
+            holder_tid: holder.map(|(tid, _)| tid),
+            holder_alive: holder.map(|(_, alive)| alive),
+            poisoned,
+        })
+    });
+    let queue = kind
+        .filter(|k| matches!(k, Kind::Queue | Kind::JoinableQueue))
+        .and_then(|_| crate::queue::counters(control))
+        .map(|c| QueueReport {
+            items: c.puts.saturating_sub(c.gets),
+            unfinished: c.puts.saturating_sub(c.done),
+            used_bytes: c.tail.saturating_sub(c.head),
+            capacity: c.capacity,
+            maxsize: c.maxsize,
+            closed: c.closed,
+        });
+    Report {
+        segment,
+        lock,
+        queue,
+    }
+}
+
+/// Every shmkit segment on the machine, with its state.
+///
+/// # Errors
+/// [`Error::Io`] if `/dev/shm` cannot be read.
+pub fn inspect_all() -> Result<Vec<Report>> {
+    Ok(segments()?.into_iter().map(report).collect())
+}
+
+/// The segment `name`, with its state.
+///
+/// # Errors
+/// [`Error::NotFound`] if there is no such shmkit segment; [`Error::Io`].
+pub fn inspect(name: &str) -> Result<Report> {
+    segments()?
+        .into_iter()
+        .find(|s| s.name == name)
+        .map(report)
+        .ok_or_else(|| Error::NotFound {
+            name: name.to_owned(),
+        })
+}
