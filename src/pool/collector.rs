@@ -167,6 +167,11 @@ impl Core {
                     continue;
                 }
                 if self.config.break_on_death {
+                    log::warn!("executor worker {pid} died ({status}); the executor is broken");
+                } else {
+                    log::warn!("pool worker {pid} died ({status}); it is replaced");
+                }
+                if self.config.break_on_death {
                     broken = Some(self.died(pid, &status));
                 } else if !ready && self.config.initializer.is_some() {
                     broken = Some(TaskError::Initializer(format!(

@@ -53,6 +53,11 @@ impl QueueCore {
         if c.done.load(Ordering::Relaxed) > gets {
             c.done.store(gets, Ordering::Relaxed);
         }
+        log::warn!(
+            "queue {}: repaired after a process died holding its lock ({} items in it)",
+            self.name(),
+            puts.saturating_sub(gets)
+        );
         let _ = held;
         Ok(())
     }

@@ -178,6 +178,9 @@ pub fn remove_stale_if(chosen: impl Fn(&SegmentInfo) -> bool) -> Result<Vec<Segm
         });
     }
     stale.retain(|s| remove(&s.name).is_ok());
+    for s in &stale {
+        log::info!("removed stale segment {} (its creator has ended)", s.name);
+    }
     // A removed queue's spilled items go with it.
     for s in &stale {
         for file in sys::shm_list(&SegmentName::spill_file_prefix(&s.name)).unwrap_or_default() {

@@ -255,6 +255,10 @@ impl Segment {
                 Ok(_) => {
                     if adopt {
                         self.owner.store(true, Ordering::Relaxed);
+                        log::debug!(
+                            "adopted segment {} from its owner, which let go",
+                            self.name()
+                        );
                     }
                     return;
                 }

@@ -200,6 +200,10 @@ impl RawLock {
             )
             .ok()?;
         self.poisoned.store(1, Ordering::Relaxed);
+        log::warn!(
+            "took over a lock from thread {}, which died holding it (the data may be half-updated)",
+            cur & TID_MASK
+        );
         Some(Acquired::Poisoned)
     }
 
