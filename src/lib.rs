@@ -106,6 +106,7 @@ pub use process::{
     init, parent_process,
 };
 pub use select::{Waitable, wait};
+pub use shm::cleanup_on_signals;
 
 /// An executor in the style of Python's `concurrent.futures`: [`Executor`](futures::Executor),
 /// [`Future`](futures::Future), [`wait`](futures::wait), [`as_completed`](futures::as_completed).

@@ -120,11 +120,18 @@ pub(crate) fn uninitialised_child() -> bool {
 /// by [`Process`](crate::Process), it runs the function the child was started for and exits;
 /// anywhere else it returns at once.
 ///
+/// It also installs [`cleanup_on_signals`](crate::cleanup_on_signals): SIGINT (Ctrl-C),
+/// SIGTERM and SIGHUP unlink the segments this process owns before it ends, and then take
+/// their usual course (or reach the handler the program installed before).
+///
 /// ```
 /// shmkit::init(); // the first line of `main`; then the program, which may start processes
 /// ```
 pub fn init() {
     INIT_CALLED.store(true, Ordering::Relaxed);
+    if let Err(e) = crate::shm::cleanup_on_signals() {
+        log::warn!("segments will not be unlinked on SIGINT/SIGTERM/SIGHUP: {e}");
+    }
     // The variable is read, never removed: removing it (`std::env::remove_var`) is sound only
     // while no other thread reads the environment, which a safe function cannot know. A child's
     // own children get a spec of their own (`Command::env` replaces it), and a program the child

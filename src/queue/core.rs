@@ -409,23 +409,27 @@ impl QueueCore {
                         continue;
                     }
                     Some((sref, _)) => {
+                        let sref = *sref;
                         let ref_size = ring::frame_size(SPILL_REF_LEN);
                         if let Some(pl) = ring::place(head, tail, self.cap, ref_size) {
+                            // The queue owns the spill from here: let go before the frame
+                            // names it, so that a signal ending this producer between the
+                            // two cannot unlink an item the queue holds.
+                            if let Some((_, mut seg)) = spilled.take() {
+                                seg.disown();
+                            }
                             self.write_frame(
                                 &held,
                                 tail,
                                 pl,
                                 puts,
                                 SPILL,
-                                &[bytemuck::bytes_of(sref)],
+                                &[bytemuck::bytes_of(&sref)],
                             );
                             // SYNC: commit-put.
                             ctl.tail
                                 .store(pl.new_tail(tail, ref_size), Ordering::Relaxed);
                             ctl.puts.store(puts + 1, Ordering::Relaxed);
-                            if let Some((_, mut seg)) = spilled.take() {
-                                seg.disown(); // the queue owns it now
-                            }
                             break;
                         }
                     }
@@ -610,8 +614,9 @@ impl crate::shm::by_name::OneSegment for QueueCore {
 
 impl Drop for QueueCore {
     fn drop(&mut self) {
-        if self.seg.is_owner() {
-            // The queue is being destroyed: so are the items it spilled.
+        if self.seg.will_unlink() {
+            // The queue is being destroyed: so are the items it spilled. (With hand-overs in
+            // flight it lives on for its receivers, spills included.)
             spill::remove_all(self.name());
         }
     }

@@ -38,6 +38,12 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Whether segments of this kind spill large items into segments of their own, named
+    /// after theirs, that go with them.
+    pub(crate) fn has_spills(self) -> bool {
+        matches!(self, Kind::Queue | Kind::JoinableQueue)
+    }
+
     /// The kind stored as `n`, if this build knows it.
     pub(crate) fn from_u32(n: u32) -> Option<Kind> {
         Some(match n {

@@ -28,6 +28,8 @@ mod name;
 #[allow(unsafe_code)]
 mod object;
 #[allow(unsafe_code)]
+mod owned;
+#[allow(unsafe_code)]
 mod registry;
 #[allow(unsafe_code)]
 mod segment;
@@ -36,6 +38,7 @@ mod shared;
 
 pub use header::Kind;
 pub use name::MAX_NAME_LEN;
+pub use owned::{cleanup_on_signals, unlink_owned};
 pub use registry::{SegmentInfo, remove, remove_stale, remove_stale_if, segments};
 
 pub(crate) use by_name::serde_by_name;

@@ -6,7 +6,7 @@ use crate::sys;
 /// Every segment shmkit creates is called `/dev/shm/shmkit-<name>`.
 pub(crate) const PREFIX: &str = "shmkit-";
 /// What separates a queue's name from the id of one of its spilled items.
-const SPILL: &str = ".spill-";
+pub(crate) const SPILL: &str = ".spill-";
 /// Names of anonymous segments start with this (after the prefix).
 const ANON: &str = "anon-";
 /// The longest name a user may give (the OS allows 255 bytes for the whole file name).

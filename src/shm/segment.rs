@@ -13,6 +13,7 @@
 use std::fs::File;
 use std::io;
 use std::ptr::NonNull;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use super::header::{
     CONTROL_OFFSET, Expect, HEADER_SIZE, Header, HeaderFields, Kind, Layout, ORPHANED, READY, Spec,
 };
 use super::name::SegmentName;
+use super::owned::{self, OwnedName};
 use super::shared::ShmShared;
 use crate::error::{Error, Result};
 use crate::sys;
@@ -40,6 +42,8 @@ pub(crate) struct Segment {
     /// Whether this handle unlinks the name when dropped: the creator, or a receiver that
     /// adopted an orphaned segment (see [`claim`](Self::claim)).
     owner: AtomicBool,
+    /// The name in the table a signal handler unlinks from, while this handle owns it.
+    owned: OnceLock<OwnedName>,
     /// The creator, from the validated header (pid and start time; 0 if unknown).
     creator: (u32, u64),
 }
@@ -60,12 +64,17 @@ fn map(file: &File, len: u64) -> io::Result<MmapRaw> {
     MmapOptions::new().len(len as usize).map_raw(file)
 }
 
-/// Unlinks a freshly created name if creation fails part-way.
-struct UnlinkOnError<'a>(Option<&'a str>);
+/// Unlinks a freshly created name if creation fails part-way. The name is in the table of
+/// owned names from the start, so a signal during creation removes it too.
+struct UnlinkOnError<'a> {
+    name: Option<&'a str>,
+    owned: Option<OwnedName>,
+}
 
 impl Drop for UnlinkOnError<'_> {
     fn drop(&mut self) {
-        if let Some(name) = self.0 {
+        self.owned = None;
+        if let Some(name) = self.name {
             let _ = sys::shm_unlink(name);
         }
     }
@@ -80,13 +89,21 @@ impl Segment {
         init: impl FnOnce(&Segment) -> Result<()>,
     ) -> Result<Segment> {
         let os_name = name.os_name();
+        // From the moment the name exists until it is in the table of owned names, a signal
+        // handler must not miss it: this thread blocks the cleanup signals, and a handler
+        // running on another thread waits for the count of such creations to drop.
+        let creating = owned::Creating::start();
         let file = sys::shm_create_exclusive(&os_name).map_err(|e| match e.kind() {
             io::ErrorKind::AlreadyExists => Error::AlreadyExists {
                 name: name.as_str().to_owned(),
             },
             _ => Error::io("shm_open(create)", e),
         })?;
-        let mut cleanup = UnlinkOnError(Some(&os_name));
+        let mut cleanup = UnlinkOnError {
+            name: Some(&os_name),
+            owned: owned::register(&os_name, &file, spec.kind.has_spills()),
+        };
+        drop(creating);
         file.set_len(spec.layout.total_size)
             .map_err(|e| Error::io("ftruncate", e))?;
         let map = map(&file, spec.layout.total_size).map_err(|e| Error::io("mmap", e))?;
@@ -104,6 +121,7 @@ impl Segment {
             len: spec.len,
             layout: spec.layout,
             owner: AtomicBool::new(false),
+            owned: OnceLock::new(),
             creator: (pid, sys::process_start_time(pid).unwrap_or(0)),
         };
         let header = seg.header();
@@ -115,7 +133,13 @@ impl Segment {
         // SAFETY: `header` points into our live mapping; `state` is an atomic.
         let state = unsafe { &(*header).state };
         state.store(READY, Ordering::Release); // SYNC: publish-header
-        cleanup.0 = None;
+        cleanup.name = None;
+        if let Some(name) = cleanup.owned.take() {
+            // SAFETY: `name` is kept in `seg.owned`, which `seg`'s drop empties before the
+            // mapping that holds the transit word is unmapped.
+            unsafe { name.set_transit(seg.transit()) };
+            let _ = seg.owned.set(name);
+        }
         seg.owner = AtomicBool::new(true);
         Ok(seg)
     }
@@ -166,6 +190,7 @@ impl Segment {
             len,
             layout,
             owner: AtomicBool::new(false),
+            owned: OnceLock::new(),
             creator: (fields.creator_pid, fields.creator_start),
         })
     }
@@ -213,6 +238,7 @@ impl Segment {
     /// spilled queue item, which belongs to the queue once its producer has put it.
     pub(crate) fn disown(&mut self) {
         *self.owner.get_mut() = false;
+        self.owned.take();
     }
 
     fn transit(&self) -> &AtomicU32 {
@@ -255,6 +281,15 @@ impl Segment {
                 Ok(_) => {
                     if adopt {
                         self.owner.store(true, Ordering::Relaxed);
+                        let spills = self.kind.has_spills();
+                        if let Some(name) =
+                            owned::register(&self.name.os_name(), &self.file, spills)
+                        {
+                            // SAFETY: as in `create`: kept in `self.owned`, emptied by
+                            // drop before the mapping goes.
+                            unsafe { name.set_transit(self.transit()) };
+                            let _ = self.owned.set(name);
+                        }
                         log::debug!(
                             "adopted segment {} from its owner, which let go",
                             self.name()
@@ -280,6 +315,12 @@ impl Segment {
     /// Whether this handle unlinks the name when dropped.
     pub(crate) fn is_owner(&self) -> bool {
         self.owner.load(Ordering::Relaxed)
+    }
+
+    /// Whether dropping this handle now would unlink the name: it owns it, and no hand-over
+    /// of it is in flight (which would leave the segment to its receivers).
+    pub(crate) fn will_unlink(&self) -> bool {
+        self.is_owner() && self.transit().load(Ordering::Acquire) & !ORPHANED == 0
     }
 
     /// The name the user gave (or the generated anonymous one).
@@ -348,9 +389,18 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        if !self.is_owner() {
-            return;
+        if self.is_owner() {
+            self.let_go();
         }
+        // Out of the signal handler's table last: a signal before this point finds the name
+        // there and removes it, if this drop has not. The mapping it may read is still alive.
+        self.owned.take();
+    }
+}
+
+impl Segment {
+    /// The owner's last handle: unlink the name, or leave it to hand-overs in flight.
+    fn let_go(&self) {
         // Hand-overs in flight: leave the name for their receivers, and mark the segment
         // orphaned so that the receiver claiming the last one adopts it.
         let word = self.transit();

@@ -3,6 +3,7 @@
 mod futex;
 mod process;
 mod shm;
+mod signal;
 mod task;
 
 pub(crate) use futex::{futex_wait, futex_wait_any, futex_wake};
@@ -12,6 +13,10 @@ pub(crate) use process::{SIGKILL, SIGTERM, die_with_parent, exe_identity, signal
 pub(crate) use shm::{
     SHM_DIR, current_uid, file_owner, file_size, page_size, same_file, shm_create_exclusive,
     shm_list, shm_open_existing, shm_unlink,
+};
+pub(crate) use signal::{
+    CleanupHook, SignalsBlocked, file_identity, install_cleanup, unlink_if_same, unlink_prefixed,
+    yield_now,
 };
 pub(crate) use task::{
     Liveness, START_UNVERIFIABLE, TID_BITS, current_pid, pid_namespace, process_alive,
