@@ -105,7 +105,7 @@ pub struct QueueCore {
     ctl: NonNull<Control>,
     ring: NonNull<u8>,
     pub(super) cap: u64,
-    name: SegmentName,
+    pub(super) name: SegmentName,
     /// Owns the mapping the pointers point into; dropped last.
     seg: Segment,
 }
@@ -321,7 +321,7 @@ impl QueueCore {
     }
 
     /// The payload bytes of a frame at `at`. Under the lock; checked by `ring::oldest`.
-    fn payload<'h>(&'h self, _held: &'h Held<'_>, at: u64, len: u32) -> &'h [u8] {
+    pub(super) fn payload<'h>(&'h self, _held: &'h Held<'_>, at: u64, len: u32) -> &'h [u8] {
         assert!(at + HEADER + u64::from(len) <= self.cap);
         // SAFETY: in bounds (asserted). We hold the lock and the frame lies between `head` and
         // `tail`, which only a lock holder changes, so no shmkit process writes it while this
@@ -403,6 +403,7 @@ impl QueueCore {
                 }
                 match &spilled {
                     None => {
+                        self.reclaim_spills_now_and_then(&held);
                         drop(held);
                         spilled = Some(spill::write(&self.name, parts)?);
                         held = self.lock(wait)?;
@@ -523,9 +524,16 @@ impl QueueCore {
             spun = false;
         };
         let payload = self.payload(&held, found.at, found.header.len);
+        // A spill is opened before its reference leaves the ring (see `spill::reclaim`).
         let outcome = match found.header.kind {
             INLINE => Ok(read(payload)),
-            _ => Err((bytemuck::pod_read_unaligned::<SpillRef>(payload), read)),
+            _ => Err((
+                spill::open(
+                    &self.name,
+                    &bytemuck::pod_read_unaligned::<SpillRef>(payload),
+                ),
+                read,
+            )),
         };
         // SYNC: commit-get. The item has been copied out (or its reference has).
         ctl.head.store(head + found.advance, Ordering::Relaxed);
@@ -536,7 +544,7 @@ impl QueueCore {
         ctl.not_full.wake(putters);
         match outcome {
             Ok(r) => Ok(r),
-            Err((sref, read)) => Ok(spill::take(&self.name, &sref, read)?),
+            Err((seg, read)) => Ok(spill::take(&seg?, read)?),
         }
     }
 

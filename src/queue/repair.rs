@@ -5,10 +5,16 @@
 //! committed items, whatever moment the holder died at, and their sequence numbers give back
 //! the counts it may not have finished updating.
 
-use std::sync::atomic::Ordering;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::core::{Fail, Held, QueueCore};
-use super::ring;
+use super::ring::{self, SPILL, SpillRef};
+use super::spill;
+
+/// When this process last looked for abandoned spills (seconds since the epoch).
+static LAST_RECLAIM: AtomicU64 = AtomicU64::new(0);
 
 impl QueueCore {
     /// After a holder died: recompute `puts` and `gets` from the frames between `head` and
@@ -58,7 +64,58 @@ impl QueueCore {
             self.name(),
             puts.saturating_sub(gets)
         );
-        let _ = held;
+        // A producer may have died with its spill written and not committed.
+        self.reclaim_spills(held);
         Ok(())
+    }
+}
+
+impl QueueCore {
+    /// [`reclaim_spills`](Self::reclaim_spills), at most once a second in this process: a
+    /// putter about to spill pays for a look at `/dev/shm` rarely.
+    pub(super) fn reclaim_spills_now_and_then(&self, held: &Held<'_>) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = LAST_RECLAIM.load(Ordering::Relaxed);
+        if now != last
+            && LAST_RECLAIM
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.reclaim_spills(held);
+        }
+    }
+
+    /// Removes the spills that no frame refers to and whose producer died before committing
+    /// its reference (see [`spill::reclaim`]). Under the lock, so the frames do not change
+    /// meanwhile. Does nothing if the frames cannot be read (a corrupt ring is reported by the
+    /// operations themselves).
+    pub(super) fn reclaim_spills(&self, held: &Held<'_>) {
+        let c = self.ctl();
+        let (head, tail) = (
+            c.head.load(Ordering::Relaxed),
+            c.tail.load(Ordering::Relaxed),
+        );
+        let mut referenced = HashSet::new();
+        let mut pos = head;
+        while pos != tail {
+            let Ok(Some(f)) = ring::oldest(pos, tail, self.cap, |at| self.read_header(at)) else {
+                return;
+            };
+            if f.header.kind == SPILL {
+                let r: SpillRef =
+                    bytemuck::pod_read_unaligned(self.payload(held, f.at, f.header.len));
+                referenced.insert(u128::from(r.id[0]) | u128::from(r.id[1]) << 64);
+            }
+            pos += f.advance;
+        }
+        let removed = spill::reclaim(&self.name, &referenced);
+        if removed > 0 {
+            log::info!(
+                "queue {}: removed {removed} spilled items no frame refers to (their producers died)",
+                self.name()
+            );
+        }
     }
 }

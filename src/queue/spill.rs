@@ -3,9 +3,11 @@
 //!
 //! The producer writes the segment and owns it until its reference is committed to the ring;
 //! then the queue owns it (the producer may exit). The consumer that takes the reference reads
-//! the segment and removes it. Destroying the queue removes every spill left behind, including
-//! one whose producer or consumer died between writing or taking the reference and the
-//! segment's creation or removal.
+//! the segment and removes it. A producer that dies between writing a spill and committing its
+//! reference leaves it behind: [`reclaim`] removes it while the queue lives. Destroying the
+//! queue removes every spill left.
+
+use std::collections::HashSet;
 
 use super::ring::SpillRef;
 use crate::error::{Error, Result};
@@ -16,7 +18,10 @@ use crate::sys;
 /// owns its name: dropping it before the reference is committed removes it.
 pub(crate) fn write(queue: &SegmentName, parts: &[&[u8]]) -> Result<(SpillRef, Segment)> {
     let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
-    let id = sys::random_u128().map_err(|e| Error::io("getrandom", e))?;
+    // 96 random bits, and the producer's pid in the low 32: a spill whose producer died
+    // before writing its header can still be told to be abandoned (see `reclaim`).
+    let random = sys::random_u128().map_err(|e| Error::io("getrandom", e))?;
+    let id = (random & !u128::from(u32::MAX)) | u128::from(sys::current_pid());
     let spec = Spec::new(
         Kind::Spill,
         TypeInfo::of::<u8>(),
@@ -43,12 +48,12 @@ pub(crate) fn write(queue: &SegmentName, parts: &[&[u8]]) -> Result<(SpillRef, S
     Ok((sref, seg))
 }
 
-/// Reads the spilled item `sref` of `queue`, passes its bytes to `read`, and removes it.
-pub(crate) fn take<R>(
-    queue: &SegmentName,
-    sref: &SpillRef,
-    read: impl FnOnce(&[u8]) -> R,
-) -> Result<R> {
+/// Opens the spilled item `sref` of `queue`. Called under the queue's lock before the
+/// reference leaves the ring, so that a spill is always named by a frame, open in its
+/// consumer, or being written by a live producer: [`reclaim`] relies on it. The name stays
+/// until [`take`]: a consumer that dies before its get commits leaves the item in the queue,
+/// spill included.
+pub(crate) fn open(queue: &SegmentName, sref: &SpillRef) -> Result<Segment> {
     let id = u128::from(sref.id[0]) | u128::from(sref.id[1]) << 64;
     let name = SegmentName::spill_of(queue, id);
     let expect = Expect {
@@ -56,13 +61,43 @@ pub(crate) fn take<R>(
         ty: TypeInfo::of::<u8>(),
         len: Some(sref.len),
     };
-    let seg = Segment::open(name.clone(), &expect, std::time::Duration::ZERO)?;
-    let _ = shm::remove(name.as_str());
+    Segment::open(name, &expect, std::time::Duration::ZERO)
+}
+
+/// Once the get has committed: removes the name of a spill opened by [`open`] and passes its
+/// bytes to `read`.
+pub(crate) fn take<R>(seg: &Segment, read: impl FnOnce(&[u8]) -> R) -> Result<R> {
+    let _ = shm::remove(seg.name());
     let bytes = seg.payload::<u8>()?;
     // SAFETY: `payload` checked the bounds. Once its reference was taken from the ring (under
     // the queue's lock), this consumer is the only process that touches the spill: producers
-    // never write a spill after committing its reference, and its name is now removed.
+    // never write a spill after committing its reference, and its name is removed.
     Ok(read(unsafe { bytes.as_ref() }))
+}
+
+/// Removes the spills of `queue` that no frame refers to (`referenced` holds the ids the ring
+/// names) and whose producer has died: written by a producer killed before it committed the
+/// reference (for example while it waited for room). Called under the queue's lock. A spill
+/// of a live producer may still be committed; one a consumer took is open in it already.
+/// Returns how many were removed.
+pub(crate) fn reclaim(queue: &SegmentName, referenced: &HashSet<u128>) -> usize {
+    let prefix = SegmentName::spill_file_prefix(queue.as_str());
+    let mut removed = 0;
+    for file in sys::shm_list(&prefix).unwrap_or_default() {
+        let id = u128::from_str_radix(&file[prefix.len()..], 16);
+        let Ok(id) = id else { continue };
+        // The header names the producer (with its start time); before it is written, the
+        // name does (a pid only: a reused pid keeps the spill, never the other way round).
+        let writer_alive =
+            shm::writer_alive(&file).unwrap_or_else(|| sys::process_alive(id as u32, None));
+        if !referenced.contains(&id)
+            && !writer_alive
+            && sys::shm_unlink(&format!("/{file}")).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Removes every spill of `queue` (when the queue is destroyed).

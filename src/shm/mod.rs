@@ -39,6 +39,7 @@ mod shared;
 pub use header::Kind;
 pub use name::MAX_NAME_LEN;
 pub use owned::{cleanup_on_signals, unlink_owned};
+pub(crate) use registry::writer_alive;
 pub use registry::{SegmentInfo, remove, remove_stale, remove_stale_if, segments};
 
 pub(crate) use by_name::serde_by_name;

@@ -47,6 +47,10 @@ pub struct SegmentInfo {
     /// layers above to describe (`shmkit inspect`). Untrusted.
     #[serde(skip)]
     pub(crate) control: Vec<u8>,
+    /// Whether the process that wrote it is alive (for a spill, unlike `creator_alive`, the
+    /// producer itself).
+    #[serde(skip)]
+    pub(crate) writer_alive: bool,
 }
 
 impl SegmentInfo {
@@ -87,6 +91,7 @@ fn inspect(file_name: &str) -> io::Result<Option<SegmentInfo>> {
         hand_overs: 0,
         orphaned: false,
         control: Vec::new(),
+        writer_alive: false,
     };
     if size >= HEADER_SIZE {
         let mapped = size.min(HEADER_SIZE + CONTROL_PEEK);
@@ -121,12 +126,20 @@ fn inspect(file_name: &str) -> io::Result<Option<SegmentInfo>> {
             })
             .collect();
     }
+    info.writer_alive = info.creator_alive;
     // A spilled queue item outlives its producer by design: it lives as long as its queue.
     if let Some(queue) = SegmentName::spill_parent(name.as_str()) {
         info.creator_alive = SegmentName::new(queue)
             .is_ok_and(|q| sys::shm_open_existing(&q.os_name(), false).is_ok());
     }
     Ok(Some(info))
+}
+
+/// Whether the process that wrote segment `file_name` (a name in `/dev/shm`) is alive, as its
+/// header says; `None` if the header does not say (not written yet, or not ours).
+pub(crate) fn writer_alive(file_name: &str) -> Option<bool> {
+    let info = inspect(file_name).ok().flatten()?;
+    info.creator_pid.map(|_| info.writer_alive)
 }
 
 /// Removes the name of one shmkit segment. Processes that have it open keep using it; nobody

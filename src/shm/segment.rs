@@ -89,6 +89,10 @@ impl Segment {
         init: impl FnOnce(&Segment) -> Result<()>,
     ) -> Result<Segment> {
         let os_name = name.os_name();
+        // Everything the header needs is ready before the name exists: a creator killed in
+        // between leaves a segment no one can attribute.
+        let (pid, start, ns) = sys::own_identity();
+        let fields = spec.fields(pid, start, ns);
         // From the moment the name exists until it is in the table of owned names, a signal
         // handler must not miss it: this thread blocks the cleanup signals, and a handler
         // running on another thread waits for the count of such creations to drop.
@@ -107,12 +111,6 @@ impl Segment {
         file.set_len(spec.layout.total_size)
             .map_err(|e| Error::io("ftruncate", e))?;
         let map = map(&file, spec.layout.total_size).map_err(|e| Error::io("mmap", e))?;
-        let pid = sys::current_pid();
-        let fields = spec.fields(
-            pid,
-            sys::process_start_time(pid).unwrap_or(0),
-            sys::pid_namespace(),
-        );
         let mut seg = Segment {
             name,
             file,
@@ -122,7 +120,7 @@ impl Segment {
             layout: spec.layout,
             owner: AtomicBool::new(false),
             owned: OnceLock::new(),
-            creator: (pid, sys::process_start_time(pid).unwrap_or(0)),
+            creator: (pid, start),
         };
         let header = seg.header();
         // SAFETY: the mapping is at least HEADER_SIZE bytes and page-aligned, so `fields` is in

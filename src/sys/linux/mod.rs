@@ -19,6 +19,6 @@ pub(crate) use signal::{
     yield_now,
 };
 pub(crate) use task::{
-    Liveness, START_UNVERIFIABLE, TID_BITS, current_pid, pid_namespace, process_alive,
-    process_start_time, random_u128, task_liveness, thread_identity,
+    Liveness, START_UNVERIFIABLE, TID_BITS, current_pid, own_identity, pid_namespace,
+    process_alive, process_start_time, random_u128, task_liveness, thread_identity,
 };

@@ -139,6 +139,28 @@ pub(crate) fn pid_namespace() -> u64 {
     std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
 }
 
+/// This process's pid, start time and pid namespace, read from `/proc` once per process (a
+/// forked child, whose pid differs, reads them again).
+pub(crate) fn own_identity() -> (u32, u64, u64) {
+    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+    static PID: AtomicU32 = AtomicU32::new(0);
+    static START: AtomicU64 = AtomicU64::new(0);
+    static NS: AtomicU64 = AtomicU64::new(0);
+    let pid = current_pid();
+    if PID.load(Ordering::Acquire) == pid {
+        return (
+            pid,
+            START.load(Ordering::Relaxed),
+            NS.load(Ordering::Relaxed),
+        );
+    }
+    let (start, ns) = (process_start_time(pid).unwrap_or(0), pid_namespace());
+    START.store(start, Ordering::Relaxed);
+    NS.store(ns, Ordering::Relaxed);
+    PID.store(pid, Ordering::Release);
+    (pid, start, ns)
+}
+
 /// 128 bits from the kernel's random source (through the `getrandom` crate), for unguessable
 /// segment names and secret keys.
 pub(crate) fn random_u128() -> io::Result<u128> {
