@@ -137,6 +137,7 @@ pub fn init() {
     // own children get a spec of their own (`Command::env` replaces it), and a program the child
     // runs that inherits this one is told apart by its parent pid.
     let Ok(spec) = std::env::var(CHILD_ENV) else {
+        crate::shm::reclaim_in_background();
         return;
     };
     let spec: Spec = match serde_json::from_str(&spec) {
@@ -147,6 +148,7 @@ pub fn init() {
         }
     };
     if spec.parent != sys::parent_pid() {
+        crate::shm::reclaim_in_background();
         return; // inherited by a process shmkit did not start: not a child
     }
     std::process::exit(run(spec));
@@ -164,6 +166,10 @@ fn run(spec: Spec) -> i32 {
     super::current::set_identity(spec.name.clone(), spec.parent_name.clone(), spec.parent);
     if spec.daemon && sys::die_with_parent().is_err() {
         return fail("could not tie a daemon child to its parent".into());
+    }
+    // A parent that died before the line above did not trigger it: look once more.
+    if spec.daemon && sys::parent_pid() != spec.parent {
+        return fail("the parent is gone".into());
     }
     let conn: Connection<Message, Vec<u8>> = match serde_json::from_str(&spec.conn) {
         Ok(c) => c,

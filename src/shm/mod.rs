@@ -35,12 +35,16 @@ mod registry;
 mod segment;
 #[allow(unsafe_code)]
 mod shared;
+mod tracker;
 
 pub use header::Kind;
 pub use name::MAX_NAME_LEN;
 pub use owned::{cleanup_on_signals, unlink_owned};
 pub(crate) use registry::writer_alive;
 pub use registry::{SegmentInfo, remove, remove_stale, remove_stale_if, segments};
+#[cfg(feature = "process")]
+pub(crate) use tracker::reclaim_in_background;
+pub use tracker::{DEFAULT_GRACE, reclaim_abandoned};
 
 pub(crate) use by_name::serde_by_name;
 pub(crate) use fingerprint::TypeInfo;

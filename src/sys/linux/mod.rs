@@ -11,8 +11,8 @@ pub(crate) use process::parent_pid;
 #[cfg(feature = "process")]
 pub(crate) use process::{SIGKILL, SIGTERM, die_with_parent, exe_identity, signal};
 pub(crate) use shm::{
-    SHM_DIR, current_uid, file_owner, file_size, page_size, same_file, shm_create_exclusive,
-    shm_list, shm_open_existing, shm_unlink,
+    SHM_DIR, current_uid, file_owner, file_size, page_size, same_file, shm_age,
+    shm_create_exclusive, shm_list, shm_mapped, shm_open_existing, shm_unlink,
 };
 pub(crate) use signal::{
     CleanupHook, SignalsBlocked, file_identity, install_cleanup, unlink_if_same, unlink_prefixed,

@@ -92,3 +92,38 @@ pub(crate) fn page_size() -> usize {
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if p > 0 { p as usize } else { 4096 }
 }
+
+/// The names (in `/dev/shm`, starting with `prefix`) that some live process has mapped, read
+/// from every `/proc/<pid>/maps` this user may read. A process of another user cannot open
+/// this user's 0600 segments, so the ones it cannot read do not matter.
+pub(crate) fn shm_mapped(prefix: &str) -> std::collections::HashSet<String> {
+    let mut mapped = std::collections::HashSet::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return mapped;
+    };
+    let marker = format!("{SHM_DIR}/{prefix}");
+    for p in procs.flatten() {
+        let name = p.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(maps) = std::fs::read_to_string(p.path().join("maps")) else {
+            continue;
+        };
+        for line in maps.lines() {
+            if let Some(at) = line.find(&marker) {
+                let file = &line[at + SHM_DIR.len() + 1..];
+                let file = file.strip_suffix(" (deleted)").unwrap_or(file);
+                mapped.insert(file.to_owned());
+            }
+        }
+    }
+    mapped
+}
+
+/// How long ago the object's status last changed (its creation or sizing, for a segment).
+pub(crate) fn shm_age(file_name: &str) -> Option<std::time::Duration> {
+    let m = std::fs::metadata(format!("{SHM_DIR}/{file_name}")).ok()?;
+    let changed = std::time::UNIX_EPOCH + std::time::Duration::from_secs(m.ctime().max(0) as u64);
+    std::time::SystemTime::now().duration_since(changed).ok()
+}
