@@ -94,6 +94,30 @@ fn ls_inspect_and_clean_see_what_processes_left() {
         "an unknown name fails"
     );
 
+    // clean --unused: the dead child's lock is kept while this process maps it.
+    let names_in = |v: serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let mapped = Lock::open(&lock_name).unwrap();
+    let unused = &[
+        "clean",
+        "--unused",
+        "--dry-run",
+        "--prefix",
+        &prefix,
+        "--json",
+    ];
+    assert!(names_in(json(unused)).is_empty(), "in use: not listed");
+    let (ok, text) = shmkit(&["clean", "--unused", "--prefix", &prefix]);
+    assert!(ok && text.contains("removed 0 stale"), "{text}");
+    assert!(common::shm_path(&lock_name).exists(), "in use: kept");
+    drop(mapped);
+    assert_eq!(names_in(json(unused)), vec![lock_name.clone()], "unused now");
+
     // clean: a dry run lists the dead child's lock and removes nothing; then it is removed.
     let dry = json(&["clean", "--dry-run", "--prefix", &prefix, "--json"]);
     let names: Vec<&str> = dry

@@ -3,10 +3,13 @@
 //! ```text
 //! shmkit ls [--json]                      every segment: kind, size, type, creator, items
 //! shmkit inspect NAME [--json]            one segment's header and state
-//! shmkit clean [--dry-run] [--prefix P]   remove stale segments (creator gone)
+//! shmkit clean [--dry-run] [--prefix P] [--unused]
+//!                                         remove stale segments (creator gone); with
+//!                                         --unused only those no live process maps
 //! ```
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use shmkit::inspect::{Report, inspect, inspect_all};
@@ -48,6 +51,10 @@ enum Command {
         /// Only segments whose name starts with this (one program's).
         #[arg(long)]
         prefix: Option<String>,
+        /// Only segments no live process maps and no hand-over names (what `init()` reclaims
+        /// by itself after its grace period): safe while other programs run.
+        #[arg(long)]
+        unused: bool,
         /// JSON, for scripts.
         #[arg(long)]
         json: bool,
@@ -124,18 +131,23 @@ fn run(cli: Cli) -> shmkit::Result<()> {
         Command::Clean {
             dry_run,
             prefix,
+            unused,
             json,
         } => {
             let chosen = |s: &shmkit::shm::SegmentInfo| {
                 prefix.as_deref().is_none_or(|p| s.name.starts_with(p))
             };
-            let gone = if dry_run {
-                shmkit::shm::segments()?
+            let gone = match (dry_run, unused) {
+                (true, false) => shmkit::shm::segments()?
                     .into_iter()
                     .filter(|s| s.is_stale() && chosen(s))
-                    .collect()
-            } else {
-                shmkit::shm::remove_stale_if(chosen)?
+                    .collect(),
+                (true, true) => shmkit::shm::abandoned(Duration::ZERO)?
+                    .into_iter()
+                    .filter(chosen)
+                    .collect(),
+                (false, false) => shmkit::shm::remove_stale_if(chosen)?,
+                (false, true) => shmkit::shm::reclaim_abandoned_if(Duration::ZERO, chosen)?,
             };
             if json {
                 println!(

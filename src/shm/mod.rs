@@ -44,7 +44,7 @@ pub(crate) use registry::writer_alive;
 pub use registry::{SegmentInfo, remove, remove_stale, remove_stale_if, segments};
 #[cfg(feature = "process")]
 pub(crate) use tracker::reclaim_in_background;
-pub use tracker::{DEFAULT_GRACE, reclaim_abandoned};
+pub use tracker::{DEFAULT_GRACE, abandoned, reclaim_abandoned, reclaim_abandoned_if};
 
 pub(crate) use by_name::serde_by_name;
 pub(crate) use fingerprint::TypeInfo;

@@ -32,11 +32,24 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 /// # Errors
 /// [`Error::Io`](crate::Error::Io) if `/dev/shm` cannot be read.
 pub fn reclaim_abandoned(grace: Duration) -> Result<Vec<SegmentInfo>> {
-    // Mapped segments are found once, after listing: a process that maps a segment later
-    // opened it while its creator was alive or while a hand-over was in flight, both excluded.
+    reclaim_abandoned_if(grace, |_| true)
+}
+
+/// As [`reclaim_abandoned`], for the abandoned segments `chosen` picks only (`shmkit clean
+/// --unused --prefix P`).
+///
+/// # Errors
+/// As [`reclaim_abandoned`].
+pub fn reclaim_abandoned_if(
+    grace: Duration,
+    chosen: impl Fn(&SegmentInfo) -> bool,
+) -> Result<Vec<SegmentInfo>> {
+    // The maps are read once, when the first candidate needs them. A process that opens a
+    // segment after that keeps its mapping when the name goes (only later opens by name fail),
+    // as with any segment whose creator has ended.
     let mapped: OnceCell<HashSet<String>> = OnceCell::new();
-    let removed = remove_stale_if(|s| {
-        if s.hand_overs > 0 {
+    remove_stale_if(|s| {
+        if s.hand_overs > 0 || !chosen(s) {
             return false;
         }
         let file = format!("{PREFIX}{}", s.name);
@@ -46,8 +59,27 @@ pub fn reclaim_abandoned(grace: Duration) -> Result<Vec<SegmentInfo>> {
         !mapped
             .get_or_init(|| sys::shm_mapped(PREFIX))
             .contains(&file)
-    })?;
-    Ok(removed)
+    })
+}
+
+/// The segments [`reclaim_abandoned`] would remove now, removing nothing.
+///
+/// # Errors
+/// As [`reclaim_abandoned`].
+pub fn abandoned(grace: Duration) -> Result<Vec<SegmentInfo>> {
+    let mapped: OnceCell<HashSet<String>> = OnceCell::new();
+    Ok(super::registry::segments()?
+        .into_iter()
+        .filter(|s| {
+            let file = format!("{PREFIX}{}", s.name);
+            s.is_stale()
+                && s.hand_overs == 0
+                && sys::shm_age(&file).is_some_and(|age| age >= grace)
+                && !mapped
+                    .get_or_init(|| sys::shm_mapped(PREFIX))
+                    .contains(&file)
+        })
+        .collect())
 }
 
 /// The grace `init` uses: `SHMKIT_RECLAIM_GRACE` (seconds) if set, else [`DEFAULT_GRACE`].
