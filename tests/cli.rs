@@ -116,7 +116,11 @@ fn ls_inspect_and_clean_see_what_processes_left() {
     assert!(ok && text.contains("removed 0 stale"), "{text}");
     assert!(common::shm_path(&lock_name).exists(), "in use: kept");
     drop(mapped);
-    assert_eq!(names_in(json(unused)), vec![lock_name.clone()], "unused now");
+    assert_eq!(
+        names_in(json(unused)),
+        vec![lock_name.clone()],
+        "unused now"
+    );
 
     // clean: a dry run lists the dead child's lock and removes nothing; then it is removed.
     let dry = json(&["clean", "--dry-run", "--prefix", &prefix, "--json"]);
