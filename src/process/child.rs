@@ -122,7 +122,10 @@ pub(crate) fn uninitialised_child() -> bool {
 ///
 /// It also installs [`cleanup_on_signals`](crate::cleanup_on_signals): SIGINT (Ctrl-C),
 /// SIGTERM and SIGHUP unlink the segments this process owns before it ends, and then take
-/// their usual course (or reach the handler the program installed before).
+/// their usual course (or reach the handler the program installed before). And, once per
+/// process, it looks in a background thread for segments that processes killed earlier left
+/// behind and that no live process uses, and removes them
+/// ([`shm::reclaim_abandoned`](crate::shm::reclaim_abandoned)).
 ///
 /// ```
 /// shmkit::init(); // the first line of `main`; then the program, which may start processes
