@@ -245,12 +245,17 @@ fn producers_and_consumers_killed_at_random_moments_lose_and_duplicate_nothing()
             .collect::<Vec<_>>()
     };
     let before = spills().len();
-    s.queue.put(vec![0u8; 200_000]).unwrap(); // bigger than the ring: spills, and sweeps
+    s.queue
+        .put_timeout(vec![0u8; 200_000], Duration::from_secs(30))
+        .unwrap(); // bigger than the ring: spills, and sweeps
     let after = spills();
     eprintln!("spills left by killed producers: {before} before the sweep");
     assert!(
         after.len() == 1 && after[0].creator_pid == Some(std::process::id()),
         "only the spill just put is left: {after:?}"
     );
-    assert_eq!(s.queue.get().unwrap().len(), 200_000);
+    assert_eq!(
+        s.queue.get_timeout(Duration::from_secs(30)).unwrap().len(),
+        200_000
+    );
 }

@@ -34,7 +34,7 @@ fn a_killed_producers_spill_is_reclaimed_and_committed_spills_are_kept() {
     let name = unique("spill-reclaim");
     let q: Queue<Vec<u8>> = Queue::create(&name, 0, 4096).unwrap();
     // One committed spill, then small items until the ring has no room for another frame.
-    q.put(vec![1; 50_000]).unwrap();
+    q.put_timeout(vec![1; 50_000], LIMIT).unwrap();
     let committed = spills_of(&name);
     assert_eq!(committed.len(), 1);
     let mut small = 0;
@@ -66,8 +66,8 @@ fn a_killed_producers_spill_is_reclaimed_and_committed_spills_are_kept() {
 
     // Make room and spill again (a second later: a process looks at most once a second).
     std::thread::sleep(Duration::from_millis(1100));
-    assert_eq!(q.get().unwrap(), vec![1; 50_000]);
-    q.put(vec![3; 60_000]).unwrap();
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), vec![1; 50_000]);
+    q.put_timeout(vec![3; 60_000], LIMIT).unwrap();
     let now = spills_of(&name);
     assert!(
         !now.contains(&orphan[0]),

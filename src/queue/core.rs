@@ -403,8 +403,11 @@ impl QueueCore {
                 }
                 match &spilled {
                     None => {
-                        self.reclaim_spills_now_and_then(&held);
+                        let referenced = self.spill_refs_now_and_then(&held);
                         drop(held);
+                        if let Some(referenced) = referenced {
+                            self.reclaim_spills(&referenced);
+                        }
                         spilled = Some(spill::write(&self.name, parts)?);
                         held = self.lock(wait)?;
                         continue;

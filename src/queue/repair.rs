@@ -65,33 +65,32 @@ impl QueueCore {
             puts.saturating_sub(gets)
         );
         // A producer may have died with its spill written and not committed.
-        self.reclaim_spills(held);
+        if let Some(referenced) = self.spill_refs(held) {
+            self.reclaim_spills(&referenced);
+        }
         Ok(())
     }
 }
 
 impl QueueCore {
-    /// [`reclaim_spills`](Self::reclaim_spills), at most once a second in this process: a
-    /// putter about to spill pays for a look at `/dev/shm` rarely.
-    pub(super) fn reclaim_spills_now_and_then(&self, held: &Held<'_>) {
+    /// The spill ids the ring refers to, at most once a second in this process (`None` the
+    /// other times): a putter about to spill pays for a look at `/dev/shm` rarely, and does it
+    /// after releasing the lock ([`reclaim_spills`](Self::reclaim_spills)).
+    pub(super) fn spill_refs_now_and_then(&self, held: &Held<'_>) -> Option<HashSet<u128>> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let last = LAST_RECLAIM.load(Ordering::Relaxed);
-        if now != last
+        let due = now != last
             && LAST_RECLAIM
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.reclaim_spills(held);
-        }
+                .is_ok();
+        if due { self.spill_refs(held) } else { None }
     }
 
-    /// Removes the spills that no frame refers to and whose producer died before committing
-    /// its reference (see [`spill::reclaim`]). Under the lock, so the frames do not change
-    /// meanwhile. Does nothing if the frames cannot be read (a corrupt ring is reported by the
-    /// operations themselves).
-    pub(super) fn reclaim_spills(&self, held: &Held<'_>) {
+    /// The spill ids the frames between `head` and `tail` refer to; `None` if the frames
+    /// cannot be read (a corrupt ring is reported by the operations themselves).
+    pub(super) fn spill_refs(&self, held: &Held<'_>) -> Option<HashSet<u128>> {
         let c = self.ctl();
         let (head, tail) = (
             c.head.load(Ordering::Relaxed),
@@ -100,17 +99,23 @@ impl QueueCore {
         let mut referenced = HashSet::new();
         let mut pos = head;
         while pos != tail {
-            let Ok(Some(f)) = ring::oldest(pos, tail, self.cap, |at| self.read_header(at)) else {
-                return;
-            };
+            let f = ring::oldest(pos, tail, self.cap, |at| self.read_header(at)).ok()??;
             if f.header.kind == SPILL {
                 let r: SpillRef =
                     bytemuck::pod_read_unaligned(self.payload(held, f.at, f.header.len));
-                referenced.insert(u128::from(r.id[0]) | u128::from(r.id[1]) << 64);
+                referenced.insert(r.id());
             }
             pos += f.advance;
         }
-        let removed = spill::reclaim(&self.name, &referenced);
+        Some(referenced)
+    }
+
+    /// Removes the spills that none of `referenced` names and whose producer died before
+    /// committing its reference (see [`spill::reclaim`]). The lock need not be held: a spill
+    /// the ring did not name when `referenced` was taken is never named later unless its
+    /// producer lives, and a consumer maps a spill before its get commits.
+    pub(super) fn reclaim_spills(&self, referenced: &HashSet<u128>) {
+        let removed = spill::reclaim(&self.name, referenced);
         if removed > 0 {
             log::info!(
                 "queue {}: removed {removed} spilled items no frame refers to (their producers died)",

@@ -43,6 +43,20 @@ pub(crate) struct SpillRef {
     pub(crate) len: u64,
 }
 
+impl SpillRef {
+    pub(crate) fn new(id: u128, len: u64) -> SpillRef {
+        SpillRef {
+            id: [id as u64, (id >> 64) as u64],
+            len,
+        }
+    }
+
+    /// The spill segment's id (its name is `<queue>.spill-<id>`).
+    pub(crate) fn id(&self) -> u128 {
+        u128::from(self.id[0]) | u128::from(self.id[1]) << 64
+    }
+}
+
 pub(crate) const SPILL_REF_LEN: u64 = std::mem::size_of::<SpillRef>() as u64;
 
 /// The ring bytes a frame with `payload` bytes takes.

@@ -41,10 +41,7 @@ pub(crate) fn write(queue: &SegmentName, parts: &[&[u8]]) -> Result<(SpillRef, S
         }
         Ok(())
     })?;
-    let sref = SpillRef {
-        id: [id as u64, (id >> 64) as u64],
-        len,
-    };
+    let sref = SpillRef::new(id, len);
     Ok((sref, seg))
 }
 
@@ -54,8 +51,7 @@ pub(crate) fn write(queue: &SegmentName, parts: &[&[u8]]) -> Result<(SpillRef, S
 /// until [`take`]: a consumer that dies before its get commits leaves the item in the queue,
 /// spill included.
 pub(crate) fn open(queue: &SegmentName, sref: &SpillRef) -> Result<Segment> {
-    let id = u128::from(sref.id[0]) | u128::from(sref.id[1]) << 64;
-    let name = SegmentName::spill_of(queue, id);
+    let name = SegmentName::spill_of(queue, sref.id());
     let expect = Expect {
         kind: Kind::Spill,
         ty: TypeInfo::of::<u8>(),
@@ -77,8 +73,9 @@ pub(crate) fn take<R>(seg: &Segment, read: impl FnOnce(&[u8]) -> R) -> Result<R>
 
 /// Removes the spills of `queue` that no frame refers to (`referenced` holds the ids the ring
 /// names) and whose producer has died: written by a producer killed before it committed the
-/// reference (for example while it waited for room). Called under the queue's lock. A spill
-/// of a live producer may still be committed; one a consumer took is open in it already.
+/// reference (for example while it waited for room). `referenced` may be taken under the
+/// queue's lock and this called after releasing it: a spill the ring does not name is only
+/// named later by its own, live, producer, and one a consumer took is open in it already.
 /// Returns how many were removed.
 pub(crate) fn reclaim(queue: &SegmentName, referenced: &HashSet<u128>) -> usize {
     let prefix = SegmentName::spill_file_prefix(queue.as_str());

@@ -44,22 +44,8 @@ pub fn reclaim_abandoned_if(
     grace: Duration,
     chosen: impl Fn(&SegmentInfo) -> bool,
 ) -> Result<Vec<SegmentInfo>> {
-    // The maps are read once, when the first candidate needs them. A process that opens a
-    // segment after that keeps its mapping when the name goes (only later opens by name fail),
-    // as with any segment whose creator has ended.
-    let mapped: OnceCell<HashSet<String>> = OnceCell::new();
-    remove_stale_if(|s| {
-        if s.hand_overs > 0 || !chosen(s) {
-            return false;
-        }
-        let file = format!("{PREFIX}{}", s.name);
-        if sys::shm_age(&file).is_none_or(|age| age < grace) {
-            return false;
-        }
-        !mapped
-            .get_or_init(|| sys::shm_mapped(PREFIX))
-            .contains(&file)
-    })
+    let check = Abandoned::new(grace);
+    remove_stale_if(|s| chosen(s) && check.holds(s))
 }
 
 /// The segments [`reclaim_abandoned`] would remove now, removing nothing.
@@ -67,19 +53,39 @@ pub fn reclaim_abandoned_if(
 /// # Errors
 /// As [`reclaim_abandoned`].
 pub fn abandoned(grace: Duration) -> Result<Vec<SegmentInfo>> {
-    let mapped: OnceCell<HashSet<String>> = OnceCell::new();
+    let check = Abandoned::new(grace);
     Ok(super::registry::segments()?
         .into_iter()
-        .filter(|s| {
-            let file = format!("{PREFIX}{}", s.name);
-            s.is_stale()
-                && s.hand_overs == 0
-                && sys::shm_age(&file).is_some_and(|age| age >= grace)
-                && !mapped
-                    .get_or_init(|| sys::shm_mapped(PREFIX))
-                    .contains(&file)
-        })
+        .filter(|s| s.is_stale() && check.holds(s))
         .collect())
+}
+
+/// Whether a stale segment is abandoned, beyond its creator being gone.
+struct Abandoned {
+    grace: Duration,
+    /// The maps are read once, when the first candidate needs them. A process that opens a
+    /// segment after that keeps its mapping when the name goes (only later opens by name
+    /// fail), as with any segment whose creator has ended.
+    mapped: OnceCell<HashSet<String>>,
+}
+
+impl Abandoned {
+    fn new(grace: Duration) -> Abandoned {
+        Abandoned {
+            grace,
+            mapped: OnceCell::new(),
+        }
+    }
+
+    fn holds(&self, s: &SegmentInfo) -> bool {
+        let file = format!("{PREFIX}{}", s.name);
+        s.hand_overs == 0
+            && sys::shm_age(&file).is_some_and(|age| age >= self.grace)
+            && !self
+                .mapped
+                .get_or_init(|| sys::shm_mapped(PREFIX))
+                .contains(&file)
+    }
 }
 
 /// The grace `init` uses: `SHMKIT_RECLAIM_GRACE` (seconds) if set, else [`DEFAULT_GRACE`].

@@ -55,8 +55,13 @@ pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
 
 /// Whether two open files are the same object (same device and inode).
 pub(crate) fn same_file(a: &File, b: &File) -> io::Result<bool> {
-    let (ma, mb) = (a.metadata()?, b.metadata()?);
-    Ok(ma.dev() == mb.dev() && ma.ino() == mb.ino())
+    Ok(file_identity(a)? == file_identity(b)?)
+}
+
+/// The device and inode of an open file.
+pub(crate) fn file_identity(file: &File) -> io::Result<(u64, u64)> {
+    let m = file.metadata()?;
+    Ok((m.dev(), m.ino()))
 }
 
 /// Names (without the leading `/`) of the shared memory objects whose names start with `prefix`.

@@ -122,7 +122,7 @@ extern "C" fn on_signal<H: CleanupHook>(
 /// Async-signal-safe: `name` is a NUL-free byte string of at most 255 bytes (with its leading
 /// `/`), copied into a stack buffer; open, fstat, close and unlink are async-signal-safe.
 pub(crate) fn unlink_if_same(name: &[u8], dev: u64, ino: u64) {
-    const DIR: &[u8] = b"/dev/shm";
+    const DIR: &[u8] = super::shm::SHM_DIR.as_bytes();
     let mut path = [0u8; DIR.len() + 256 + 1];
     if name.len() > 256 || name.contains(&0) {
         return;
@@ -144,13 +144,6 @@ pub(crate) fn unlink_if_same(name: &[u8], dev: u64, ino: u64) {
             libc::unlink(path);
         }
     }
-}
-
-/// The device and inode of an open file.
-pub(crate) fn file_identity(file: &std::fs::File) -> io::Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let m = file.metadata()?;
-    Ok((m.dev(), m.ino()))
 }
 
 /// While alive, the cleanup signals are blocked on this thread (a process-directed one goes
@@ -231,7 +224,7 @@ pub(crate) fn unlink_prefixed(prefix: &[u8]) {
             while at + 19 < n as usize {
                 // linux_dirent64: u64 inode, i64 offset, u16 record length, u8 type, name.
                 let reclen = u16::from_ne_bytes([buf.0[at + 16], buf.0[at + 17]]) as usize;
-                if reclen == 0 || at + reclen > n as usize {
+                if reclen < 20 || at + reclen > n as usize {
                     break;
                 }
                 let name = &buf.0[at + 19..at + reclen];
