@@ -102,74 +102,153 @@ fn exercise_array<T: bytemuck::Pod>(name: &str, short: Duration) {
     }
 }
 
-/// Drives a small queue (a 1 KiB ring, so items wrap and spill) with the operations encoded in
-/// `data` and checks every answer against a `VecDeque`. Each op is one byte of kind and one of
-/// size: put (try_put), get (try_get), put_bytes (into an empty queue: it would block on a
-/// full one), get_bytes_into.
+/// Drives a small queue (a 1 KiB ring, so items wrap and spill, and 8 lease slots) with the
+/// operations encoded in `data` and checks every answer against a model. Each op is one byte
+/// of kind and one of size: put (try_put), get (try_get), put_bytes (into an empty queue: it
+/// would block on a full one), get_bytes_into, and the leases: try_get_leased, ack, release,
+/// drop. The model: items waiting in put order, items handed back (taken first, oldest
+/// first), and the leases held.
 pub fn queue_ops(data: &[u8]) {
-    use crate::queue::{Queue, TryGetError, TryPutError};
+    use crate::queue::{Lease, Queue, TryGetError, TryPutError};
+    use std::collections::{BTreeMap, VecDeque};
     let Ok(q) = Queue::<Vec<u8>>::with_capacity(8, 1024) else {
         return;
     };
-    let mut model = std::collections::VecDeque::new();
+    let _ = q.set_max_deliveries(None);
+    let slots = q.max_leases();
+    let mut waiting: VecDeque<(u64, Vec<u8>)> = VecDeque::new();
+    let mut returned: BTreeMap<u64, (u32, Vec<u8>)> = BTreeMap::new();
+    let mut held: Vec<(u64, Lease<Vec<u8>>)> = Vec::new();
+    let mut seq = 0u64;
     let mut buf = Vec::new();
+    // The next item a get takes: a handed-back one first, then the oldest waiting.
+    fn take(
+        waiting: &mut VecDeque<(u64, Vec<u8>)>,
+        returned: &mut BTreeMap<u64, (u32, Vec<u8>)>,
+    ) -> Option<(u64, u32, Vec<u8>)> {
+        match returned.pop_first() {
+            Some((s, (d, item))) => Some((s, d, item)),
+            None => waiting.pop_front().map(|(s, item)| (s, 0, item)),
+        }
+    }
     for (n, op) in data.chunks_exact(2).enumerate().take(512) {
         let len = usize::from(op[1]) * if op[0] & 0x80 != 0 { 37 } else { 1 };
         let item: Vec<u8> = (0..len).map(|i| (i + n) as u8).collect();
-        match op[0] % 4 {
+        let pick = usize::from(op[1]);
+        match op[0] % 8 {
             0 => match q.try_put(item.clone()) {
-                Ok(()) => model.push_back(item),
-                // Full: 8 items, or no ring room even for a spill reference; never when empty.
+                Ok(()) => {
+                    waiting.push_back((seq, item));
+                    seq += 1;
+                }
+                // Full: 8 items in the ring, or no ring room even for a spill reference;
+                // never when the ring is empty.
                 Err(TryPutError::Full(back)) => {
-                    assert!(!model.is_empty() && back == item)
+                    assert!(!waiting.is_empty() && back == item)
                 }
                 Err(e) => panic!("try_put: {e}"),
             },
             1 => match q.try_get() {
-                Ok(got) => assert_eq!(Some(got), model.pop_front()),
-                Err(TryGetError::Empty) => assert!(model.is_empty()),
+                Ok(got) => assert_eq!(Some(got), take(&mut waiting, &mut returned).map(|t| t.2)),
+                Err(TryGetError::Empty) => assert!(waiting.is_empty() && returned.is_empty()),
                 Err(e) => panic!("try_get: {e}"),
             },
             // A blocking put, only where room is certain: into an empty queue.
-            2 if model.is_empty() => {
+            2 if waiting.is_empty() => {
                 q.put_bytes(&item).expect("put_bytes with room");
-                model.push_back(item);
+                waiting.push_back((seq, item));
+                seq += 1;
             }
-            3 if !model.is_empty() => {
+            3 if !waiting.is_empty() || !returned.is_empty() => {
                 let n = q
                     .get_bytes_into(&mut buf)
                     .expect("get_bytes_into with an item");
-                assert_eq!(Some(&buf[..n]), model.front().map(|v| &v[..]));
-                model.pop_front();
+                let expected = take(&mut waiting, &mut returned).map(|t| t.2);
+                assert_eq!(Some(&buf[..n]), expected.as_deref());
+            }
+            4 => {
+                let free = held.len() + returned.len() < slots;
+                match q.try_get_leased() {
+                    Ok(lease) => {
+                        let ok = !returned.is_empty() || free;
+                        assert!(ok, "a lease with every slot in use");
+                        let (s, d, item) =
+                            take(&mut waiting, &mut returned).expect("a lease of nothing");
+                        assert_eq!((&*lease, lease.deliveries()), (&item, d + 1));
+                        held.push((s, lease));
+                    }
+                    Err(TryGetError::Empty) => assert!(
+                        returned.is_empty() && (waiting.is_empty() || !free),
+                        "no lease, with an item to lease"
+                    ),
+                    Err(e) => panic!("try_get_leased: {e}"),
+                }
+            }
+            5 if !held.is_empty() => {
+                let (_, lease) = held.remove(pick % held.len());
+                lease.ack().expect("ack");
+            }
+            6 | 7 if !held.is_empty() => {
+                let (s, lease) = held.remove(pick % held.len());
+                let item = lease.to_vec();
+                let d = lease.deliveries();
+                if op[0] % 8 == 6 {
+                    lease.release().expect("release");
+                } else {
+                    drop(lease);
+                }
+                returned.insert(s, (d, item));
             }
             _ => {}
         }
-        assert_eq!(q.len(), model.len());
+        assert_eq!(q.len(), waiting.len() + returned.len());
+        assert_eq!(q.lease_counts().held, held.len());
     }
 }
 
-/// Writes `data` over a live queue's positions, counts, lock and ring, as a broken or hostile
-/// peer could, then gets and puts a few times: every call must return `Ok` or `Err`.
+/// Writes `data` over a live queue's positions, counts, lock, ring and lease slots, as a
+/// broken or hostile peer could, then gets, puts, leases, acks and releases a few times:
+/// every call must return `Ok` or `Err`.
 pub fn queue_ring(data: &[u8]) {
     use std::os::unix::fs::FileExt;
     let Ok(q) = crate::queue::Queue::<Vec<u8>>::with_capacity(0, 1024) else {
         return;
     };
-    for i in 0..4u8 {
+    for i in 0..6u8 {
         let _ = q.put(vec![i; usize::from(i) * 100]);
     }
+    let leases: Vec<_> = (0..3).filter_map(|_| q.try_get_leased().ok()).collect();
     let path = format!("{}/shmkit-{}", sys::SHM_DIR, q.name());
     let Ok(file) = std::fs::OpenOptions::new().write(true).open(&path) else {
         return;
     };
     // Control block at 256: lock (16 bytes), then head, tail, puts, gets, done (u64 each).
-    let (control, ring) = data.split_at(data.len().min(56));
-    let _ = file.write_all_at(control, 256);
+    let (control, rest) = data.split_at(data.len().min(56));
+    let (lock, counts) = control.split_at(control.len().min(16));
+    let _ = file.write_all_at(counts, 256 + 16);
+    // The ring on the next page, and 8 lease slots of 512 bytes after its 1024 bytes.
     let page = sys::page_size() as u64;
-    let _ = file.write_all_at(&ring[..ring.len().min(1024)], page);
+    let (ring, slots) = rest.split_at(rest.len().min(1024));
+    let _ = file.write_all_at(ring, page);
+    let _ = file.write_all_at(&slots[..slots.len().min(8 * 512)], page + 1024);
+    // Settled before the lock is overwritten: `ack` and `release` wait for the lock as long
+    // as it takes, and a lock word naming a live task (one that only looks alive to us, as a
+    // hostile peer's would) is never taken over.
+    for (i, lease) in leases.into_iter().enumerate() {
+        let _ = if i % 2 == 0 {
+            lease.ack().map(drop)
+        } else {
+            lease.release()
+        };
+    }
+    let _ = file.write_all_at(lock, 256);
     for _ in 0..4 {
         let _ = q.try_get();
         let _ = q.try_put(vec![7; 300]);
+        // The lock was just taken and given back by this get, so the ack can take it too.
+        if let Ok(lease) = q.try_get_leased() {
+            let _ = lease.ack();
+        }
     }
 }
 

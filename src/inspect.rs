@@ -36,8 +36,10 @@ pub struct LockReport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct QueueReport {
-    /// Items in it.
+    /// Items waiting in it (handed-back leased items included).
     pub items: u64,
+    /// Items taken under a lease and not yet acked.
+    pub leased: u64,
     /// Items put and not yet marked done (a `JoinableQueue`'s unfinished tasks).
     pub unfinished: u64,
     /// Ring bytes in use, and the ring's size.
@@ -78,7 +80,11 @@ fn report(segment: SegmentInfo) -> Report {
         .filter(|k| matches!(k, Kind::Queue | Kind::JoinableQueue))
         .and_then(|_| crate::queue::counters(control))
         .map(|c| QueueReport {
-            items: c.puts.saturating_sub(c.gets),
+            items: c
+                .puts
+                .saturating_sub(c.gets)
+                .saturating_add(u64::from(c.returned)),
+            leased: u64::from(c.leased),
             unfinished: c.puts.saturating_sub(c.done),
             used_bytes: c.tail.saturating_sub(c.head),
             capacity: c.capacity,

@@ -119,8 +119,8 @@ pub mod futures {
     };
 }
 pub use queue::{
-    GetError, GetTimeoutError, JoinTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue,
-    TaskDoneError, TryGetError, TryPutError,
+    AckError, GetError, GetTimeoutError, JoinTimeoutError, JoinableQueue, Lease, LeaseCounts,
+    PutError, PutTimeoutError, Queue, TaskDoneError, TryGetError, TryPutError,
 };
 pub use sync::{
     AccessError, Barrier, BarrierTimeoutError, BarrierTryError, BrokenBarrier, Condition, Event,

@@ -122,8 +122,14 @@ fn run(cli: Cli) -> shmkit::Result<()> {
                 }
                 if let Some(q) = r.queue {
                     println!(
-                        "  queue: {} items ({} of {} ring bytes), {} unfinished, maxsize {}, closed: {}",
-                        q.items, q.used_bytes, q.capacity, q.unfinished, q.maxsize, q.closed
+                        "  queue: {} items ({} of {} ring bytes), {} leased, {} unfinished, maxsize {}, closed: {}",
+                        q.items,
+                        q.used_bytes,
+                        q.capacity,
+                        q.leased,
+                        q.unfinished,
+                        q.maxsize,
+                        q.closed
                     );
                 }
             }

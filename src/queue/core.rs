@@ -20,13 +20,14 @@
 //! do. A waiter killed in its sleep stays counted, which costs a spare wake-up now and then.
 
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::ring::{self, FrameHeader, HEADER, INLINE, PAD, SPILL, SPILL_REF_LEN, SpillRef};
+use super::slots::{self, SLOT_SIZE};
 use super::spill;
 use crate::error::{Error, Result};
-use crate::shm::{Expect, Kind, Segment, SegmentName, Spec, TypeInfo, shm_shared};
+use crate::shm::{Expect, Kind, MAX_NAME_LEN, Segment, SegmentName, Spec, TypeInfo, shm_shared};
 use crate::sync::{Acquired, LockFailure, RawLock, Waitlist};
 
 pub(crate) use super::wait::{Fail, Wait};
@@ -63,11 +64,31 @@ pub(crate) struct Control {
     pub(super) not_full: Waitlist,
     /// Joiners waiting for every task to be done.
     pub(super) joined: Waitlist,
-    pub(super) _reserved: [AtomicU32; 4],
+    /// Lease slots after the ring; fixed at creation (see `queue/slots.rs`).
+    pub(super) slots: AtomicU32,
+    /// Deliveries after which a returned item is dead-lettered; 0: no limit.
+    pub(super) max_deliveries: AtomicU32,
+    /// Slots HELD by a consumer (a hint kept with the slots; repaired from them).
+    pub(super) held: AtomicU32,
+    /// Slots RETURNED, waiting for redelivery (a hint, as `held`).
+    pub(super) returned: AtomicU32,
+    /// The last lease id given out.
+    pub(super) lease_ids: AtomicU64,
+    /// Items moved to the dead-letter queue.
+    pub(super) dead_lettered: AtomicU64,
+    /// Items dropped after their last delivery, with no dead-letter queue to take them.
+    pub(super) discarded: AtomicU64,
+    /// Lease getters waiting for a free slot.
+    pub(super) slot_free: Waitlist,
+    /// The dead-letter queue: its kind (0: none), and its name's length and bytes.
+    pub(super) dlq_kind: AtomicU32,
+    pub(super) dlq_len: AtomicU32,
+    pub(super) _reserved: AtomicU32,
+    pub(super) dlq_name: [AtomicU8; MAX_NAME_LEN],
 }
 }
 
-const _: () = assert!(std::mem::size_of::<Control>() == 128);
+const _: () = assert!(std::mem::size_of::<Control>() == 376);
 
 /// A queue's counters as read from a copy of its control block's bytes, for inspection from
 /// outside (`shmkit inspect`); untrusted: any bytes give numbers.
@@ -81,6 +102,9 @@ pub(crate) struct Counters {
     pub(crate) capacity: u64,
     pub(crate) maxsize: u64,
     pub(crate) closed: bool,
+    /// Items held under a lease, and items handed back for redelivery.
+    pub(crate) leased: u32,
+    pub(crate) returned: u32,
 }
 
 /// The counters in `bytes`, a copy of a queue's control block (after its 16-byte lock).
@@ -97,6 +121,8 @@ pub(crate) fn counters(bytes: &[u8]) -> Option<Counters> {
         capacity: u64_at(56)?,
         maxsize: u64_at(64)?,
         closed: u32::from_ne_bytes(bytes.get(72..76)?.try_into().ok()?) != 0,
+        leased: u32::from_ne_bytes(bytes.get(120..124)?.try_into().ok()?),
+        returned: u32::from_ne_bytes(bytes.get(124..128)?.try_into().ok()?),
     })
 }
 
@@ -105,7 +131,15 @@ pub struct QueueCore {
     ctl: NonNull<Control>,
     ring: NonNull<u8>,
     pub(super) cap: u64,
+    /// Lease slots, after the ring (read once: the stored count is not trusted later).
+    pub(super) slots: u32,
     pub(super) name: SegmentName,
+    pub(super) kind: Kind,
+    pub(super) ty: TypeInfo,
+    /// The dead-letter queue, once opened by this process.
+    pub(super) dlq: std::sync::Mutex<Option<std::sync::Arc<QueueCore>>>,
+    /// When this handle last checked lease holders (milliseconds since the epoch).
+    pub(super) holders_checked: AtomicU64,
     /// Owns the mapping the pointers point into; dropped last.
     seg: Segment,
 }
@@ -142,7 +176,13 @@ impl QueueCore {
                 ring::MAX_CAPACITY
             ),
         })?;
-        let spec = Spec::new(kind, ty, cap, sys::page_size() as u64)?;
+        let nslots = slots::slots_for(cap);
+        let spec = Spec::new(
+            kind,
+            ty,
+            cap + u64::from(nslots) * SLOT_SIZE,
+            sys::page_size() as u64,
+        )?;
         let seg = Segment::create(name.clone(), &spec, |seg| {
             let ctl: *const Control = seg.control::<Control>()?;
             let fresh = Control {
@@ -158,14 +198,26 @@ impl QueueCore {
                 not_empty: Waitlist::new(),
                 not_full: Waitlist::new(),
                 joined: Waitlist::new(),
-                _reserved: [const { AtomicU32::new(0) }; 4],
+                slots: AtomicU32::new(nslots),
+                max_deliveries: AtomicU32::new(slots::DEFAULT_MAX_DELIVERIES),
+                held: AtomicU32::new(0),
+                returned: AtomicU32::new(0),
+                lease_ids: AtomicU64::new(0),
+                dead_lettered: AtomicU64::new(0),
+                discarded: AtomicU64::new(0),
+                slot_free: Waitlist::new(),
+                dlq_kind: AtomicU32::new(0),
+                dlq_len: AtomicU32::new(0),
+                _reserved: AtomicU32::new(0),
+                dlq_name: [const { AtomicU8::new(0) }; MAX_NAME_LEN],
             };
             // SAFETY: `control` checked that the block fits in the mapping and is aligned; the
-            // segment is not published yet, so no one else can see it.
+            // segment is not published yet, so no one else can see it. (The slots after the
+            // ring are zero, FREE, as the new file is.)
             unsafe { ctl.cast_mut().write(fresh) };
             Ok(())
         })?;
-        Self::from_segment(seg, name)
+        Self::from_segment(seg, name, kind, ty)
     }
 
     /// Opens a queue segment of `kind` whose items are `ty`.
@@ -184,28 +236,45 @@ impl QueueCore {
             },
             wait,
         )?;
-        Self::from_segment(seg, name)
+        Self::from_segment(seg, name, kind, ty)
     }
 
-    fn from_segment(seg: Segment, name: SegmentName) -> Result<Self> {
-        let cap = seg.len();
+    fn from_segment(seg: Segment, name: SegmentName, kind: Kind, ty: TypeInfo) -> Result<Self> {
         let ctl = NonNull::from(seg.control::<Control>()?);
         let ring = seg.payload::<u8>()?.cast::<u8>();
         // SAFETY: `ctl` points into `seg`'s control block, validated by `control`.
-        let stored = unsafe { ctl.as_ref() }.capacity.load(Ordering::Relaxed);
-        if stored != cap || ring::capacity_for(cap) != Some(cap) {
+        let c = unsafe { ctl.as_ref() };
+        let cap = c.capacity.load(Ordering::Relaxed);
+        let nslots = c.slots.load(Ordering::Relaxed);
+        let fits = ring::capacity_for(cap) == Some(cap)
+            && nslots <= slots::MAX_SLOTS
+            && cap + u64::from(nslots) * SLOT_SIZE == seg.len();
+        if !fits {
             return Err(Error::Corrupt {
                 name: name.as_str().to_owned(),
-                reason: format!("ring capacity {stored} ≠ {cap}"),
+                reason: format!(
+                    "a ring of {cap} bytes and {nslots} lease slots in a payload of {}",
+                    seg.len()
+                ),
             });
         }
         Ok(QueueCore {
             ctl,
             ring,
             cap,
+            slots: nslots,
             name,
+            kind,
+            ty,
+            dlq: std::sync::Mutex::new(None),
+            holders_checked: AtomicU64::new(0),
             seg,
         })
+    }
+
+    /// The ring's start; the lease slots follow it.
+    pub(super) fn ring_ptr(&self) -> NonNull<u8> {
+        self.ring
     }
 
     pub(super) fn ctl(&self) -> &Control {
@@ -353,7 +422,14 @@ impl QueueCore {
 
     /// Sleeps on `list` until woken or `wait` passes. Called with the lock held; returns with
     /// it held again.
-    fn sleep<'a>(&'a self, held: Held<'a>, list: &Waitlist, wait: Wait) -> Result<Held<'a>, Fail> {
+    /// With `poll`, wakes after at most that long even if no one wakes it.
+    fn sleep<'a>(
+        &'a self,
+        held: Held<'a>,
+        list: &Waitlist,
+        wait: Wait,
+        poll: Option<std::time::Duration>,
+    ) -> Result<Held<'a>, Fail> {
         let timeout = match wait {
             Wait::No => return Err(Fail::WouldBlock),
             Wait::Until(t) => match t.checked_duration_since(Instant::now()) {
@@ -361,6 +437,10 @@ impl QueueCore {
                 _ => return Err(Fail::Timeout),
             },
             Wait::Forever => None,
+        };
+        let timeout = match (timeout, poll) {
+            (Some(t), Some(p)) => Some(t.min(p)),
+            (t, p) => t.or(p),
         };
         list.enter();
         let seq = list.seq();
@@ -446,7 +526,7 @@ impl QueueCore {
                 spun = true;
                 continue;
             }
-            held = self.sleep(held, &ctl.not_full, wait)?;
+            held = self.sleep(held, &ctl.not_full, wait, None)?;
             spun = false;
         }
         let getters = ctl.not_empty.claim(1);
@@ -488,75 +568,138 @@ impl QueueCore {
     }
 
     /// Takes the oldest item and passes its serialised bytes to `read`, exactly once: under the
-    /// lock for an item in the ring, after it for a spilled one.
+    /// lock for an item in the ring or a slot, after it for a spilled one. Items whose lease
+    /// was returned come first (see `queue/slots.rs`).
     pub(crate) fn get<R>(&self, wait: Wait, read: impl FnOnce(&[u8]) -> R) -> Result<R, Fail> {
         let ctl = self.ctl();
-        let mut spun = false;
-        let mut held = self.lock(wait)?;
-        let (found, head, gets) = loop {
-            let (head, tail, puts, gets) = self.state(&held)?;
-            if puts > gets {
-                let found = ring::oldest(head, tail, self.cap, |at| self.read_header(at))
-                    .map_err(|e| self.corrupt(e))?;
-                match found {
-                    Some(f) if f.header.seq == gets => break (f, head, gets),
-                    Some(f) => {
-                        return Err(self.corrupt(format!(
-                            "item {} found where item {gets} belongs",
-                            f.header.seq
-                        )));
-                    }
-                    None => {
-                        return Err(
-                            self.corrupt(format!("{} items counted in an empty ring", puts - gets))
-                        );
-                    }
-                }
+        let (held, next) = self.take_next(wait, false)?;
+        let (outcome, putters, slot_waiters) = match next {
+            Next::Ring {
+                found, head, gets, ..
+            } => {
+                let payload = self.payload(&held, found.at, found.header.len);
+                // A spill is opened before its reference leaves the ring (see `spill::reclaim`).
+                let outcome = match found.header.kind {
+                    INLINE => Ok(read(payload)),
+                    _ => Err((
+                        spill::open(
+                            &self.name,
+                            &bytemuck::pod_read_unaligned::<SpillRef>(payload),
+                        ),
+                        read,
+                    )),
+                };
+                // SYNC: commit-get. The item has been copied out (or its reference has).
+                ctl.head.store(head + found.advance, Ordering::Relaxed);
+                ctl.gets.store(gets + 1, Ordering::Relaxed);
+                // Room for one big item may be room for several small ones: wake every putter.
+                (outcome, ctl.not_full.claim(u32::MAX), 0)
             }
-            if ctl.closed.load(Ordering::Relaxed) != 0 {
-                return Err(Fail::Closed);
+            Next::Slot(i) => {
+                let outcome = match self.slot_item(&held, i)? {
+                    slots::Item::Inline(bytes) => Ok(read(bytes)),
+                    slots::Item::Spilled(sref) => Err((spill::open(&self.name, &sref), read)),
+                };
+                // SYNC: commit-get of a returned item: its slot is freed.
+                self.free_slot(&held, i, slots::RETURNED);
+                (outcome, 0, ctl.slot_free.claim(1))
             }
-            // Watch briefly once, then sleep; after either, every condition (closed
-            // included) is checked again under the lock.
-            if !spun && !matches!(wait, Wait::No) {
-                held = self.spin(held, &ctl.puts, wait)?;
-                spun = true;
-                continue;
-            }
-            held = self.sleep(held, &ctl.not_empty, wait)?;
-            spun = false;
+            Next::Nothing { .. } => return Err(self.corrupt("internal: a get with no item")),
         };
-        let payload = self.payload(&held, found.at, found.header.len);
-        // A spill is opened before its reference leaves the ring (see `spill::reclaim`).
-        let outcome = match found.header.kind {
-            INLINE => Ok(read(payload)),
-            _ => Err((
-                spill::open(
-                    &self.name,
-                    &bytemuck::pod_read_unaligned::<SpillRef>(payload),
-                ),
-                read,
-            )),
-        };
-        // SYNC: commit-get. The item has been copied out (or its reference has).
-        ctl.head.store(head + found.advance, Ordering::Relaxed);
-        ctl.gets.store(gets + 1, Ordering::Relaxed);
-        // Room for one big item may be room for several small ones: wake every putter.
-        let putters = ctl.not_full.claim(u32::MAX);
         drop(held);
         ctl.not_full.wake(putters);
+        ctl.slot_free.wake(slot_waiters);
         match outcome {
             Ok(r) => Ok(r),
             Err((seg, read)) => Ok(spill::take(&seg?, read)?),
         }
     }
 
-    /// Items in the queue now (a snapshot).
+    /// Waits until a get (`lease`: a leased get, which needs a free slot too) can take an item,
+    /// and returns with the lock held and what to take.
+    pub(super) fn take_next(&self, wait: Wait, lease: bool) -> Result<(Held<'_>, Next), Fail> {
+        let ctl = self.ctl();
+        let mut spun = false;
+        let mut held = self.lock(wait)?;
+        loop {
+            // A lease whose holder died comes back, ahead of the items in the ring.
+            if ctl.held.load(Ordering::Relaxed) > 0 {
+                self.return_dead_leases(&held)?;
+            }
+            let no_slot = match self.next(&held, lease)? {
+                Next::Nothing { no_slot } => no_slot,
+                next => return Ok((held, next)),
+            };
+            let out = self.leases_out(&held)?;
+            if !no_slot && !out && ctl.closed.load(Ordering::Relaxed) != 0 {
+                return Err(Fail::Closed);
+            }
+            // Watch briefly once, then sleep; after either, every condition (closed
+            // included) is checked again under the lock.
+            if !spun && !no_slot && !matches!(wait, Wait::No) {
+                held = self.spin(held, &ctl.puts, wait)?;
+                spun = true;
+                continue;
+            }
+            let list = if no_slot {
+                &ctl.slot_free
+            } else {
+                &ctl.not_empty
+            };
+            // While leases are out, wake now and then to see whether their holders live.
+            held = self.sleep(held, list, wait, out.then_some(slots::HOLDER_POLL))?;
+            spun = false;
+        }
+    }
+
+    /// Under the lock: what a get takes next. Returned items come first (oldest first); one
+    /// past its last delivery is dead-lettered on the way. Then the ring's oldest frame, for
+    /// a leased get only with a free slot to move it to.
+    fn next(&self, held: &Held<'_>, lease: bool) -> Result<Next, Fail> {
+        if let Some(i) = self.next_returned(held)? {
+            return Ok(Next::Slot(i));
+        }
+        let (head, tail, puts, gets) = self.state(held)?;
+        if puts == gets {
+            return Ok(Next::Nothing { no_slot: false });
+        }
+        let found = ring::oldest(head, tail, self.cap, |at| self.read_header(at))
+            .map_err(|e| self.corrupt(e))?;
+        let found = match found {
+            Some(f) if f.header.seq == gets => f,
+            Some(f) => {
+                return Err(self.corrupt(format!(
+                    "item {} found where item {gets} belongs",
+                    f.header.seq
+                )));
+            }
+            None => {
+                return Err(self.corrupt(format!("{} items counted in an empty ring", puts - gets)));
+            }
+        };
+        let slot = if lease {
+            match self.free_slot_index(held)? {
+                Some(i) => Some(i),
+                None => return Ok(Next::Nothing { no_slot: true }),
+            }
+        } else {
+            None
+        };
+        Ok(Next::Ring {
+            found,
+            head,
+            gets,
+            slot,
+        })
+    }
+
+    /// Items waiting in the queue now, returned ones included (a snapshot).
     pub(crate) fn len(&self) -> u64 {
         let c = self.ctl();
         c.puts
             .load(Ordering::Relaxed)
             .saturating_sub(c.gets.load(Ordering::Relaxed))
+            .saturating_add(u64::from(c.returned.load(Ordering::Relaxed)))
     }
 
     /// Closes the queue: puts fail from now on, gets drain what is left. Wakes every waiter.
@@ -575,24 +718,37 @@ impl QueueCore {
         self.ctl().closed.load(Ordering::Relaxed) != 0
     }
 
-    /// Marks one taken item done. `Ok(false)` if every taken item was already marked done.
+    /// Marks one taken item done. `Ok(false)` if every item taken by a plain get was already
+    /// marked done (a leased item is marked done by its `ack`).
     pub(crate) fn task_done(&self) -> Result<bool, Fail> {
         let ctl = self.ctl();
         let held = self.lock(Wait::Forever)?;
-        let (_, _, puts, gets) = self.state(&held)?;
+        let (_, _, _, gets) = self.state(&held)?;
         let done = ctl.done.load(Ordering::Relaxed);
-        if done >= gets {
+        let leased = u64::from(self.slots_in_use(&held)?);
+        if done.saturating_add(leased) >= gets {
             return Ok(false);
         }
-        ctl.done.store(done + 1, Ordering::Relaxed);
-        let joiners = if done + 1 == puts {
-            ctl.joined.claim(u32::MAX)
-        } else {
-            0
-        };
+        let joiners = self.mark_done(&held)?;
         drop(held);
         ctl.joined.wake(joiners);
         Ok(true)
+    }
+
+    /// Under the lock: counts one more task done; returns the joiners to wake after unlocking.
+    pub(super) fn mark_done(&self, held: &Held<'_>) -> Result<u32, Fail> {
+        let ctl = self.ctl();
+        let (_, _, puts, gets) = self.state(held)?;
+        let done = ctl.done.load(Ordering::Relaxed);
+        if done >= gets {
+            return Ok(0);
+        }
+        ctl.done.store(done + 1, Ordering::Relaxed);
+        Ok(if done + 1 == puts {
+            ctl.joined.claim(u32::MAX)
+        } else {
+            0
+        })
     }
 
     /// Waits until every item ever put has been marked done.
@@ -604,7 +760,7 @@ impl QueueCore {
             if ctl.done.load(Ordering::Relaxed) >= puts {
                 return Ok(());
             }
-            held = self.sleep(held, &ctl.joined, wait)?;
+            held = self.sleep(held, &ctl.joined, wait, None)?;
         }
     }
 }
@@ -631,4 +787,19 @@ impl Drop for QueueCore {
             spill::remove_all(self.name());
         }
     }
+}
+
+/// What a get takes next (see `QueueCore::take_next`).
+pub(super) enum Next {
+    /// The ring's oldest frame, and for a leased get the free slot it moves to.
+    Ring {
+        found: ring::Found,
+        head: u64,
+        gets: u64,
+        slot: Option<u32>,
+    },
+    /// A returned item, in this slot.
+    Slot(u32),
+    /// Nothing can be taken now; `no_slot`: items wait, but every lease slot is in use.
+    Nothing { no_slot: bool },
 }

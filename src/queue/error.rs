@@ -245,3 +245,20 @@ pub enum TaskDoneError {
 
 crate::error::failed_into_error!(JoinTimeoutError);
 crate::error::failed_into_error!(TaskDoneError);
+
+/// Why [`Lease::ack`](crate::Lease::ack) or [`Lease::release`](crate::Lease::release) did
+/// nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum AckError {
+    /// The queue no longer counts this lease as held: it was handed back because its holder
+    /// was found dead (another process with the same pid, or a lease carried into a forked
+    /// child), or the queue's lease slots were repaired or overwritten. The item is, or was,
+    /// delivered again.
+    #[error("the lease is no longer held: its item was handed back to the queue")]
+    Lost,
+    /// An OS error, or a queue found corrupt.
+    #[error("ack failed: {0}")]
+    Failed(#[source] Error),
+}
+
+crate::error::failed_into_error!(AckError);

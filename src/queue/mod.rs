@@ -3,7 +3,8 @@
 //!
 //! Layers, bottom-up: `ring.rs` (the frame format and index arithmetic, pure), `spill.rs` (items
 //! too large for the ring's free space), `core.rs` (the shared control block, blocking, commit
-//! points and repair), `codec.rs` (serde ↔ bytes), and the typed handles in `typed.rs` and
+//! points) with `repair.rs` (after a holder's death) and `slots.rs` (leased items waiting for
+//! their ack), `codec.rs` (serde ↔ bytes), and the typed handles in `typed.rs`, `lease.rs` and
 //! `joinable.rs`.
 
 mod codec;
@@ -13,8 +14,11 @@ pub(crate) use codec::varint;
 mod core;
 mod error;
 mod joinable;
+mod lease;
 mod repair;
 mod ring;
+#[allow(unsafe_code)]
+mod slots;
 #[allow(unsafe_code)]
 mod spill;
 mod typed;
@@ -22,10 +26,11 @@ mod wait;
 mod watch;
 
 pub use error::{
-    GetError, GetTimeoutError, JoinTimeoutError, PutError, PutTimeoutError, TaskDoneError,
-    TryGetError, TryPutError,
+    AckError, GetError, GetTimeoutError, JoinTimeoutError, PutError, PutTimeoutError,
+    TaskDoneError, TryGetError, TryPutError,
 };
 pub use joinable::JoinableQueue;
+pub use lease::{Lease, LeaseCounts};
 pub use typed::{DEFAULT_CAPACITY, Queue};
 
 pub(crate) use core::{QueueCore, counters};

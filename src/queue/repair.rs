@@ -56,6 +56,9 @@ impl QueueCore {
         };
         c.puts.store(puts, Ordering::Relaxed);
         c.gets.store(gets, Ordering::Relaxed);
+        // A consumer may have died between moving an item to a lease slot and taking it from
+        // the ring (see `queue/slots.rs`), or between a slot's commit and its counts.
+        self.repair_slots(held, first)?;
         if c.done.load(Ordering::Relaxed) > gets {
             c.done.store(gets, Ordering::Relaxed);
         }
@@ -88,8 +91,8 @@ impl QueueCore {
         if due { self.spill_refs(held) } else { None }
     }
 
-    /// The spill ids the frames between `head` and `tail` refer to; `None` if the frames
-    /// cannot be read (a corrupt ring is reported by the operations themselves).
+    /// The spill ids the frames between `head` and `tail` and the lease slots refer to; `None`
+    /// if the frames or slots cannot be read (a corrupt ring is reported by the operations themselves).
     pub(super) fn spill_refs(&self, held: &Held<'_>) -> Option<HashSet<u128>> {
         let c = self.ctl();
         let (head, tail) = (
@@ -107,6 +110,7 @@ impl QueueCore {
             }
             pos += f.advance;
         }
+        self.slot_spill_refs(held, &mut referenced)?;
         Some(referenced)
     }
 

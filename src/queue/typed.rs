@@ -46,7 +46,7 @@ pub struct Queue<T> {
     _items: PhantomData<fn(T) -> T>,
 }
 
-fn deadline(timeout: Duration) -> Wait {
+pub(super) fn deadline(timeout: Duration) -> Wait {
     Instant::now()
         .checked_add(timeout)
         .map_or(Wait::Forever, Wait::Until)
@@ -294,6 +294,10 @@ impl Queue<Vec<u8>> {
 
 impl<T> Queue<T> {
     pub(crate) fn core(&self) -> &QueueCore {
+        &self.core
+    }
+
+    pub(super) fn core_arc(&self) -> &Arc<QueueCore> {
         &self.core
     }
 

@@ -6,9 +6,10 @@ use std::sync::atomic::AtomicU32;
 use super::core::{QueueCore, Wait};
 
 impl QueueCore {
-    /// Whether a get would not wait now: an item is there, or the queue is closed.
+    /// Whether a get would not wait now: an item is there, or the queue is closed and no
+    /// lease is out (whose item could come back).
     pub(crate) fn readable(&self) -> bool {
-        self.len() > 0 || self.is_closed()
+        self.len() > 0 || (self.is_closed() && self.lease_counts().held == 0)
     }
 
     /// For a waiter on several objects: registers as a sleeper on `not_empty` and returns the
