@@ -486,7 +486,7 @@ impl QueueCore {
                         let referenced = self.spill_refs_now_and_then(&held);
                         drop(held);
                         if let Some(referenced) = referenced {
-                            self.reclaim_spills(&referenced);
+                            self.reclaim_spills(None, &referenced);
                         }
                         spilled = Some(spill::write(&self.name, parts)?);
                         held = self.lock(wait)?;

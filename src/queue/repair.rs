@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::core::{Fail, Held, QueueCore};
+use super::core::{Fail, Held, QueueCore, Wait};
 use super::ring::{self, SPILL, SpillRef};
 use super::spill;
 
@@ -69,7 +69,7 @@ impl QueueCore {
         );
         // A producer may have died with its spill written and not committed.
         if let Some(referenced) = self.spill_refs(held) {
-            self.reclaim_spills(&referenced);
+            self.reclaim_spills(Some(held), &referenced);
         }
         Ok(())
     }
@@ -114,15 +114,43 @@ impl QueueCore {
         Some(referenced)
     }
 
-    /// Removes the spills that none of `referenced` names and whose producer died before
-    /// committing its reference (see [`spill::reclaim`]). The lock need not be held: a spill
-    /// the ring did not name when `referenced` was taken is never named later unless its
-    /// producer lives, and a consumer maps a spill before its get commits.
-    pub(super) fn reclaim_spills(&self, referenced: &HashSet<u128>) {
-        let removed = spill::reclaim(&self.name, referenced);
+    /// Removes the spills that none of `referenced` names and whose writer died before
+    /// committing its reference (see [`spill::abandoned`]). Without the lock (`held` is
+    /// `None`), `referenced` may be stale: a writer may have committed a reference since, and
+    /// died. So what looks abandoned is checked again under the lock before it is removed;
+    /// a dead writer names nothing more, and only a spill's writer ever names it.
+    pub(super) fn reclaim_spills(&self, held: Option<&Held<'_>>, referenced: &HashSet<u128>) {
+        let candidates = spill::abandoned(&self.name, referenced);
+        if candidates.is_empty() {
+            return;
+        }
+        let relock;
+        let current;
+        let still_named = match held {
+            // Taken under this same hold: current.
+            Some(_) => referenced,
+            None => {
+                // A side job: if the lock is busy, another sweep will come.
+                let Ok(h) = self.lock(Wait::No) else {
+                    return;
+                };
+                relock = h;
+                let Some(refs) = self.spill_refs(&relock) else {
+                    return;
+                };
+                current = refs;
+                &current
+            }
+        };
+        let mut removed = 0;
+        for id in candidates {
+            if !still_named.contains(&id) && spill::remove(&self.name, id) {
+                removed += 1;
+            }
+        }
         if removed > 0 {
             log::info!(
-                "queue {}: removed {removed} spilled items no frame refers to (their producers died)",
+                "queue {}: removed {removed} spilled items no frame or lease refers to (their writers died)",
                 self.name()
             );
         }

@@ -4,8 +4,8 @@
 //! The producer writes the segment and owns it until its reference is committed to the ring;
 //! then the queue owns it (the producer may exit). The consumer that takes the reference reads
 //! the segment and removes it. A producer that dies between writing a spill and committing its
-//! reference leaves it behind: [`reclaim`] removes it while the queue lives. Destroying the
-//! queue removes every spill left.
+//! reference leaves it behind: the queue removes it while it lives (see [`abandoned`]).
+//! Destroying the queue removes every spill left.
 
 use std::collections::HashSet;
 
@@ -47,7 +47,7 @@ pub(crate) fn write(queue: &SegmentName, parts: &[&[u8]]) -> Result<(SpillRef, S
 
 /// Opens the spilled item `sref` of `queue`. Called under the queue's lock before the
 /// reference leaves the ring, so that a spill is always named by a frame, open in its
-/// consumer, or being written by a live producer: [`reclaim`] relies on it. The name stays
+/// consumer, or being written by a live producer: [`abandoned`] relies on it. The name stays
 /// until [`take`]: a consumer that dies before its get commits leaves the item in the queue,
 /// spill included.
 pub(crate) fn open(queue: &SegmentName, sref: &SpillRef) -> Result<Segment> {
@@ -71,30 +71,35 @@ pub(crate) fn take<R>(seg: &Segment, read: impl FnOnce(&[u8]) -> R) -> Result<R>
     Ok(read(unsafe { bytes.as_ref() }))
 }
 
-/// Removes the spills of `queue` that no frame refers to (`referenced` holds the ids the ring
-/// names) and whose producer has died: written by a producer killed before it committed the
-/// reference (for example while it waited for room). `referenced` may be taken under the
-/// queue's lock and this called after releasing it: a spill the ring does not name is only
-/// named later by its own, live, producer, and one a consumer took is open in it already.
-/// Returns how many were removed.
-pub(crate) fn reclaim(queue: &SegmentName, referenced: &HashSet<u128>) -> usize {
+/// The spills of `queue` that none of `referenced` names (the ids the ring and the lease slots
+/// name) and whose writer has died: written by a producer killed before it committed the
+/// reference (for example while it waited for room), or by a consumer killed before its lease
+/// committed. `referenced` may be older than the listing: a writer can commit a reference
+/// and then die in between, so the caller removes these only after checking, under the
+/// queue's lock, that they are still not named (a dead writer names nothing any more).
+pub(crate) fn abandoned(queue: &SegmentName, referenced: &HashSet<u128>) -> Vec<u128> {
     let prefix = SegmentName::spill_file_prefix(queue.as_str());
-    let mut removed = 0;
+    let mut found = Vec::new();
     for file in sys::shm_list(&prefix).unwrap_or_default() {
         let id = u128::from_str_radix(&file[prefix.len()..], 16);
         let Ok(id) = id else { continue };
-        // The header names the producer (with its start time); before it is written, the
+        if referenced.contains(&id) {
+            continue;
+        }
+        // The header names the writer (with its start time); before it is written, the
         // name does (a pid only: a reused pid keeps the spill, never the other way round).
         let writer_alive =
             shm::writer_alive(&file).unwrap_or_else(|| sys::process_alive(id as u32, None));
-        if !referenced.contains(&id)
-            && !writer_alive
-            && sys::shm_unlink(&format!("/{file}")).is_ok()
-        {
-            removed += 1;
+        if !writer_alive {
+            found.push(id);
         }
     }
-    removed
+    found
+}
+
+/// Removes the spill `id` of `queue`; whether it was there.
+pub(crate) fn remove(queue: &SegmentName, id: u128) -> bool {
+    sys::shm_unlink(&SegmentName::spill_of(queue, id).os_name()).is_ok()
 }
 
 /// Removes every spill of `queue` (when the queue is destroyed).
