@@ -51,6 +51,11 @@ pub(crate) struct Control {
     pub(super) puts: AtomicU64,
     /// Items ever taken.
     pub(super) gets: AtomicU64,
+    /// Slots HELD by a consumer (a hint kept with the slots; repaired from them). In the first
+    /// cache line with the positions, which every get reads anyway.
+    pub(super) held: AtomicU32,
+    /// Slots RETURNED, waiting for redelivery (a hint, as `held`).
+    pub(super) returned: AtomicU32,
     /// `task_done` calls (JoinableQueue).
     pub(super) done: AtomicU64,
     /// Ring bytes; fixed at creation.
@@ -68,10 +73,6 @@ pub(crate) struct Control {
     pub(super) slots: AtomicU32,
     /// Deliveries after which a returned item is dead-lettered; 0: no limit.
     pub(super) max_deliveries: AtomicU32,
-    /// Slots HELD by a consumer (a hint kept with the slots; repaired from them).
-    pub(super) held: AtomicU32,
-    /// Slots RETURNED, waiting for redelivery (a hint, as `held`).
-    pub(super) returned: AtomicU32,
     /// The last lease id given out.
     pub(super) lease_ids: AtomicU64,
     /// Items moved to the dead-letter queue.
@@ -112,17 +113,20 @@ pub(crate) fn counters(bytes: &[u8]) -> Option<Counters> {
     let u64_at = |at: usize| -> Option<u64> {
         Some(u64::from_ne_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
     };
+    let u32_at = |at: usize| -> Option<u32> {
+        Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    };
     Some(Counters {
         head: u64_at(16)?,
         tail: u64_at(24)?,
         puts: u64_at(32)?,
         gets: u64_at(40)?,
-        done: u64_at(48)?,
-        capacity: u64_at(56)?,
-        maxsize: u64_at(64)?,
-        closed: u32::from_ne_bytes(bytes.get(72..76)?.try_into().ok()?) != 0,
-        leased: u32::from_ne_bytes(bytes.get(120..124)?.try_into().ok()?),
-        returned: u32::from_ne_bytes(bytes.get(124..128)?.try_into().ok()?),
+        leased: u32_at(48)?,
+        returned: u32_at(52)?,
+        done: u64_at(56)?,
+        capacity: u64_at(64)?,
+        maxsize: u64_at(72)?,
+        closed: u32_at(80)? != 0,
     })
 }
 
@@ -191,6 +195,8 @@ impl QueueCore {
                 tail: AtomicU64::new(0),
                 puts: AtomicU64::new(0),
                 gets: AtomicU64::new(0),
+                held: AtomicU32::new(0),
+                returned: AtomicU32::new(0),
                 done: AtomicU64::new(0),
                 capacity: AtomicU64::new(cap),
                 maxsize: AtomicU64::new(maxsize as u64),
@@ -200,8 +206,6 @@ impl QueueCore {
                 joined: Waitlist::new(),
                 slots: AtomicU32::new(nslots),
                 max_deliveries: AtomicU32::new(slots::DEFAULT_MAX_DELIVERIES),
-                held: AtomicU32::new(0),
-                returned: AtomicU32::new(0),
                 lease_ids: AtomicU64::new(0),
                 dead_lettered: AtomicU64::new(0),
                 discarded: AtomicU64::new(0),
@@ -334,6 +338,7 @@ impl QueueCore {
     }
 
     /// Reads and checks the positions and counts. Under the lock.
+    #[inline(always)]
     fn state(&self, _held: &Held<'_>) -> Result<(u64, u64, u64, u64), Fail> {
         let c = self.ctl();
         let (head, tail) = (
@@ -571,28 +576,85 @@ impl QueueCore {
     /// lock for an item in the ring or a slot, after it for a spilled one. Items whose lease
     /// was returned come first (see `queue/slots.rs`).
     pub(crate) fn get<R>(&self, wait: Wait, read: impl FnOnce(&[u8]) -> R) -> Result<R, Fail> {
+        // The fast path, while no lease is out: the ring's oldest frame, in one tight loop
+        // (`take_next`'s general path costs a plain get about half again as much).
+        let ctl = self.ctl();
+        let mut spun = false;
+        let mut held = self.lock(wait)?;
+        let (found, head, gets) = loop {
+            if ctl.held.load(Ordering::Relaxed) != 0 || ctl.returned.load(Ordering::Relaxed) != 0 {
+                drop(held);
+                return self.get_general(wait, read);
+            }
+            let (head, tail, puts, gets) = self.state(&held)?;
+            if puts > gets {
+                break (self.oldest_frame(head, tail, puts, gets)?, head, gets);
+            }
+            if ctl.closed.load(Ordering::Relaxed) != 0 {
+                return Err(Fail::Closed);
+            }
+            // Watch briefly once, then sleep; after either, every condition (closed
+            // included) is checked again under the lock.
+            if !spun && !matches!(wait, Wait::No) {
+                held = self.spin(held, &ctl.puts, wait)?;
+                spun = true;
+                continue;
+            }
+            held = self.sleep(held, &ctl.not_empty, wait, None)?;
+            spun = false;
+        };
+        let outcome = self.take_frame(&held, found, head, gets, read);
+        // Room for one big item may be room for several small ones: wake every putter.
+        let putters = ctl.not_full.claim(u32::MAX);
+        drop(held);
+        ctl.not_full.wake(putters);
+        match outcome {
+            Ok(r) => Ok(r),
+            Err((seg, read)) => Ok(spill::take(&seg?, read)?),
+        }
+    }
+
+    /// Under the lock: passes the item of the ring's oldest frame to `read` (or opens its
+    /// spill, for the caller to read after unlocking) and commits the get.
+    #[inline]
+    #[allow(clippy::type_complexity)]
+    fn take_frame<R, F: FnOnce(&[u8]) -> R>(
+        &self,
+        held: &Held<'_>,
+        found: ring::Found,
+        head: u64,
+        gets: u64,
+        read: F,
+    ) -> Result<R, (Result<Segment>, F)> {
+        let ctl = self.ctl();
+        let payload = self.payload(held, found.at, found.header.len);
+        // A spill is opened before its reference leaves the ring (see `spill::abandoned`).
+        let outcome = match found.header.kind {
+            INLINE => Ok(read(payload)),
+            _ => Err((
+                spill::open(
+                    &self.name,
+                    &bytemuck::pod_read_unaligned::<SpillRef>(payload),
+                ),
+                read,
+            )),
+        };
+        // SYNC: commit-get. The item has been copied out (or its reference has).
+        ctl.head.store(head + found.advance, Ordering::Relaxed);
+        ctl.gets.store(gets + 1, Ordering::Relaxed);
+        outcome
+    }
+
+    /// A get while leases are out: returned items first (see `queue/slots.rs`).
+    #[cold]
+    fn get_general<R>(&self, wait: Wait, read: impl FnOnce(&[u8]) -> R) -> Result<R, Fail> {
         let ctl = self.ctl();
         let (held, next) = self.take_next(wait, false)?;
         let (outcome, putters, slot_waiters) = match next {
             Next::Ring {
                 found, head, gets, ..
             } => {
-                let payload = self.payload(&held, found.at, found.header.len);
-                // A spill is opened before its reference leaves the ring (see `spill::reclaim`).
-                let outcome = match found.header.kind {
-                    INLINE => Ok(read(payload)),
-                    _ => Err((
-                        spill::open(
-                            &self.name,
-                            &bytemuck::pod_read_unaligned::<SpillRef>(payload),
-                        ),
-                        read,
-                    )),
-                };
-                // SYNC: commit-get. The item has been copied out (or its reference has).
-                ctl.head.store(head + found.advance, Ordering::Relaxed);
-                ctl.gets.store(gets + 1, Ordering::Relaxed);
-                // Room for one big item may be room for several small ones: wake every putter.
+                let outcome = self.take_frame(&held, found, head, gets, read);
                 (outcome, ctl.not_full.claim(u32::MAX), 0)
             }
             Next::Slot(i) => {
@@ -615,8 +677,30 @@ impl QueueCore {
         }
     }
 
+    /// Under the lock: the ring's oldest frame, which must be item `gets`.
+    #[inline(always)]
+    fn oldest_frame(
+        &self,
+        head: u64,
+        tail: u64,
+        puts: u64,
+        gets: u64,
+    ) -> Result<ring::Found, Fail> {
+        let found = ring::oldest(head, tail, self.cap, |at| self.read_header(at))
+            .map_err(|e| self.corrupt(e))?;
+        match found {
+            Some(f) if f.header.seq == gets => Ok(f),
+            Some(f) => Err(self.corrupt(format!(
+                "item {} found where item {gets} belongs",
+                f.header.seq
+            ))),
+            None => Err(self.corrupt(format!("{} items counted in an empty ring", puts - gets))),
+        }
+    }
+
     /// Waits until a get (`lease`: a leased get, which needs a free slot too) can take an item,
     /// and returns with the lock held and what to take.
+    #[inline]
     pub(super) fn take_next(&self, wait: Wait, lease: bool) -> Result<(Held<'_>, Next), Fail> {
         let ctl = self.ctl();
         let mut spun = false;
@@ -655,28 +739,18 @@ impl QueueCore {
     /// Under the lock: what a get takes next. Returned items come first (oldest first); one
     /// past its last delivery is dead-lettered on the way. Then the ring's oldest frame, for
     /// a leased get only with a free slot to move it to.
+    #[inline]
     fn next(&self, held: &Held<'_>, lease: bool) -> Result<Next, Fail> {
-        if let Some(i) = self.next_returned(held)? {
+        if self.ctl().returned.load(Ordering::Relaxed) != 0
+            && let Some(i) = self.next_returned(held)?
+        {
             return Ok(Next::Slot(i));
         }
         let (head, tail, puts, gets) = self.state(held)?;
         if puts == gets {
             return Ok(Next::Nothing { no_slot: false });
         }
-        let found = ring::oldest(head, tail, self.cap, |at| self.read_header(at))
-            .map_err(|e| self.corrupt(e))?;
-        let found = match found {
-            Some(f) if f.header.seq == gets => f,
-            Some(f) => {
-                return Err(self.corrupt(format!(
-                    "item {} found where item {gets} belongs",
-                    f.header.seq
-                )));
-            }
-            None => {
-                return Err(self.corrupt(format!("{} items counted in an empty ring", puts - gets)));
-            }
-        };
+        let found = self.oldest_frame(head, tail, puts, gets)?;
         let slot = if lease {
             match self.free_slot_index(held)? {
                 Some(i) => Some(i),

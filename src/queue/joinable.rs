@@ -19,7 +19,11 @@ use crate::shm::{Kind, SegmentName};
 /// Every item put counts as an unfinished task until a consumer that took it calls
 /// `task_done`; `join` waits until no task is unfinished. As in Python, a consumer that dies
 /// after taking an item and before calling `task_done` leaves that task unfinished: use
-/// [`join_timeout`](Self::join_timeout) where consumers may die.
+/// [`join_timeout`](Self::join_timeout) where consumers may die, or take items with
+/// [`get_leased`](Queue::get_leased): a lease's [`ack`](crate::Lease::ack) is its item's
+/// `task_done`, and a dead consumer's lease hands its item to another consumer, so `join`
+/// still returns once every item is acked. (`task_done` counts only items taken by a plain
+/// get.)
 ///
 /// ```
 /// # fn main() -> shmkit::Result<()> {

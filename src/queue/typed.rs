@@ -28,6 +28,10 @@ pub const DEFAULT_CAPACITY: usize = 1 << 20;
 /// ring, or, if it does not fit in the ring's free space, in a segment of its own that the ring
 /// refers to), and the producer may exit at once.
 ///
+/// For work that must not be lost when a consumer dies, take items with
+/// [`get_leased`](Queue::get_leased): the item stays the queue's until the [`Lease`](crate::Lease)
+/// is acked, and comes back if its holder lets go or dies.
+///
 /// Bounded by `maxsize` items (0: no limit), as Python's. Items are delivered exactly once, in
 /// the order each producer put them, across any mix of processes and threads. A process
 /// killed at any moment of a `put` or `get` leaves the queue usable: its item is either
