@@ -1,6 +1,6 @@
 //! A tour of shmkit: shared values and arrays across real processes, a lock that survives a
 //! process killed while holding it, type-checked opening, a queue whose producers never get
-//! stuck at exit, the primitives, a pool that survives a worker dying mid-task, and cleanup.
+//! stuck at exit and whose leased jobs survive a killed consumer, the primitives, a pool that survives a worker dying mid-task, and cleanup.
 //!
 //! Run: `cargo run --release --example tour`.
 
@@ -32,6 +32,14 @@ fn victim((counter, flag): (Value<u64>, RawValue<u32>)) {
     flag.set(1);
     std::thread::sleep(Duration::from_secs(60)); // killed here, before the second step
     *guard -= 1_000_000;
+}
+
+/// Takes a job under a lease, raises a flag, and waits to be killed before it can ack.
+fn lease_holder((jobs, flag): (Queue<String>, RawValue<u32>)) {
+    let job = jobs.get_leased_timeout(LIMIT).expect("a job");
+    flag.set(1);
+    std::thread::sleep(Duration::from_secs(60)); // killed here
+    let _ = job.ack();
 }
 
 fn producer(q: Queue<Vec<u8>>) -> Result<(), String> {
@@ -114,6 +122,29 @@ fn main() -> Res {
     let item = q.get_timeout(LIMIT)?;
     let intact = item.iter().all(|&b| b == 0x5a);
     println!("   got {} bytes, all 0x5a: {intact}", item.len());
+
+    println!("   A consumer takes a job under a lease and is SIGKILLed before its ack:");
+    let jobs = Queue::<String>::new(0)?;
+    jobs.put("resize photo 17".into())?;
+    jobs.put("resize photo 18".into())?;
+    let flag = RawValue::new(0u32)?;
+    let mut holder = Process::start(lease_holder, (jobs.clone(), flag.clone()))?;
+    let deadline = Instant::now() + LIMIT;
+    while flag.get() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    holder.kill()?;
+    if let Err(shmkit::ProcessTimeoutError::Timeout) = holder.join_timeout(LIMIT) {
+        return Err("the killed consumer did not end".into()); // any other error: it died
+    }
+    let job = jobs.get_leased_timeout(LIMIT)?;
+    println!(
+        "   the next consumer gets {:?} (delivery {}), ahead of the job put after it",
+        *job,
+        job.deliveries()
+    );
+    job.ack()?;
+    jobs.get_leased_timeout(LIMIT)?.ack()?;
 
     println!("5. An Event, a Barrier and a Pipe between two processes:");
     let (go, line, (mine, theirs)) = (Event::new()?, Barrier::new(2)?, Pipe::<String>::duplex()?);
