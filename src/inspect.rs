@@ -63,6 +63,8 @@ fn has_lock(kind: Kind) -> bool {
             | Kind::RLock
             | Kind::Condition
             | Kind::Barrier
+            | Kind::Dict
+            | Kind::List
     )
 }
 

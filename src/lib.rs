@@ -68,6 +68,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod cell;
+mod dict;
 mod error;
 pub mod inspect;
 mod pid;
@@ -88,6 +89,7 @@ mod sys;
 pub mod fuzzing;
 
 pub use cell::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};
+pub use dict::{Dict, DictError, List, ListError};
 pub use error::{Error, Result};
 pub use pid::{cpu_count, current_pid, parent_pid};
 pub use pipe::{

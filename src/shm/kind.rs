@@ -19,7 +19,8 @@ pub enum Kind {
     Queue = 5,
     /// A [`JoinableQueue`](crate::JoinableQueue).
     JoinableQueue = 6,
-    /// One item of a queue too large for its ring, in a segment of its own.
+    /// One item of a queue too large for its ring, or one storage generation of a `Dict` or
+    /// `List`: a segment named after the one it belongs to, and removed with it.
     Spill = 7,
     /// A [`Lock`](crate::Lock).
     Lock = 8,
@@ -35,13 +36,20 @@ pub enum Kind {
     Barrier = 13,
     /// The shared state of a [`Pipe`](crate::Pipe)'s two ends.
     Pipe = 14,
+    /// A [`Dict`](crate::Dict): its lock and current storage generation.
+    Dict = 15,
+    /// A [`List`](crate::List): its lock and current storage generation.
+    List = 16,
 }
 
 impl Kind {
     /// Whether segments of this kind spill large items into segments of their own, named
     /// after theirs, that go with them.
     pub(crate) fn has_spills(self) -> bool {
-        matches!(self, Kind::Queue | Kind::JoinableQueue)
+        matches!(
+            self,
+            Kind::Queue | Kind::JoinableQueue | Kind::Dict | Kind::List
+        )
     }
 
     /// The kind stored as `n`, if this build knows it.
@@ -61,6 +69,8 @@ impl Kind {
             12 => Kind::Condition,
             13 => Kind::Barrier,
             14 => Kind::Pipe,
+            15 => Kind::Dict,
+            16 => Kind::List,
             _ => return None,
         })
     }
@@ -82,7 +92,7 @@ impl fmt::Display for Kind {
             Kind::RawArray => "RawArray",
             Kind::Queue => "Queue",
             Kind::JoinableQueue => "JoinableQueue",
-            Kind::Spill => "queue spill",
+            Kind::Spill => "spill",
             Kind::Lock => "Lock",
             Kind::RLock => "RLock",
             Kind::Semaphore => "Semaphore",
@@ -90,6 +100,8 @@ impl fmt::Display for Kind {
             Kind::Condition => "Condition",
             Kind::Barrier => "Barrier",
             Kind::Pipe => "Pipe",
+            Kind::Dict => "Dict",
+            Kind::List => "List",
         })
     }
 }
