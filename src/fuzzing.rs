@@ -252,6 +252,155 @@ pub fn queue_ring(data: &[u8]) {
     }
 }
 
+/// Drives a `Dict<u8, Vec<u8>>` and a `List<Vec<u8>>` with the operations encoded in `data`
+/// (one byte of kind, one of key or index, one of size) and checks every answer against a
+/// `HashMap` and a `Vec`. Small keys and sizes up to 8 kB make the storage grow, and removes
+/// and replaces leave space for the rebuilds to reclaim.
+pub fn dict_ops(data: &[u8]) {
+    use crate::dict::{Dict, List, ListError};
+    let (Ok(d), Ok(l)) = (Dict::<u8, Vec<u8>>::new(), List::<Vec<u8>>::new()) else {
+        return;
+    };
+    let mut map = std::collections::HashMap::new();
+    let mut vec: Vec<Vec<u8>> = Vec::new();
+    for (n, op) in data.chunks_exact(3).enumerate().take(400) {
+        let (k, size) = (
+            op[1],
+            usize::from(op[2]) * if op[0] & 0x80 != 0 { 32 } else { 1 },
+        );
+        let v: Vec<u8> = (0..size).map(|i| (i + n) as u8).collect();
+        let i = usize::from(k);
+        match op[0] % 14 {
+            0 => assert_eq!(d.insert(k, v.clone()).unwrap(), map.insert(k, v)),
+            1 => assert_eq!(d.get(&k).unwrap(), map.get(&k).cloned()),
+            2 => assert_eq!(d.remove(&k).unwrap(), map.remove(&k)),
+            3 => {
+                let new = d
+                    .update(k, |old| {
+                        if size % 3 == 0 {
+                            None
+                        } else {
+                            Some(
+                                old.unwrap_or_default()
+                                    .into_iter()
+                                    .chain(v.clone())
+                                    .collect(),
+                            )
+                        }
+                    })
+                    .unwrap();
+                let model = if size % 3 == 0 {
+                    map.remove(&k);
+                    None
+                } else {
+                    let e = map.entry(k).or_default();
+                    e.extend(v);
+                    Some(e.clone())
+                };
+                assert_eq!(new, model);
+            }
+            4 => assert_eq!(
+                d.get_or_insert_with(k, || v.clone()).unwrap(),
+                map.entry(k).or_insert(v).clone()
+            ),
+            5 if size == 7 => {
+                d.clear().unwrap();
+                map.clear();
+            }
+            6 => {
+                l.push(v.clone()).unwrap();
+                vec.push(v);
+            }
+            7 => assert_eq!(l.pop().unwrap(), vec.pop()),
+            8 => match l.set(i, v.clone()) {
+                Ok(old) => assert_eq!(old, std::mem::replace(&mut vec[i], v)),
+                Err(ListError::OutOfRange { .. }) => assert!(i >= vec.len()),
+                Err(e) => panic!("set: {e}"),
+            },
+            9 => match l.insert(i, v.clone()) {
+                Ok(()) => vec.insert(i, v),
+                Err(ListError::OutOfRange { .. }) => assert!(i > vec.len()),
+                Err(e) => panic!("insert: {e}"),
+            },
+            10 => match l.remove(i) {
+                Ok(old) => assert_eq!(old, vec.remove(i)),
+                Err(ListError::OutOfRange { .. }) => assert!(i >= vec.len()),
+                Err(e) => panic!("remove: {e}"),
+            },
+            11 => {
+                l.extend([v.clone(), v.clone()]).unwrap();
+                vec.extend([v.clone(), v]);
+            }
+            12 => {
+                l.truncate(i).unwrap();
+                vec.truncate(i);
+            }
+            _ => assert_eq!(l.get(i).unwrap(), vec.get(i).cloned()),
+        }
+        assert_eq!(d.len().unwrap(), map.len());
+        assert_eq!(l.len().unwrap(), vec.len());
+    }
+    assert_eq!(d.to_hash_map().unwrap(), map);
+    assert_eq!(l.to_vec().unwrap(), vec);
+}
+
+/// Writes `data` over a live dict's and list's root control block and current storage
+/// generation, as a broken or hostile peer could, then reads and changes them: every call
+/// must return `Ok` or `Err`, never panic or read out of bounds.
+pub fn dict_bytes(data: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let (Ok(d), Ok(l)) = (
+        crate::dict::Dict::<u16, Vec<u8>>::new(),
+        crate::dict::List::<Vec<u8>>::new(),
+    ) else {
+        return;
+    };
+    for i in 0..40u16 {
+        let _ = d.insert(i, vec![i as u8; usize::from(i) * 3]);
+        let _ = l.push(vec![i as u8; usize::from(i)]);
+    }
+    let _ = d.remove(&3);
+    let page = sys::page_size() as u64;
+    let (root, rest) = data.split_at(data.len().min(24));
+    let (dict_part, list_part) = rest.split_at(rest.len() / 2);
+    for (name, part) in [(d.name(), dict_part), (l.name(), list_part)] {
+        // The generation after the payload's page; its first words (header, index) mostly.
+        let prefix = format!("shmkit-{name}.spill-");
+        let generation = std::fs::read_dir(sys::SHM_DIR).ok().and_then(|dir| {
+            dir.flatten()
+                .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        });
+        if let Some(g) = generation
+            && let Ok(file) = std::fs::OpenOptions::new().write(true).open(g.path())
+        {
+            let (at, bytes) = part.split_first().map_or((0, part), |(a, b)| (*a, b));
+            let _ = file.write_all_at(bytes, page + u64::from(at) * 8);
+        }
+    }
+    // The root's generation number and size (after its 16-byte lock), for the dict only:
+    // the list's root keeps the lock's words, which a live-looking holder would make wait.
+    if let Ok(file) = std::fs::OpenOptions::new().write(true).open(format!(
+        "{}/shmkit-{}",
+        sys::SHM_DIR,
+        d.name()
+    )) {
+        let _ = file.write_all_at(&root[..root.len().min(16)], 256 + 16);
+    }
+    for i in 0..50u16 {
+        let _ = d.get(&i);
+        let _ = d.insert(i + 7, vec![1; usize::from(i) * 50]);
+        let _ = d.update(i, |v| v);
+        let _ = d.items();
+        let _ = l.get(usize::from(i));
+        let _ = l.push(vec![2; usize::from(i) * 40]);
+        let _ = l.set(usize::from(i), vec![3]);
+        let _ = l.to_vec();
+    }
+    let _ = l.remove(1);
+    let _ = l.insert(1, vec![]);
+    let _ = d.len();
+}
+
 /// Arbitrary bytes as the messages a pool's parent and workers exchange: a worker's results
 /// message decoded by the parent, and a chunk of arguments run by a worker's trampoline. Only
 /// values and errors may come out; see `pool::fuzz_messages`.

@@ -79,6 +79,15 @@ fn a_dict_behaves_like_a_hash_map() {
     d.extend([("a".to_string(), vec![1]), ("b".to_string(), vec![2])])
         .unwrap();
     assert_eq!(d.get(&"b".into()).unwrap(), Some(vec![2]));
+    // A closure that uses its own dict gets an error, not a hang.
+    let inner = d.clone();
+    let mut nested = None;
+    d.update("a".into(), |v| {
+        nested = Some(inner.get(&"b".into()).is_err());
+        v
+    })
+    .unwrap();
+    assert_eq!(nested, Some(true));
     d.clear().unwrap();
     assert_eq!(d.len().unwrap(), 0);
     assert_eq!(d.get(&"a".into()).unwrap(), None);

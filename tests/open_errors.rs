@@ -231,6 +231,8 @@ fn replayed_fuzz_inputs_return_without_panicking() {
         ("segment_open", shmkit::fuzzing::open_segment_bytes),
         ("queue_ops", shmkit::fuzzing::queue_ops),
         ("queue_ring", shmkit::fuzzing::queue_ring),
+        ("dict_ops", shmkit::fuzzing::dict_ops),
+        ("dict_bytes", shmkit::fuzzing::dict_bytes),
         #[cfg(feature = "pool")]
         ("pool_messages", shmkit::fuzzing::pool_messages),
     ];

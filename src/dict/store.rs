@@ -39,6 +39,11 @@ pub(crate) struct Control {
 }
 }
 
+/// The number after `n` (never 0, which means "none yet", even after a hostile `u64::MAX`).
+fn next_number(n: u64) -> u64 {
+    n.wrapping_add(1).max(1)
+}
+
 /// The smallest heap a generation gets.
 const MIN_HEAP: u64 = 16 << 10;
 
@@ -166,7 +171,7 @@ pub(crate) struct Store {
     root: Arc<Shared<Control>>,
     name: SegmentName,
     kind: u64,
-    /// The generation this process has mapped; locked before the root's lock.
+    /// The generation this process has mapped; locked after the root's lock.
     current: Mutex<Option<Generation>>,
 }
 
@@ -225,7 +230,6 @@ impl Store {
         deadline: Option<Instant>,
         f: impl FnOnce(&mut Option<Generation>) -> Result<R, Fail>,
     ) -> Result<R, Fail> {
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         let ctl = self.root.get();
         let deadlock = || Fail::Error(Error::Op(Box::new(crate::sync::LockError::<()>::Deadlock)));
         let acquired = match deadline {
@@ -240,6 +244,9 @@ impl Store {
             },
         };
         let _held = Held(&ctl.lock);
+        // Taken after the shared lock, which excludes every other thread already (and tells a
+        // thread that locks again from inside a closure `Deadlock` instead of hanging).
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         self.follow(&mut current)?;
         if matches!(acquired, Acquired::Poisoned) {
             self.repair(&mut current)?;
@@ -289,7 +296,7 @@ impl Store {
             let generation = current
                 .as_mut()
                 .ok_or_else(|| self.corrupt("no storage generation"))?;
-            let number = generation.number + 1;
+            let number = next_number(generation.number);
             let (items, r) = match f(&Access { generation }) {
                 Ok(x) => x,
                 Err(Change::Corrupt(reason)) => return Err(Fail::Error(self.corrupt(reason))),
@@ -411,7 +418,7 @@ impl Store {
         let old = current
             .as_mut()
             .ok_or_else(|| self.corrupt("no storage generation"))?;
-        let number = old.number + 1;
+        let number = next_number(old.number);
         let access = Access { generation: old };
         let entries = if self.kind == table::LIST {
             table::list_entries(&access)

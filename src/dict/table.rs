@@ -399,9 +399,11 @@ pub(crate) fn recount_dict(mem: &mut impl Mem) -> Result<u64, String> {
 
 /// The entry of item `i` of a list (`i < len`).
 pub(crate) fn list_entry(mem: &impl Mem, h: &Header, i: u64) -> Result<Entry, String> {
+    if i >= h.cap {
+        return Err("a list index past its storage".into());
+    }
     let v = mem
         .load(HEADER + 8 * i)
-        .filter(|_| i < h.cap)
         .ok_or("a list index past its storage")?;
     entry(mem, h, v)
 }
