@@ -6,7 +6,7 @@
 use std::process::{Child, Command};
 use std::time::Instant;
 
-use shmkit::{Array, Connection, Pipe, Queue, Value};
+use shmkit::{Array, Connection, Dict, List, Pipe, Queue, Value};
 
 const ROLE: &str = "SHMKIT_BENCH_ROLE";
 const IMPLEMENTED: &[&str] = &[
@@ -21,6 +21,8 @@ const IMPLEMENTED: &[&str] = &[
     "lock_uncontended",
     "pool_map",
     "pool_apply_async",
+    "dict_ops",
+    "list_append",
 ];
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -377,6 +379,76 @@ fn pool_apply_async() -> Res<()> {
     Ok(())
 }
 
+/// The child side of `dict_ops`: `COUNT / 2` rounds of `d[k] = i` and `d[k]`, with `k` one of
+/// 1,000 string keys (Python's `_dict_worker`).
+fn dict_child() -> Res<()> {
+    let d = Dict::<String, u64>::open(&var("DICT")?)?;
+    let count: usize = var("COUNT")?.parse()?;
+    let keys: Vec<String> = (0..1000).map(|i| format!("key-{i}")).collect();
+    let mut total = 0;
+    for i in 0..count / 2 {
+        let k = &keys[i % 1000];
+        d.insert(k.clone(), i as u64)?;
+        total += usize::from(d.get(k)?.is_some());
+    }
+    if total != count / 2 {
+        return Err(format!("dict_ops: {total} of {} gets found their key", count / 2).into());
+    }
+    Ok(())
+}
+
+/// Manager().dict(): 2 processes each do `count` operations (half sets, half gets).
+fn dict_ops() -> Res<()> {
+    let count = n(40_000);
+    let d = Dict::<String, u64>::new()?;
+    let count_s = count.to_string();
+    let t0 = Instant::now();
+    let kids = (0..2)
+        .map(|_| child("dict_worker", &[("DICT", d.name()), ("COUNT", &count_s)]))
+        .collect::<Res<Vec<_>>>()?;
+    for k in kids {
+        join(k)?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    if d.len()? != 1000 {
+        return Err(format!("dict_ops: {} keys", d.len()?).into());
+    }
+    report("dict_ops", 2 * count, secs, 0);
+    Ok(())
+}
+
+/// The child side of `list_append`: appends 0..COUNT.
+fn list_child() -> Res<()> {
+    let l = List::<u64>::open(&var("LIST")?)?;
+    let count: u64 = var("COUNT")?.parse()?;
+    for i in 0..count {
+        l.push(i)?;
+    }
+    Ok(())
+}
+
+/// Manager().list(): 2 processes each append `count` ints; the parent checks length and sum.
+fn list_append() -> Res<()> {
+    let count = n(20_000);
+    let l = List::<u64>::new()?;
+    let count_s = count.to_string();
+    let t0 = Instant::now();
+    let kids = (0..2)
+        .map(|_| child("list_worker", &[("LIST", l.name()), ("COUNT", &count_s)]))
+        .collect::<Res<Vec<_>>>()?;
+    for k in kids {
+        join(k)?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let items = l.to_vec()?;
+    let c = count as u64;
+    if items.len() != 2 * count || items.iter().sum::<u64>() != c * (c - 1) {
+        return Err(format!("list_append: {} items", items.len()).into());
+    }
+    report("list_append", 2 * count, secs, 0);
+    Ok(())
+}
+
 fn main() -> Res<()> {
     shmkit::init(); // a pool worker runs its loop here
     if let Ok(role) = std::env::var(ROLE) {
@@ -387,6 +459,8 @@ fn main() -> Res<()> {
             "consume" => consume_child(),
             "echo" => echo_child(),
             "pipe_send" => pipe_send_child(),
+            "dict_worker" => dict_child(),
+            "list_worker" => list_child(),
             _ => Err(format!("unknown role {role}").into()),
         };
     }
@@ -411,6 +485,8 @@ fn main() -> Res<()> {
             "lock_uncontended" => lock_uncontended()?,
             "pool_map" => pool_map()?,
             "pool_apply_async" => pool_apply_async()?,
+            "dict_ops" => dict_ops()?,
+            "list_append" => list_append()?,
             s => {
                 return Err(
                     format!("unknown scenario {s:?}; known: {}", IMPLEMENTED.join(", ")).into(),

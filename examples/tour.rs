@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use shmkit::{
-    Array, Barrier, Connection, Event, LockError, LockTimeoutError, Pipe, Pool, Process, Queue,
-    RawValue, Value,
+    Array, Barrier, Connection, Dict, Event, List, LockError, LockTimeoutError, Pipe, Pool,
+    Process, Queue, RawValue, Value,
 };
 
 const WORKERS: usize = 4;
@@ -53,6 +53,16 @@ fn echo((go, line, conn): (Event, Barrier, Connection<String>)) {
     while let Ok(s) = conn.recv() {
         let _ = conn.send(&s.to_uppercase());
     }
+}
+
+/// Counts words into a shared dict (one atomic update each) and notes its pid in a list.
+fn count_words((words, seen, text): (Dict<String, u32>, List<u32>, String)) -> Result<(), String> {
+    for w in text.split_whitespace() {
+        words
+            .update(w.to_string(), |n| Some(n.unwrap_or(0) + 1))
+            .map_err(|e| e.to_string())?;
+    }
+    seen.push(shmkit::current_pid()).map_err(|e| e.to_string())
 }
 
 /// A pool task; the one for 3 kills its own worker half-way through.
@@ -156,6 +166,21 @@ fn main() -> Res {
     println!("   met at the barrier (index {index}); the child answers {answer:?}");
     mine.close();
     child.join_timeout(LIMIT)?;
+
+    println!("   A Dict and a List shared by {WORKERS} processes (Manager().dict(), no manager):");
+    let (words, seen) = (Dict::<String, u32>::new()?, List::<u32>::new()?);
+    let kids = (0..WORKERS)
+        .map(|_| {
+            let text = "the cat and the hat and the bat".to_string();
+            Process::start(count_words, (words.clone(), seen.clone(), text))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for mut k in kids {
+        k.join_timeout(LIMIT)??;
+    }
+    let mut counts = words.items()?;
+    counts.sort();
+    println!("   word counts {counts:?} from pids {:?}", seen.to_vec()?);
 
     println!("6. A Pool of {WORKERS} worker processes; the task for 3 kills its own worker:");
     let pool = Pool::new(WORKERS)?;

@@ -56,11 +56,13 @@
 //! ## Layers
 //! `sys` (the only code that calls libc) → `shm` (segments, headers, what may live in them) →
 //! `sync` (the robust lock, wait lists, and the primitives built on them) → `cell` (`Value`,
-//! `Array`), `queue` (`Queue`, `JoinableQueue`) and `pipe` (`Pipe`) → `process` (`Process`) →
+//! `Array`), `dict` (`Dict`, `List`), `queue` (`Queue`, `JoinableQueue`) and `pipe` (`Pipe`) →
+//! `process` (`Process`) →
 //! `pool` (`Pool`, `futures`). `unsafe` is denied crate-wide and allowed only in `sys`, `shm`
 //! (segments, the checked control-block types, the registry), the raw lock, its guard and the
 //! `Lock`'s hold generation (`sync::raw_lock`, `sync::guard`, `sync::ownerless`), cell storage
-//! (`cell::core`, `cell::words`), the queue's ring (`queue::core`, `queue::spill`) and naming a
+//! (`cell::core`, `cell::words`), the queue's ring and lease slots (`queue::core`,
+//! `queue::spill`, `queue::slots`), the dict and list storage (`dict::store`) and naming a
 //! function across processes (`process::entry`); each block states its argument in a
 //! `// SAFETY:` comment.
 #![cfg_attr(docsrs, feature(doc_cfg))]

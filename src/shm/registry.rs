@@ -31,8 +31,8 @@ pub struct SegmentInfo {
     pub creator_pid: Option<u32>,
     /// Whether that process is still running (checked with its start time, so a reused pid
     /// does not count). `false` also when the creator is unknown. For a queue's spilled item
-    /// (kind [`Kind::Spill`]), whether its queue still exists: the item belongs to the queue,
-    /// not to the producer that wrote it.
+    /// or a dict's or list's storage (kind [`Kind::Spill`]), whether the segment it belongs to
+    /// still exists: it belongs to that, not to the process that wrote it.
     pub creator_alive: bool,
     /// Whether the creator finished and published the header.
     pub ready: bool,
@@ -127,7 +127,8 @@ fn inspect(file_name: &str) -> io::Result<Option<SegmentInfo>> {
             .collect();
     }
     info.writer_alive = info.creator_alive;
-    // A spilled queue item outlives its producer by design: it lives as long as its queue.
+    // A spilled queue item (a dict's storage) outlives its writer by design: it lives as long
+    // as its queue (its dict).
     if let Some(queue) = SegmentName::spill_parent(name.as_str()) {
         info.creator_alive = SegmentName::new(queue)
             .is_ok_and(|q| sys::shm_open_existing(&q.os_name(), false).is_ok());
