@@ -51,7 +51,7 @@
 //! ## Features
 //! `process` (Rust functions in child processes: [`Process`], [`init`]) and `pool` (worker
 //! pools and the [`futures`] executor; implies `process`, on by default). Without them, the
-//! shared cells, queues, primitives and pipes remain.
+//! shared cells, dicts and lists, queues, primitives and pipes remain.
 //!
 //! ## Layers
 //! `sys` (the only code that calls libc) → `shm` (segments, headers, what may live in them) →

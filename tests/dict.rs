@@ -435,3 +435,84 @@ fn writers_sigkilled_at_random_moments_leave_every_returned_insert() {
     }
     assert_eq!(d.get(&(9, 999)).unwrap(), Some(vec![1; 100]));
 }
+
+const REWRITE: &str = "processes_killed_in_the_middle_of_rewriting_the_storage_leave_it_whole";
+
+/// `List::insert(0, _)` rewrites the whole list into a new generation every time, and inserts
+/// of big values make a dict rebuild often: a process killed at a random moment is most
+/// likely in the middle of one. Afterwards every insert that returned is there, the storage
+/// is whole, and the generations the dead process was writing are gone.
+#[test]
+fn processes_killed_in_the_middle_of_rewriting_the_storage_leave_it_whole() {
+    watchdog(Duration::from_secs(300));
+    const PREFILL: u64 = 5000;
+    if role().as_deref() == Some("rewriter") {
+        let l = List::<u64>::open(&arg("LIST")).unwrap();
+        let d = Dict::<u64, Vec<u8>>::open(&arg("DICT")).unwrap();
+        let done = RawArray::<u64>::open(&arg("DONE")).unwrap();
+        let mut n = done.get(0).unwrap();
+        loop {
+            // Announce before, record after: the one in flight at a kill may or may not be in.
+            done.set(1, n + 1).unwrap();
+            l.insert(0, PREFILL + n).unwrap();
+            d.insert(n, vec![n as u8; 20_000]).unwrap();
+            n += 1;
+            done.set(0, n).unwrap();
+        }
+    }
+    let l = List::<u64>::new().unwrap();
+    l.extend(0..PREFILL).unwrap();
+    let d = Dict::<u64, Vec<u8>>::new().unwrap();
+    let done = RawArray::<u64>::new(2).unwrap();
+    let vars = [
+        ("LIST", l.name()),
+        ("DICT", d.name()),
+        ("DONE", done.name()),
+    ];
+    let mut x = 0x2545_f491_4f6c_dd1du64 ^ u64::from(std::process::id());
+    for _ in 0..30 {
+        let mut kid = spawn(REWRITE, "rewriter", &vars);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        std::thread::sleep(Duration::from_millis(20 + x % 40));
+        kid.kill().unwrap();
+        let status = wait(&mut kid, T);
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "the rewriter ended by itself: {status}"
+        );
+        // The next run resumes after the last recorded insert; one in flight may be in too.
+        let (recorded, announced) = (done.get(0).unwrap(), done.get(1).unwrap());
+        let len = l.len().unwrap() as u64;
+        assert!(
+            len == PREFILL + recorded || len == PREFILL + announced,
+            "{len} items after {recorded} recorded inserts"
+        );
+        if len == PREFILL + announced {
+            done.set(0, announced).unwrap();
+            // Its dict insert may not have happened: do it, as the writer would have.
+            d.insert(announced - 1, vec![(announced - 1) as u8; 20_000])
+                .unwrap();
+        }
+    }
+    let n = done.get(0).unwrap();
+    let items = l.to_vec().unwrap();
+    let want: Vec<u64> = (PREFILL..PREFILL + n).rev().chain(0..PREFILL).collect();
+    assert_eq!(items, want, "every insert that returned, in order, once");
+    for k in 0..n {
+        assert_eq!(d.get(&k).unwrap(), Some(vec![k as u8; 20_000]), "entry {k}");
+    }
+    // One generation each is left: the dead writers' unfinished ones were removed.
+    for name in [l.name(), d.name()] {
+        let prefix = format!("shmkit-{name}.spill-");
+        let generations = std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .count();
+        assert_eq!(generations, 1, "generations of {name}");
+    }
+    eprintln!("{n} inserts across 30 kills");
+}
