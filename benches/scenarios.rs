@@ -23,6 +23,7 @@ const IMPLEMENTED: &[&str] = &[
     "pool_apply_async",
     "dict_ops",
     "list_append",
+    "queue_small_many",
 ];
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -379,6 +380,41 @@ fn pool_apply_async() -> Res<()> {
     Ok(())
 }
 
+/// A child puts `COUNT` 64-byte messages with `put_many`, 64 at a time.
+fn produce_many_child() -> Res<()> {
+    let q = Queue::<Vec<u8>>::open(&var("QUEUE")?)?;
+    let count: usize = var("COUNT")?.parse()?;
+    let batch = vec![vec![b'x'; 64]; 64];
+    for _ in 0..count / 64 {
+        q.put_many(&batch)?;
+    }
+    Ok(())
+}
+
+/// Not a Python scenario: `queue_small` with batches on both sides (`put_many` of 64,
+/// `get_many` of up to 64), as faster-fifo offers Python users.
+fn queue_small_many() -> Res<()> {
+    let count = n(2_000_000) / 64 * 64;
+    let q = Queue::<Vec<u8>>::new(1024)?;
+    let count_s = count.to_string();
+    let t0 = Instant::now();
+    let kid = child("produce_many", &[("QUEUE", q.name()), ("COUNT", &count_s)])?;
+    let (mut got, mut bytes) = (0, 0);
+    while got < count {
+        for item in q.get_many(64)? {
+            bytes += item.len();
+            got += 1;
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    join(kid)?;
+    if bytes != count * 64 {
+        return Err(format!("queue_small_many: got {bytes} bytes").into());
+    }
+    report("queue_small_many", count, secs, bytes);
+    Ok(())
+}
+
 /// The child side of `dict_ops`: `COUNT / 2` rounds of `d[k] = i` and `d[k]`, with `k` one of
 /// 1,000 string keys (Python's `_dict_worker`).
 fn dict_child() -> Res<()> {
@@ -460,6 +496,7 @@ fn main() -> Res<()> {
             "echo" => echo_child(),
             "pipe_send" => pipe_send_child(),
             "dict_worker" => dict_child(),
+            "produce_many" => produce_many_child(),
             "list_worker" => list_child(),
             _ => Err(format!("unknown role {role}").into()),
         };
@@ -486,6 +523,7 @@ fn main() -> Res<()> {
             "pool_map" => pool_map()?,
             "pool_apply_async" => pool_apply_async()?,
             "dict_ops" => dict_ops()?,
+            "queue_small_many" => queue_small_many()?,
             "list_append" => list_append()?,
             s => {
                 return Err(

@@ -124,7 +124,7 @@ pub mod futures {
 }
 pub use queue::{
     AckError, GetError, GetTimeoutError, JoinTimeoutError, JoinableQueue, Lease, LeaseCounts,
-    PutError, PutTimeoutError, Queue, TaskDoneError, TryGetError, TryPutError,
+    PutError, PutManyError, PutTimeoutError, Queue, TaskDoneError, TryGetError, TryPutError,
 };
 pub use sync::{
     AccessError, Barrier, BarrierTimeoutError, BarrierTryError, BrokenBarrier, Condition, Event,

@@ -20,19 +20,12 @@ impl Core {
         loop {
             let mut deliveries = Vec::new();
             let mut check = false;
-            match self.results.get_bytes_timeout_into(&mut buf, TICK) {
-                Ok(_) => {
-                    check |= self.handle(&mut buf, &mut deliveries);
-                    // Take what else is there, in a bounded batch, before delivering.
-                    for _ in 0..256 {
-                        if self
-                            .results
-                            .get_bytes_timeout_into(&mut buf, Duration::ZERO)
-                            .is_err()
-                        {
-                            break;
-                        }
-                        check |= self.handle(&mut buf, &mut deliveries);
+            // What is there, in a bounded batch taken in one lock round trip, before
+            // delivering (each message becomes its outcome without another copy).
+            match self.results.get_many_timeout(256, TICK) {
+                Ok(batch) => {
+                    for mut msg in batch {
+                        check |= self.handle(&mut msg, &mut deliveries);
                     }
                 }
                 Err(GetTimeoutError::Timeout) => {}

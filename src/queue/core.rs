@@ -347,7 +347,7 @@ impl QueueCore {
 
     /// Reads and checks the positions and counts. Under the lock.
     #[inline(always)]
-    fn state(&self, _held: &Held<'_>) -> Result<(u64, u64, u64, u64), Fail> {
+    pub(super) fn state(&self, _held: &Held<'_>) -> Result<(u64, u64, u64, u64), Fail> {
         let c = self.ctl();
         let (head, tail) = (
             c.head.load(Ordering::Relaxed),
@@ -428,7 +428,7 @@ impl QueueCore {
     /// wake-up across cores costs tens of microseconds). Measured with `side_by_side.py
     /// --load 1` (see the README's benchmarks): `pingpong` went from 0.34x to 1.3x the C
     /// reference's futex-only waiting, `queue_small` from 0.76x to 1.2x.
-    fn spin<'a>(
+    pub(super) fn spin<'a>(
         &'a self,
         held: Held<'a>,
         counter: &AtomicU64,
@@ -465,7 +465,7 @@ impl QueueCore {
     /// Sleeps on `list` until woken or `wait` passes. Called with the lock held; returns with
     /// it held again.
     /// With `poll`, wakes after at most that long even if no one wakes it.
-    fn sleep<'a>(
+    pub(super) fn sleep<'a>(
         &'a self,
         held: Held<'a>,
         list: &Waitlist,
@@ -577,7 +577,7 @@ impl QueueCore {
         Ok(())
     }
 
-    fn write_frame(
+    pub(super) fn write_frame(
         &self,
         held: &Held<'_>,
         tail: u64,
@@ -609,23 +609,80 @@ impl QueueCore {
         self.write(held, pl.at, bytemuck::bytes_of(&header));
     }
 
+    /// As [`write_frame`](Self::write_frame) for an INLINE frame of `prefix` and `len` bytes
+    /// that `fill` writes in place. Under the lock.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn write_frame_with(
+        &self,
+        held: &Held<'_>,
+        tail: u64,
+        pl: ring::Placement,
+        seq: u64,
+        prefix: &[u8],
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) {
+        self.write_frame(held, tail, pl, seq, INLINE, &[prefix]);
+        let at = pl.at + HEADER + prefix.len() as u64;
+        assert!(at + len as u64 <= self.cap);
+        // SAFETY: in bounds (asserted); we hold the lock and the region lies beyond `tail`,
+        // where no shmkit process reads or writes until the commit, so this is the only
+        // reference to it while `fill` runs.
+        let buf =
+            unsafe { std::slice::from_raw_parts_mut(self.ring.add(at as usize).as_ptr(), len) };
+        fill(buf);
+        let header = FrameHeader {
+            seq,
+            len: (prefix.len() + len) as u32,
+            kind: INLINE,
+        };
+        self.write(held, pl.at, bytemuck::bytes_of(&header));
+    }
+
     /// Takes the oldest item and passes its serialised bytes to `read`, exactly once: under the
     /// lock for an item in the ring or a slot, after it for a spilled one. Items whose lease
     /// was returned come first (see `queue/slots.rs`).
     pub(crate) fn get<R>(&self, wait: Wait, read: impl FnOnce(&[u8]) -> R) -> Result<R, Fail> {
-        // The fast path, while no lease is out: the ring's oldest frame, in one tight loop
-        // (`take_next`'s general path costs a plain get about half again as much).
+        let ctl = self.ctl();
+        let Some((held, pos)) = self.wait_for_item(wait)? else {
+            return self.get_general(wait, read);
+        };
+        let found = self.oldest_frame(pos.head, pos.tail, pos.puts, pos.gets)?;
+        let outcome = self.take_frame(&held, found, pos.head, pos.gets, read);
+        // Room for one big item may be room for several small ones: wake every putter.
+        let putters = ctl.not_full.claim(u32::MAX);
+        drop(held);
+        ctl.not_full.wake(putters);
+        match outcome {
+            Ok(r) => Ok(r),
+            Err((seg, read)) => Ok(spill::take(&seg?, read)?),
+        }
+    }
+
+    /// The fast path of a get, while no lease is out: waits until the ring holds an item and
+    /// returns with the lock held and the positions, in one tight loop (`take_next`'s general
+    /// path costs a plain get about half again as much). `None` (unlocked) if leases are out:
+    /// the caller takes the general path, where returned items come first.
+    #[inline(always)]
+    pub(super) fn wait_for_item(&self, wait: Wait) -> Result<Option<(Held<'_>, Positions)>, Fail> {
         let ctl = self.ctl();
         let mut spun = false;
         let mut held = self.lock(wait)?;
-        let (found, head, gets) = loop {
+        loop {
             if ctl.held.load(Ordering::Relaxed) != 0 || ctl.returned.load(Ordering::Relaxed) != 0 {
-                drop(held);
-                return self.get_general(wait, read);
+                return Ok(None);
             }
             let (head, tail, puts, gets) = self.state(&held)?;
             if puts > gets {
-                break (self.oldest_frame(head, tail, puts, gets)?, head, gets);
+                return Ok(Some((
+                    held,
+                    Positions {
+                        head,
+                        tail,
+                        puts,
+                        gets,
+                    },
+                )));
             }
             if ctl.closed.load(Ordering::Relaxed) != 0 {
                 return Err(Fail::Closed);
@@ -639,15 +696,6 @@ impl QueueCore {
             }
             held = self.sleep(held, &ctl.not_empty, wait, None)?;
             spun = false;
-        };
-        let outcome = self.take_frame(&held, found, head, gets, read);
-        // Room for one big item may be room for several small ones: wake every putter.
-        let putters = ctl.not_full.claim(u32::MAX);
-        drop(held);
-        ctl.not_full.wake(putters);
-        match outcome {
-            Ok(r) => Ok(r),
-            Err((seg, read)) => Ok(spill::take(&seg?, read)?),
         }
     }
 
@@ -655,7 +703,7 @@ impl QueueCore {
     /// spill, for the caller to read after unlocking) and commits the get.
     #[inline]
     #[allow(clippy::type_complexity)]
-    fn take_frame<R, F: FnOnce(&[u8]) -> R>(
+    pub(super) fn take_frame<R, F: FnOnce(&[u8]) -> R>(
         &self,
         held: &Held<'_>,
         found: ring::Found,
@@ -716,7 +764,7 @@ impl QueueCore {
 
     /// Under the lock: the ring's oldest frame, which must be item `gets`.
     #[inline(always)]
-    fn oldest_frame(
+    pub(super) fn oldest_frame(
         &self,
         head: u64,
         tail: u64,
@@ -898,6 +946,15 @@ impl Drop for QueueCore {
             spill::remove_all(self.name());
         }
     }
+}
+
+/// The ring's positions and counts, as read and checked under the lock.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Positions {
+    pub(super) head: u64,
+    pub(super) tail: u64,
+    pub(super) puts: u64,
+    pub(super) gets: u64,
 }
 
 /// What a get takes next (see `QueueCore::take_next`).

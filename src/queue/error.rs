@@ -262,3 +262,20 @@ pub enum AckError {
 }
 
 crate::error::failed_into_error!(AckError);
+
+/// Why [`Queue::put_many`](crate::Queue::put_many) did not put every item.
+#[derive(Debug, thiserror::Error)]
+#[error("{put} items were put, then: {error}")]
+pub struct PutManyError {
+    /// How many items, from the first, are in the queue.
+    pub put: usize,
+    /// Why the next one is not.
+    #[source]
+    pub error: PutError<()>,
+}
+
+impl From<PutManyError> for Error {
+    fn from(e: PutManyError) -> Error {
+        Error::Op(Box::new(e))
+    }
+}

@@ -7,6 +7,8 @@
 //! their ack), `codec.rs` (serde ↔ bytes), and the typed handles in `typed.rs`, `lease.rs` and
 //! `joinable.rs`.
 
+mod batch;
+mod bulk;
 mod codec;
 #[cfg(feature = "pool")]
 pub(crate) use codec::varint;
@@ -26,7 +28,7 @@ mod wait;
 mod watch;
 
 pub use error::{
-    AckError, GetError, GetTimeoutError, JoinTimeoutError, PutError, PutTimeoutError,
+    AckError, GetError, GetTimeoutError, JoinTimeoutError, PutError, PutManyError, PutTimeoutError,
     TaskDoneError, TryGetError, TryPutError,
 };
 pub use joinable::JoinableQueue;

@@ -117,7 +117,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         })
     }
 
-    fn put_with<E>(
+    fn put_via<E>(
         &self,
         item: T,
         wait: Wait,
@@ -149,7 +149,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// [`PutError::Closed`], [`PutError::Serialize`] (the queue is unchanged), [`PutError::Failed`];
     /// each hands the item back.
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-        self.put_with(
+        self.put_via(
             item,
             Wait::Forever,
             PutError::from_fail,
@@ -163,7 +163,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// [`TryPutError::Full`], or as [`put`](Self::put).
     #[doc(alias = "put_nowait")]
     pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
-        self.put_with(
+        self.put_via(
             item,
             Wait::No,
             TryPutError::from_fail,
@@ -176,7 +176,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// # Errors
     /// [`PutTimeoutError::Timeout`], or as [`put`](Self::put).
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
-        self.put_with(
+        self.put_via(
             item,
             deadline(timeout),
             PutTimeoutError::from_fail,
@@ -184,7 +184,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         )
     }
 
-    fn get_with<E>(&self, wait: Wait, fail: fn(Fail) -> E, de: fn(String) -> E) -> Result<T, E> {
+    fn get_via<E>(&self, wait: Wait, fail: fn(Fail) -> E, de: fn(String) -> E) -> Result<T, E> {
         self.core
             .get(wait, codec::decode::<T>)
             .map_err(fail)?
@@ -198,7 +198,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// item whose bytes are not a `T` (that item is dropped; the queue stays usable);
     /// [`GetError::Failed`].
     pub fn get(&self) -> Result<T, GetError> {
-        self.get_with(Wait::Forever, GetError::from_fail, GetError::Deserialize)
+        self.get_via(Wait::Forever, GetError::from_fail, GetError::Deserialize)
     }
 
     /// Takes the oldest item if there is one (Python's `get_nowait`).
@@ -207,7 +207,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// [`TryGetError::Empty`], or as [`get`](Self::get).
     #[doc(alias = "get_nowait")]
     pub fn try_get(&self) -> Result<T, TryGetError> {
-        self.get_with(Wait::No, TryGetError::from_fail, TryGetError::Deserialize)
+        self.get_via(Wait::No, TryGetError::from_fail, TryGetError::Deserialize)
     }
 
     /// Takes the oldest item, waiting at most `timeout` for one.
@@ -215,7 +215,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// # Errors
     /// [`GetTimeoutError::Timeout`], or as [`get`](Self::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
-        self.get_with(
+        self.get_via(
             deadline(timeout),
             GetTimeoutError::from_fail,
             GetTimeoutError::Deserialize,
