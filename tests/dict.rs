@@ -14,6 +14,16 @@ use shmkit::{Dict, Error, List, ListError, Queue, RawArray, RawValue};
 
 const T: Duration = Duration::from_secs(60);
 
+/// The storage generations of the dict or list `name` in /dev/shm.
+fn generations(name: &str) -> usize {
+    let prefix = format!("shmkit-{name}.spill-");
+    std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .count()
+}
+
 fn spawn_all(test: &str, role: &str, n: usize, vars: &[(&str, &str)]) -> Vec<Child> {
     (0..n)
         .map(|i| {
@@ -179,12 +189,7 @@ fn wrong_types_or_kinds_on_open_are_errors_and_nothing_is_left() {
     assert_eq!(again.get(&"x".into()).unwrap(), Some(1));
     drop((d, again));
     assert_gone(&name);
-    let leftovers: Vec<_> = std::fs::read_dir("/dev/shm")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().contains(&name))
-        .collect();
-    assert!(leftovers.is_empty(), "generations left: {leftovers:?}");
+    assert_eq!(generations(&name), 0, "generations left");
 }
 
 #[test]
@@ -506,13 +511,7 @@ fn processes_killed_in_the_middle_of_rewriting_the_storage_leave_it_whole() {
     }
     // One generation each is left: the dead writers' unfinished ones were removed.
     for name in [l.name(), d.name()] {
-        let prefix = format!("shmkit-{name}.spill-");
-        let generations = std::fs::read_dir("/dev/shm")
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-            .count();
-        assert_eq!(generations, 1, "generations of {name}");
+        assert_eq!(generations(name), 1, "generations of {name}");
     }
     eprintln!("{n} inserts across 30 kills");
 }

@@ -148,13 +148,7 @@ where
     /// # Errors
     /// As [`open`](Self::open) and [`create`](Self::create).
     pub fn open_or_create(name: &str) -> Result<Self> {
-        match Self::open(name) {
-            Err(Error::NotFound { .. }) => match Self::create(name) {
-                Err(Error::AlreadyExists { .. }) => Self::open(name),
-                other => other,
-            },
-            other => other,
-        }
+        super::store::open_or_create(name, Self::open, Self::create)
     }
 
     /// Runs `f` with the serialised key, under the lock, with the storage at hand.

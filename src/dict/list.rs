@@ -107,13 +107,7 @@ impl<T: Serialize + DeserializeOwned + 'static> List<T> {
     /// # Errors
     /// As [`open`](Self::open) and [`create`](Self::create).
     pub fn open_or_create(name: &str) -> Result<Self> {
-        match Self::open(name) {
-            Err(Error::NotFound { .. }) => match Self::create(name) {
-                Err(Error::AlreadyExists { .. }) => Self::open(name),
-                other => other,
-            },
-            other => other,
-        }
+        super::store::open_or_create(name, Self::open, Self::create)
     }
 
     fn with<R>(&self, f: impl FnMut(&mut Access<'_>) -> Result<R, Change>) -> Result<R, ListError> {

@@ -39,6 +39,22 @@ pub(crate) struct Control {
 }
 }
 
+/// Opens `name` with `open`, or creates it with `create` if there is none (and opens it if
+/// another process created it in between).
+pub(crate) fn open_or_create<H>(
+    name: &str,
+    open: impl Fn(&str) -> Result<H>,
+    create: impl Fn(&str) -> Result<H>,
+) -> Result<H> {
+    match open(name) {
+        Err(Error::NotFound { .. }) => match create(name) {
+            Err(Error::AlreadyExists { .. }) => open(name),
+            other => other,
+        },
+        other => other,
+    }
+}
+
 /// The number after `n` (never 0, which means "none yet", even after a hostile `u64::MAX`).
 fn next_number(n: u64) -> u64 {
     n.wrapping_add(1).max(1)
@@ -82,6 +98,23 @@ impl Access<'_> {
         at.checked_add(len)
             .is_some_and(|end| end <= self.generation.len)
     }
+
+    /// The word at `at`, if it is in bounds and 8-aligned.
+    fn word(&self, at: u64) -> Option<&AtomicU64> {
+        if !self.in_bounds(at, 8) || !at.is_multiple_of(8) {
+            return None;
+        }
+        // SAFETY: in bounds and 8-aligned (the payload starts page-aligned); an `AtomicU64`
+        // may alias memory other processes write, and the mapping outlives the borrow.
+        Some(unsafe {
+            &*self
+                .generation
+                .ptr
+                .as_ptr()
+                .add(at as usize)
+                .cast::<AtomicU64>()
+        })
+    }
 }
 
 impl Mem for Access<'_> {
@@ -90,36 +123,11 @@ impl Mem for Access<'_> {
     }
 
     fn load(&self, at: u64) -> Option<u64> {
-        if !self.in_bounds(at, 8) || !at.is_multiple_of(8) {
-            return None;
-        }
-        // SAFETY: in bounds and 8-aligned (the payload starts page-aligned); an `AtomicU64`
-        // may alias memory other processes write, and the mapping outlives the borrow.
-        let word = unsafe {
-            &*self
-                .generation
-                .ptr
-                .as_ptr()
-                .add(at as usize)
-                .cast::<AtomicU64>()
-        };
-        Some(word.load(Ordering::Relaxed))
+        Some(self.word(at)?.load(Ordering::Relaxed))
     }
 
     fn store(&mut self, at: u64, v: u64) -> Option<()> {
-        if !self.in_bounds(at, 8) || !at.is_multiple_of(8) {
-            return None;
-        }
-        // SAFETY: as in `load`.
-        let word = unsafe {
-            &*self
-                .generation
-                .ptr
-                .as_ptr()
-                .add(at as usize)
-                .cast::<AtomicU64>()
-        };
-        word.store(v, Ordering::Relaxed);
+        self.word(at)?.store(v, Ordering::Relaxed);
         Some(())
     }
 
