@@ -105,8 +105,8 @@ fn exercise_array<T: bytemuck::Pod>(name: &str, short: Duration) {
 /// Drives a small queue (a 1 KiB ring, so items wrap and spill, and 8 lease slots) with the
 /// operations encoded in `data` and checks every answer against a model. Each op is one byte
 /// of kind and one of size: put (try_put), get (try_get), put_bytes (into an empty queue: it
-/// would block on a full one), get_bytes_into, and the leases: try_get_leased, ack, release,
-/// drop. The model: items waiting in put order, items handed back (taken first, oldest
+/// would block on a full one), get_bytes_into, the leases (try_get_leased, ack, release,
+/// drop), and the batches (put_many into an empty queue, try_get_many). The model: items waiting in put order, items handed back (taken first, oldest
 /// first), and the leases held.
 pub fn queue_ops(data: &[u8]) {
     use crate::queue::{Lease, Queue, TryGetError, TryPutError};
@@ -135,7 +135,31 @@ pub fn queue_ops(data: &[u8]) {
         let len = usize::from(op[1]) * if op[0] & 0x80 != 0 { 37 } else { 1 };
         let item: Vec<u8> = (0..len).map(|i| (i + n) as u8).collect();
         let pick = usize::from(op[1]);
-        match op[0] % 8 {
+        match op[0] % 10 {
+            // A batch, only where room is certain: three small items into an empty ring.
+            8 if waiting.is_empty() && len <= 100 => {
+                let batch = vec![item.clone(), item.clone(), item];
+                q.put_many(&batch).expect("put_many with room");
+                for it in batch {
+                    waiting.push_back((seq, it));
+                    seq += 1;
+                }
+            }
+            9 => {
+                let max = pick % 5;
+                match q.try_get_many(max) {
+                    Ok(got) => {
+                        assert!(got.len() <= max && (max == 0 || !got.is_empty()));
+                        for g in got {
+                            assert_eq!(Some(g), take(&mut waiting, &mut returned).map(|t| t.2));
+                        }
+                    }
+                    Err(TryGetError::Empty) => {
+                        assert!(waiting.is_empty() && returned.is_empty() && max > 0)
+                    }
+                    Err(e) => panic!("try_get_many: {e}"),
+                }
+            }
             0 => match q.try_put(item.clone()) {
                 Ok(()) => {
                     waiting.push_back((seq, item));
@@ -192,7 +216,7 @@ pub fn queue_ops(data: &[u8]) {
                 let (s, lease) = held.remove(pick % held.len());
                 let item = lease.to_vec();
                 let d = lease.deliveries();
-                if op[0] % 8 == 6 {
+                if op[0] % 10 == 6 {
                     lease.release().expect("release");
                 } else {
                     drop(lease);
