@@ -10,7 +10,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{arg, role, spawn, wait, watchdog};
+use common::{Rng, arg, fnv, role, spawn_slot, wait, watchdog};
 use shmkit::{GetTimeoutError, Queue, RawArray, RawValue};
 
 const TEST: &str =
@@ -20,12 +20,6 @@ const CONSUMERS: usize = 2;
 /// Items per producer.
 const MAXSEQ: usize = 520_000;
 const KILLS: usize = 1000;
-
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
 
 /// Item `seq` of producer `p`: [p][seq: u32][filler][fnv of the rest]. Most are small; one in
 /// 4,099 is 2 kB (in the ring, too big for a lease slot), one in 65,537 is 70 kB (spilled).
@@ -149,24 +143,14 @@ fn leased_items_survive_a_thousand_sigkills_none_lost_duplicates_only_from_kille
         ("FINISHED", s.finished.name().to_owned()),
         ("BAD", s.bad.name().to_owned()),
     ];
-    let start = |role: &str, slot: usize| -> Child {
-        let slot = slot.to_string();
-        let mut vars: Vec<(&str, &str)> = names.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        vars.push(("SLOT", &slot));
-        spawn(TEST, role, &vars)
-    };
+    let start = |role: &str, slot: usize| -> Child { spawn_slot(TEST, role, &names, slot) };
     // Children 0..PRODUCERS are producers, the rest consumers.
     let mut kids: Vec<Child> = (0..PRODUCERS)
         .map(|p| start("producer", p))
         .chain((0..CONSUMERS).map(|c| start("consumer", c)))
         .collect();
-    let mut x = 0x2545_f491_4f6c_dd1du64 ^ u64::from(std::process::id());
-    let mut rand = move |n: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % n
-    };
+    let mut rng = Rng::new();
+    let mut rand = move |n: u64| rng.below(n);
     let finished = |p: usize| s.finished.get(p).unwrap() == 1;
     let began = Instant::now();
     let (mut kills, mut consumer_kills) = (0, 0);

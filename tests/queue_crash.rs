@@ -10,7 +10,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Child;
 use std::time::Duration;
 
-use common::{arg, role, spawn, wait, watchdog};
+use common::{Rng, arg, fnv, role, spawn_slot, wait, watchdog};
 use shmkit::{Queue, RawArray, RawValue};
 
 const TEST: &str = "producers_and_consumers_killed_at_random_moments_lose_and_duplicate_nothing";
@@ -20,12 +20,6 @@ const CONSUMERS: usize = 2;
 const SLOTS: usize = CONSUMERS + 1;
 const MAXSEQ: usize = 1 << 18;
 const KILLS: usize = 220;
-
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
 
 /// Item `seq` of producer `p`: [p][seq: u32][filler][fnv of the rest], some of them 70 kB.
 fn item(p: usize, seq: usize) -> Vec<u8> {
@@ -141,24 +135,14 @@ fn producers_and_consumers_killed_at_random_moments_lose_and_duplicate_nothing()
         ("BAD", s.bad.name().to_owned()),
         ("STOP", s.stop.name().to_owned()),
     ];
-    let start = |role: &str, slot: usize| -> Child {
-        let slot = slot.to_string();
-        let mut vars: Vec<(&str, &str)> = names.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        vars.push(("SLOT", &slot));
-        spawn(TEST, role, &vars)
-    };
+    let start = |role: &str, slot: usize| -> Child { spawn_slot(TEST, role, &names, slot) };
     // Children 0..PRODUCERS are producers, the rest consumers.
     let mut kids: Vec<Child> = (0..PRODUCERS)
         .map(|p| start("producer", p))
         .chain((0..CONSUMERS).map(|c| start("consumer", c)))
         .collect();
-    let mut x = 0x2545_f491_4f6c_dd1du64 ^ u64::from(std::process::id());
-    let mut rand = move |n: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % n
-    };
+    let mut rng = Rng::new();
+    let mut rand = move |n: u64| rng.below(n);
     let mut consumer_kills = 0;
     for _ in 0..KILLS {
         std::thread::sleep(Duration::from_micros(500 + rand(11_500)));

@@ -107,3 +107,36 @@ impl Drop for Remove {
         let _ = std::fs::remove_file(shm_path(&self.0));
     }
 }
+
+/// FNV-1a, the checksum the crash tests put in their items.
+pub fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A xorshift generator for random kill moments and victims, seeded from this process.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new() -> Rng {
+        Rng(0x2545_f491_4f6c_dd1d ^ u64::from(std::process::id()))
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Starts a child of `test` in `role`, passing the segments `names` (variable, name) and its
+/// `SLOT`.
+pub fn spawn_slot(test: &str, role: &str, names: &[(&str, String)], slot: usize) -> Child {
+    let slot = slot.to_string();
+    let mut vars: Vec<(&str, &str)> = names.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    vars.push(("SLOT", &slot));
+    spawn(test, role, &vars)
+}
