@@ -158,6 +158,26 @@ fn an_item_that_does_not_decode_is_dead_lettered_at_once() {
     assert_eq!(dead.len(), 1, "the undecodable item was moved, not lost");
 }
 
+#[test]
+fn with_the_dead_letter_queue_full_an_undecodable_item_waits_and_is_never_redelivered() {
+    let q = Queue::<Even>::new(0).unwrap();
+    let dead = Queue::<Even>::new(1).unwrap();
+    dead.put(Even(0)).unwrap(); // full
+    q.set_dead_letter(Some(&dead)).unwrap();
+    q.set_max_deliveries(None).unwrap();
+    q.put(Even(5)).unwrap();
+    assert!(matches!(
+        q.get_leased_timeout(T),
+        Err(GetTimeoutError::Deserialize(_))
+    ));
+    assert_eq!(q.lease_counts().returned, 1, "parked, not lost");
+    assert!(matches!(q.try_get_leased(), Err(TryGetError::Empty)));
+    assert_eq!(*dead.get_timeout(T).unwrap(), 0); // room now
+    assert!(matches!(q.try_get_leased(), Err(TryGetError::Empty)));
+    assert_eq!(dead.len(), 1, "moved on the next get");
+    assert_eq!(q.lease_counts().returned, 0);
+}
+
 impl std::ops::Deref for Even {
     type Target = u32;
     fn deref(&self) -> &u32 {

@@ -70,6 +70,10 @@ const HOLDER_CHECK: Duration = Duration::from_millis(20);
 /// How long a getter sleeps at most while leases are out, before checking their holders.
 pub(crate) const HOLDER_POLL: Duration = Duration::from_millis(50);
 
+/// The delivery count of an item that did not decode, parked while the dead-letter queue is
+/// full: never delivered again, whatever `max_deliveries` says.
+const REJECTED: u32 = u32::MAX;
+
 pub(crate) const FREE: u32 = 0;
 pub(crate) const HELD: u32 = 1;
 pub(crate) const RETURNED: u32 = 2;
@@ -297,7 +301,7 @@ impl QueueCore {
         waiting.sort_unstable_by_key(|w| w.0);
         let max = ctl.max_deliveries.load(Ordering::Relaxed);
         for (_, i, v) in waiting {
-            if max != 0 && v.deliveries >= max {
+            if (max != 0 && v.deliveries >= max) || v.deliveries == REJECTED {
                 // Dead-lettered, or left for later if the dead-letter queue is full.
                 self.dead_letter(held, i, &v)?;
                 continue;
@@ -546,7 +550,12 @@ impl QueueCore {
     pub(crate) fn reject(&self, i: u32, id: u64) -> Result<(), SettleFail> {
         let held = self.lock(Wait::Forever)?;
         let v = self.held_lease(&held, i, id)?;
-        self.dead_letter(&held, i, &v)?;
+        if !self.dead_letter(&held, i, &v)? {
+            // The dead-letter queue is full: park it, marked as rejected, so that later gets
+            // try the dead-letter queue again instead of delivering it.
+            self.slot(i).deliveries.store(REJECTED, Ordering::Relaxed);
+            self.return_slot(&held, i);
+        }
         Ok(())
     }
 
@@ -557,7 +566,7 @@ impl QueueCore {
     /// Under the lock: moves the item of slot `i` (as `v`) to the dead-letter queue, or
     /// discards it if there is none (or it is closed or broken). If the dead-letter queue is
     /// full, leaves the item where it is, for a later get to try again.
-    fn dead_letter(&self, held: &Held<'_>, i: u32, v: &View) -> Result<(), Fail> {
+    fn dead_letter(&self, held: &Held<'_>, i: u32, v: &View) -> Result<bool, Fail> {
         let ctl = self.ctl();
         let spilled = self.spilled_ref(held, i, v);
         let bytes: Result<Vec<u8>, Error> = match spilled {
@@ -593,7 +602,7 @@ impl QueueCore {
                     self.name(),
                     v.seq
                 );
-                return Ok(());
+                return Ok(false);
             }
             Err(why) => {
                 let n = ctl.discarded.load(Ordering::Relaxed);
@@ -620,7 +629,7 @@ impl QueueCore {
         if let Some(sref) = spilled {
             let _ = sys::shm_unlink(&SegmentName::spill_of(&self.name, sref.id()).os_name());
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The dead-letter queue named in the control block, opened once per process.
