@@ -81,6 +81,9 @@ mod pool;
 #[cfg_attr(docsrs, doc(cfg(feature = "process")))]
 pub mod process;
 pub mod queue;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 mod select;
 pub mod shm;
 mod sync;

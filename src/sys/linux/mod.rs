@@ -17,6 +17,8 @@ pub(crate) use shm::{
 pub(crate) use signal::{
     CleanupHook, SignalsBlocked, install_cleanup, unlink_if_same, unlink_prefixed, yield_now,
 };
+#[cfg(feature = "redis")]
+pub(crate) use task::hostname;
 pub(crate) use task::{
     Liveness, START_UNVERIFIABLE, TID_BITS, current_pid, own_identity, pid_namespace,
     process_alive, process_start_time, random_u128, task_liveness, thread_identity,

@@ -169,6 +169,14 @@ pub(crate) fn random_u128() -> io::Result<u128> {
     Ok(u128::from_ne_bytes(buf))
 }
 
+/// This machine's host name, as the kernel has it (empty if `/proc` cannot say).
+#[cfg(feature = "redis")]
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
