@@ -131,9 +131,26 @@ mod with_redis {
         assert_eq!(q.dead_letters().unwrap().len().unwrap(), 2);
     }
 
+    pub fn a_lease_is_renewed_while_its_holder_works() {
+        let name = fresh("renewed");
+        let q = RedisQueue::<u32>::with_options(&url(), &name, opts(300, Some(20))).unwrap();
+        let other = q.try_clone().unwrap();
+        q.put(9).unwrap();
+        let working = q.get_leased_timeout(T).unwrap();
+        // Three lease times later, the holder still has it: no one else can take it.
+        for _ in 0..9 {
+            std::thread::sleep(Duration::from_millis(100));
+            assert!(matches!(other.try_get_leased(), Err(TryGetError::Empty)));
+        }
+        assert_eq!(working.ack().unwrap(), 9);
+        assert_eq!(q.len().unwrap(), 0);
+    }
+
     pub fn ack_after_a_take_over_is_lost() {
         let name = fresh("lost");
-        let q = RedisQueue::<u32>::with_options(&url(), &name, opts(200, Some(20))).unwrap();
+        let mut o = opts(200, Some(20));
+        o.auto_renew = false; // a holder that stalls without renewing
+        let q = RedisQueue::<u32>::with_options(&url(), &name, o).unwrap();
         let other = q.try_clone().unwrap();
         q.put(5).unwrap();
         let slow = q.get_leased_timeout(T).unwrap();
@@ -255,6 +272,16 @@ fn a_poison_entry_goes_to_the_dead_letter_stream() {
 fn oversize_and_hostile_entries_are_errors() {
     #[cfg(feature = "redis")]
     with_redis::oversize_and_hostile_entries_are_errors();
+}
+
+#[test]
+#[cfg_attr(
+    any(not(feature = "redis"), not(shmkit_redis)),
+    ignore = "needs the redis feature and a server: SHMKIT_REDIS_URL (see .ci/run)"
+)]
+fn a_lease_is_renewed_while_its_holder_works() {
+    #[cfg(feature = "redis")]
+    with_redis::a_lease_is_renewed_while_its_holder_works();
 }
 
 #[test]

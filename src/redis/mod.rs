@@ -12,7 +12,8 @@
 //!   (`XREADGROUP ... >`). Its delivery count is Redis's own (`XPENDING`).
 //! - `ack` is `XACK` and `XDEL`: an entry leaves the stream only once acked, so nothing
 //!   pending is ever trimmed. `release` makes the entry idle at once (`XCLAIM ... IDLE`), so
-//!   the next get takes it over; `renew` resets its idle time (`XCLAIM ... JUSTID`).
+//!   the next get takes it over; `renew` resets its idle time (`XCLAIM ... JUSTID`), which a
+//!   background thread does every third of the lease time while the lease is held.
 //! - An entry delivered `max_deliveries` times, or whose bytes are not a `T` (or not a shmkit
 //!   entry at all), is moved to the dead-letter stream and acked.
 //!

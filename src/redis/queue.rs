@@ -31,6 +31,10 @@ pub struct RedisOptions {
     pub max_size: usize,
     /// How long connecting, and any reply beyond a get's own wait, may take. Default 5 s.
     pub io_timeout: Duration,
+    /// Whether a lease is renewed in the background (every third of the lease time, on a
+    /// connection of its own) until it is acked, released or dropped, so a long task keeps it;
+    /// the renewals stop when the process dies. Default true.
+    pub auto_renew: bool,
 }
 
 impl Default for RedisOptions {
@@ -40,6 +44,7 @@ impl Default for RedisOptions {
             max_deliveries: Some(20),
             max_size: 8 << 20,
             io_timeout: Duration::from_secs(5),
+            auto_renew: true,
         }
     }
 }
@@ -134,6 +139,19 @@ fn entry(v: &Value) -> Option<Entry> {
 }
 
 impl Inner {
+    /// The same queue and consumer, on a connection of its own.
+    fn sibling(&self) -> Inner {
+        Inner {
+            client: self.client.clone(),
+            conn: Mutex::new(None),
+            name: self.name.clone(),
+            stream: self.stream.clone(),
+            dead: self.dead.clone(),
+            consumer: self.consumer.clone(),
+            opts: self.opts.clone(),
+        }
+    }
+
     /// Runs `f` on this handle's connection (made first if there is none), with replies
     /// awaited at most `wait` beyond the I/O timeout. An I/O error drops the connection, so
     /// the next call connects again.
@@ -345,15 +363,77 @@ impl Inner {
     }
 }
 
+/// Renews a lease in the background until stopped.
+struct Keepalive {
+    stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Keepalive {
+    fn start(inner: &Inner, id: &str) -> Option<Keepalive> {
+        let renewer = inner.sibling();
+        let id = id.to_owned();
+        let every = inner.opts.lease / 3;
+        let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("shmkit-lease-renewer".into())
+            .spawn(move || {
+                let (lock, cv) = &*flag;
+                let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    // Checked before each wait too: a stop may come before the first one.
+                    if *stopped {
+                        return;
+                    }
+                    let (guard, timeout) = cv
+                        .wait_timeout(stopped, every)
+                        .unwrap_or_else(|p| p.into_inner());
+                    stopped = guard;
+                    if *stopped {
+                        return;
+                    }
+                    if timeout.timed_out() {
+                        drop(stopped);
+                        let renewed = renewer.touch(&id, None);
+                        stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+                        if !matches!(renewed, Ok(true)) {
+                            return; // acked, taken over, or Redis unreachable
+                        }
+                    }
+                }
+            })
+            .ok()?;
+        Some(Keepalive {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the renewals and waits for the one in flight, so none lands after an ack or a
+    /// release.
+    fn stop(&mut self) {
+        let (lock, cv) = &*self.stop;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// An entry taken under a lease from a [`RedisQueue`]: [`ack`](Self::ack) finishes it; dropped
-/// or [`release`](Self::release)d it is delivered again at once; not renewed within the lease
-/// time it is delivered again to whoever asks (at least once).
+/// or [`release`](Self::release)d it is delivered again at once. While it is held, a
+/// background thread renews it (unless [`auto_renew`](RedisOptions::auto_renew) is off); if its
+/// process dies, or it is not renewed within the lease time, it is delivered again to whoever
+/// asks (at least once).
 #[must_use = "a lease that is dropped hands its item back; call ack() once done"]
 pub struct RedisLease<T> {
     inner: Arc<Inner>,
     id: String,
     deliveries: u32,
     item: Option<T>,
+    keepalive: Option<Keepalive>,
 }
 
 impl<T> RedisLease<T> {
@@ -373,6 +453,7 @@ impl<T> RedisLease<T> {
     /// [`AckError::Lost`] if another consumer took the entry over and acked it first (the
     /// item was handled twice: at least once); [`AckError::Failed`].
     pub fn ack(mut self) -> Result<T, AckError> {
+        self.stop_renewing();
         let item = self.item.take();
         let acked = self.inner.ack(&self.id).map_err(AckError::Failed)?;
         match (acked, item) {
@@ -386,6 +467,7 @@ impl<T> RedisLease<T> {
     /// # Errors
     /// [`AckError::Failed`].
     pub fn release(mut self) -> Result<(), AckError> {
+        self.stop_renewing();
         self.item = None;
         let idle = self.inner.opts.lease + Duration::from_secs(1);
         self.inner
@@ -394,8 +476,14 @@ impl<T> RedisLease<T> {
             .map_err(AckError::Failed)
     }
 
-    /// Renews the lease (`XCLAIM ... JUSTID`): the lease time starts again. Call it more often
-    /// than the lease time while working on a long task.
+    fn stop_renewing(&mut self) {
+        if let Some(mut k) = self.keepalive.take() {
+            k.stop();
+        }
+    }
+
+    /// Renews the lease (`XCLAIM ... JUSTID`): the lease time starts again. With
+    /// [`auto_renew`](RedisOptions::auto_renew) (the default) a background thread does this.
     ///
     /// # Errors
     /// [`AckError::Lost`] if the entry is no longer pending; [`AckError::Failed`].
@@ -410,6 +498,7 @@ impl<T> RedisLease<T> {
 
 impl<T> Drop for RedisLease<T> {
     fn drop(&mut self) {
+        self.stop_renewing();
         if self.item.is_some() {
             let idle = self.inner.opts.lease + Duration::from_secs(1);
             let _ = self.inner.touch(&self.id, Some(idle));
@@ -493,21 +582,13 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
     /// As [`connect`](Self::connect).
     pub fn try_clone(&self) -> Result<Self> {
         let random = sys::random_u128().map_err(|e| Error::io("getrandom", e))?;
-        let i = &self.inner;
-        let inner = Inner {
-            client: i.client.clone(),
-            conn: Mutex::new(None),
-            name: i.name.clone(),
-            stream: i.stream.clone(),
-            dead: i.dead.clone(),
-            consumer: format!(
-                "{}-{}-{:08x}",
-                sys::hostname(),
-                sys::current_pid(),
-                random as u32
-            ),
-            opts: i.opts.clone(),
-        };
+        let mut inner = self.inner.sibling();
+        inner.consumer = format!(
+            "{}-{}-{:08x}",
+            sys::hostname(),
+            sys::current_pid(),
+            random as u32
+        );
         Ok(RedisQueue {
             inner: Arc::new(inner),
             _items: PhantomData,
@@ -630,11 +711,17 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
             }
             match postcard::from_bytes::<T>(&bytes) {
                 Ok(item) => {
+                    let keepalive = if inner.opts.auto_renew {
+                        Keepalive::start(inner, &e.id)
+                    } else {
+                        None
+                    };
                     return Ok(RedisLease {
                         inner: Arc::clone(inner),
                         id: e.id,
                         deliveries,
                         item: Some(item),
+                        keepalive,
                     });
                 }
                 Err(err) => {
