@@ -234,82 +234,29 @@ mod with_redis {
     }
 }
 
-#[test]
-#[cfg_attr(
-    any(not(feature = "redis"), not(shmkit_redis)),
-    ignore = "needs the redis feature and a server: SHMKIT_REDIS_URL (see .ci/run)"
-)]
-fn put_get_and_leases() {
-    #[cfg(feature = "redis")]
-    with_redis::put_get_and_leases();
+/// Each test runs only with the `redis` feature and a server; otherwise it is reported as
+/// ignored.
+macro_rules! redis_tests {
+    ($($name:ident => $body:ident),* $(,)?) => {$(
+        #[test]
+        #[cfg_attr(
+            any(not(feature = "redis"), not(shmkit_redis)),
+            ignore = "needs the redis feature and a server: SHMKIT_REDIS_URL (see .ci/run)"
+        )]
+        fn $name() {
+            #[cfg(feature = "redis")]
+            with_redis::$body();
+        }
+    )*};
 }
 
-#[test]
-#[cfg_attr(
-    any(not(feature = "redis"), not(shmkit_redis)),
-    ignore = "needs the redis feature and a server: SHMKIT_REDIS_URL (see .ci/run)"
-)]
-fn release_and_drop_hand_back_at_once_and_renew_keeps() {
-    #[cfg(feature = "redis")]
-    with_redis::release_and_drop_hand_back_at_once_and_renew_keeps();
-}
-
-#[test]
-#[cfg_attr(
-    any(not(feature = "redis"), not(shmkit_redis)),
-    ignore = "needs the redis feature and a server: SHMKIT_REDIS_URL (see .ci/run)"
-)]
-fn a_poison_entry_goes_to_the_dead_letter_stream() {
-    #[cfg(feature = "redis")]
-    with_redis::a_poison_entry_goes_to_the_dead_letter_stream();
-}
-
-#[test]
-#[cfg_attr(
-    any(not(feature = "redis"), not(shmkit_redis)),
-    ignore = "needs the redis feature and a server: SHMKIT_REDIS_URL (see .ci/run)"
-)]
-fn oversize_and_hostile_entries_are_errors() {
-    #[cfg(feature = "redis")]
-    with_redis::oversize_and_hostile_entries_are_errors();
-}
-
-#[test]
-#[cfg_attr(
-    any(not(feature = "redis"), not(shmkit_redis)),
-    ignore = "needs the redis feature and a server: SHMKIT_REDIS_URL (see .ci/run)"
-)]
-fn a_lease_is_renewed_while_its_holder_works() {
-    #[cfg(feature = "redis")]
-    with_redis::a_lease_is_renewed_while_its_holder_works();
-}
-
-#[test]
-#[cfg_attr(
-    any(not(feature = "redis"), not(shmkit_redis)),
-    ignore = "needs the redis feature and a server: SHMKIT_REDIS_URL (see .ci/run)"
-)]
-fn ack_after_a_take_over_is_lost() {
-    #[cfg(feature = "redis")]
-    with_redis::ack_after_a_take_over_is_lost();
-}
-
-#[test]
-#[cfg_attr(
-    any(not(feature = "redis"), not(shmkit_redis)),
-    ignore = "needs the redis feature and a server: SHMKIT_REDIS_URL (see .ci/run)"
-)]
-fn a_consumer_killed_holding_a_lease_is_taken_over_after_the_lease_time() {
-    #[cfg(feature = "redis")]
-    with_redis::a_consumer_killed_holding_a_lease_is_taken_over();
-}
-
-#[test]
-#[cfg_attr(
-    any(not(feature = "redis"), not(shmkit_redis)),
-    ignore = "needs the redis feature and a server: SHMKIT_REDIS_URL (see .ci/run)"
-)]
-fn a_server_restart_is_an_error_then_a_reconnect_not_a_hang() {
-    #[cfg(feature = "redis")]
-    with_redis::server_restart();
+redis_tests! {
+    put_get_and_leases => put_get_and_leases,
+    release_and_drop_hand_back_at_once_and_renew_keeps => release_and_drop_hand_back_at_once_and_renew_keeps,
+    a_poison_entry_goes_to_the_dead_letter_stream => a_poison_entry_goes_to_the_dead_letter_stream,
+    oversize_and_hostile_entries_are_errors => oversize_and_hostile_entries_are_errors,
+    a_lease_is_renewed_while_its_holder_works => a_lease_is_renewed_while_its_holder_works,
+    ack_after_a_take_over_is_lost => ack_after_a_take_over_is_lost,
+    a_consumer_killed_holding_a_lease_is_taken_over_after_the_lease_time => a_consumer_killed_holding_a_lease_is_taken_over,
+    a_server_restart_is_an_error_then_a_reconnect_not_a_hang => server_restart,
 }
