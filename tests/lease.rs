@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{arg, role, spawn, wait, wait_until, watchdog};
 use serde::{Deserialize, Serialize};
 use shmkit::{
-    AckError, GetError, GetTimeoutError, JoinableQueue, Queue, RawValue, TaskDoneError, TryGetError,
+    AckError, GetTimeoutError, JoinableQueue, Queue, RawValue, TaskDoneError, TryGetError,
 };
 
 const T: Duration = Duration::from_secs(10);
@@ -227,7 +227,7 @@ fn after_close_a_get_waits_for_leases_out_then_reports_closed() {
     let (v, after) = getter.join().unwrap();
     assert_eq!(v, 1);
     assert!(matches!(after, Err(GetTimeoutError::Closed)));
-    assert!(matches!(q.get(), Err(GetError::Closed)));
+    assert!(matches!(q.get_timeout(T), Err(GetTimeoutError::Closed)));
 }
 
 #[test]

@@ -14,11 +14,15 @@ const T: Duration = Duration::from_secs(30);
 
 #[test]
 fn batches_keep_order_and_limits() {
+    watchdog(Duration::from_secs(120)); // put_many has no timeout form
     let q = Queue::<u32>::new(0).unwrap();
     q.put_many(&(0..100).collect::<Vec<_>>()).unwrap();
     q.put(100).unwrap();
     assert_eq!(q.len(), 101);
-    assert_eq!(q.get_many(10).unwrap(), (0..10).collect::<Vec<_>>());
+    assert_eq!(
+        q.get_many_timeout(10, T).unwrap(),
+        (0..10).collect::<Vec<_>>()
+    );
     assert_eq!(q.get_timeout(T).unwrap(), 10);
     let rest = q.get_many_timeout(1000, T).unwrap();
     assert_eq!(rest, (11..=100).collect::<Vec<_>>());
@@ -27,11 +31,12 @@ fn batches_keep_order_and_limits() {
         q.get_many_timeout(5, Duration::from_millis(30)),
         Err(GetTimeoutError::Timeout)
     ));
-    assert!(q.get_many(0).unwrap().is_empty());
+    assert!(q.get_many_timeout(0, T).unwrap().is_empty());
 }
 
 #[test]
 fn a_batch_bigger_than_maxsize_waits_for_a_consumer() {
+    watchdog(Duration::from_secs(120)); // put_many has no timeout form
     let q = Queue::<u64>::new(8).unwrap();
     let consumer = {
         let q = q.clone();
@@ -49,16 +54,17 @@ fn a_batch_bigger_than_maxsize_waits_for_a_consumer() {
 
 #[test]
 fn big_items_in_a_batch_spill_and_a_closed_queue_says_how_many_went_in() {
+    watchdog(Duration::from_secs(120)); // put_many has no timeout form
     let q = Queue::<Vec<u8>>::with_capacity(0, 4096).unwrap();
     let items = vec![vec![1u8; 10], vec![2u8; 100_000], vec![3u8; 20]];
     q.put_many(&items).unwrap();
     assert_eq!(
-        q.get_many(10).unwrap(),
+        q.get_many_timeout(10, T).unwrap(),
         vec![vec![1u8; 10]],
         "a spilled item ends a batch"
     );
-    assert_eq!(q.get_many(10).unwrap(), vec![vec![2u8; 100_000]]);
-    assert_eq!(q.get_many(10).unwrap(), vec![vec![3u8; 20]]);
+    assert_eq!(q.get_many_timeout(10, T).unwrap(), vec![vec![2u8; 100_000]]);
+    assert_eq!(q.get_many_timeout(10, T).unwrap(), vec![vec![3u8; 20]]);
     q.close().unwrap();
     let e = q.put_many(&items).unwrap_err();
     assert_eq!(e.put, 0);
@@ -85,12 +91,17 @@ fn bytes_are_written_and_read_in_place() {
 
 #[test]
 fn a_batch_takes_returned_leases_first() {
+    watchdog(Duration::from_secs(120)); // put_many has no timeout form
     let q = Queue::<u32>::new(0).unwrap();
     q.put_many(&[1, 2, 3]).unwrap();
     let lease = q.get_leased_timeout(T).unwrap();
     lease.release().unwrap();
-    assert_eq!(q.get_many(10).unwrap(), vec![1], "the returned item, alone");
-    assert_eq!(q.get_many(10).unwrap(), vec![2, 3]);
+    assert_eq!(
+        q.get_many_timeout(10, T).unwrap(),
+        vec![1],
+        "the returned item, alone"
+    );
+    assert_eq!(q.get_many_timeout(10, T).unwrap(), vec![2, 3]);
 }
 
 const KILLED: &str = "a_producer_killed_in_the_middle_of_batches_leaves_whole_items_in_order";

@@ -224,6 +224,15 @@ impl Store {
         &self.root
     }
 
+    /// The index words a generation of this kind gets for `n` entries.
+    fn cap_for(&self, n: u64) -> u64 {
+        if self.kind == table::LIST {
+            table::list_cap_for(n)
+        } else {
+            table::dict_cap_for(n)
+        }
+    }
+
     fn corrupt(&self, reason: impl Into<String>) -> Error {
         Error::Corrupt {
             name: self.name().to_owned(),
@@ -317,11 +326,7 @@ impl Store {
                 .iter()
                 .map(|v| table::entry_size(0, v.len() as u64))
                 .sum();
-            let cap = if self.kind == table::LIST {
-                table::list_cap_for(n)
-            } else {
-                table::dict_cap_for(n)
-            };
+            let cap = self.cap_for(n);
             let mut fresh =
                 self.new_generation(number, cap, bytes.saturating_mul(2).max(MIN_HEAP))?;
             let parts: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
@@ -360,11 +365,7 @@ impl Store {
         let ctl = self.root.get();
         let number = ctl.generation.load(Ordering::Relaxed);
         if number == 0 {
-            let cap = if self.kind == table::LIST {
-                table::list_cap_for(0)
-            } else {
-                table::dict_cap_for(0)
-            };
+            let cap = self.cap_for(0);
             let generation = self.new_generation(1, cap, MIN_HEAP)?;
             ctl.size.store(generation.len, Ordering::Relaxed);
             // SYNC: commit of the first generation.
@@ -435,11 +436,7 @@ impl Store {
         }
         .map_err(|r| self.corrupt(r))?;
         let n = entries.len() as u64 + need.1;
-        let cap = if self.kind == table::LIST {
-            table::list_cap_for(n)
-        } else {
-            table::dict_cap_for(n)
-        };
+        let cap = self.cap_for(n);
         let heap = (table::live_bytes(&entries) + need.0)
             .saturating_mul(2)
             .max(MIN_HEAP);

@@ -22,7 +22,7 @@ impl QueueCore {
         let mut done = 0;
         let mut spun = false;
         while done < items.len() {
-            let mut held = self.lock(wait).map_err(|f| (done, f))?;
+            let held = self.lock(wait).map_err(|f| (done, f))?;
             if ctl.closed.load(Ordering::Relaxed) != 0 {
                 return Err((done, Fail::Closed));
             }
@@ -61,17 +61,10 @@ impl QueueCore {
                 done += 1;
                 continue;
             }
-            if !spun && !matches!(wait, Wait::No) {
-                held = self.spin(held, &ctl.gets, wait).map_err(|f| (done, f))?;
-                drop(held);
-                spun = true;
-                continue;
-            }
             let held = self
-                .sleep(held, &ctl.not_full, wait, None)
+                .wait_turn(held, &mut spun, &ctl.gets, &ctl.not_full, wait, None)
                 .map_err(|f| (done, f))?;
             drop(held);
-            spun = false;
         }
         Ok(())
     }
@@ -153,13 +146,7 @@ impl QueueCore {
                 ctl.puts.store(puts + 1, Ordering::Relaxed);
                 break;
             }
-            if !spun && !matches!(wait, Wait::No) {
-                held = self.spin(held, &ctl.gets, wait)?;
-                spun = true;
-                continue;
-            }
-            held = self.sleep(held, &ctl.not_full, wait, None)?;
-            spun = false;
+            held = self.wait_turn(held, &mut spun, &ctl.gets, &ctl.not_full, wait, None)?;
         }
         let getters = ctl.not_empty.claim(1);
         drop(held);

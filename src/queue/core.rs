@@ -462,6 +462,27 @@ impl QueueCore {
         self.lock(wait)
     }
 
+    /// Waits for a change, after which every condition (closed included) is checked again
+    /// under the lock: in turn, a brief watch of `counter` (see [`spin`](Self::spin)), then a
+    /// sleep on `list` (with `poll`, at most that long). Returns with the lock held again.
+    #[inline]
+    pub(super) fn wait_turn<'a>(
+        &'a self,
+        held: Held<'a>,
+        spun: &mut bool,
+        counter: &AtomicU64,
+        list: &Waitlist,
+        wait: Wait,
+        poll: Option<std::time::Duration>,
+    ) -> Result<Held<'a>, Fail> {
+        if !*spun && !matches!(wait, Wait::No) {
+            *spun = true;
+            return self.spin(held, counter, wait);
+        }
+        *spun = false;
+        self.sleep(held, list, wait, poll)
+    }
+
     /// Sleeps on `list` until woken or `wait` passes. Called with the lock held; returns with
     /// it held again.
     /// With `poll`, wakes after at most that long even if no one wakes it.
@@ -561,15 +582,7 @@ impl QueueCore {
                     }
                 }
             }
-            // Watch briefly once, then sleep; after either, every condition (closed
-            // included) is checked again under the lock.
-            if !spun && !matches!(wait, Wait::No) {
-                held = self.spin(held, &ctl.gets, wait)?;
-                spun = true;
-                continue;
-            }
-            held = self.sleep(held, &ctl.not_full, wait, None)?;
-            spun = false;
+            held = self.wait_turn(held, &mut spun, &ctl.gets, &ctl.not_full, wait, None)?;
         }
         let getters = ctl.not_empty.claim(1);
         drop(held);
@@ -687,15 +700,7 @@ impl QueueCore {
             if ctl.closed.load(Ordering::Relaxed) != 0 {
                 return Err(Fail::Closed);
             }
-            // Watch briefly once, then sleep; after either, every condition (closed
-            // included) is checked again under the lock.
-            if !spun && !matches!(wait, Wait::No) {
-                held = self.spin(held, &ctl.puts, wait)?;
-                spun = true;
-                continue;
-            }
-            held = self.sleep(held, &ctl.not_empty, wait, None)?;
-            spun = false;
+            held = self.wait_turn(held, &mut spun, &ctl.puts, &ctl.not_empty, wait, None)?;
         }
     }
 
@@ -803,21 +808,16 @@ impl QueueCore {
             if !no_slot && !out && ctl.closed.load(Ordering::Relaxed) != 0 {
                 return Err(Fail::Closed);
             }
-            // Watch briefly once, then sleep; after either, every condition (closed
-            // included) is checked again under the lock.
-            if !spun && !no_slot && !matches!(wait, Wait::No) {
-                held = self.spin(held, &ctl.puts, wait)?;
-                spun = true;
-                continue;
-            }
+            // Waiting for a slot, watching the ring's counts would not help: sleep at once.
             let list = if no_slot {
+                spun = true;
                 &ctl.slot_free
             } else {
                 &ctl.not_empty
             };
             // While leases are out, wake now and then to see whether their holders live.
-            held = self.sleep(held, list, wait, out.then_some(slots::HOLDER_POLL))?;
-            spun = false;
+            let poll = out.then_some(slots::HOLDER_POLL);
+            held = self.wait_turn(held, &mut spun, &ctl.puts, list, wait, poll)?;
         }
     }
 

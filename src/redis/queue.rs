@@ -79,6 +79,17 @@ pub struct RedisQueue<T> {
     _items: PhantomData<fn(T) -> T>,
 }
 
+/// A consumer name of this process, unique in its group: `<host>-<pid>-<random>`.
+fn consumer_name() -> Result<String> {
+    let random = sys::random_u128().map_err(|e| Error::io("getrandom", e))?;
+    Ok(format!(
+        "{}-{}-{:08x}",
+        sys::hostname(),
+        sys::current_pid(),
+        random as u32
+    ))
+}
+
 fn redis_error(op: &'static str, e: &RedisError) -> Error {
     Error::io(op, std::io::Error::other(e.to_string()))
 }
@@ -553,19 +564,13 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
         let client = Client::open(url).map_err(|e| Error::InvalidArgument {
             what: format!("redis URL {url:?}: {e}"),
         })?;
-        let random = sys::random_u128().map_err(|e| Error::io("getrandom", e))?;
         let inner = Inner {
             client,
             conn: Mutex::new(None),
             name: name.to_owned(),
             stream: format!("shmkit:q:{name}"),
             dead: format!("shmkit:q:{name}:dead"),
-            consumer: format!(
-                "{}-{}-{:08x}",
-                sys::hostname(),
-                sys::current_pid(),
-                random as u32
-            ),
+            consumer: consumer_name()?,
             opts,
         };
         inner.ensure_group()?;
@@ -581,14 +586,8 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
     /// # Errors
     /// As [`connect`](Self::connect).
     pub fn try_clone(&self) -> Result<Self> {
-        let random = sys::random_u128().map_err(|e| Error::io("getrandom", e))?;
         let mut inner = self.inner.sibling();
-        inner.consumer = format!(
-            "{}-{}-{:08x}",
-            sys::hostname(),
-            sys::current_pid(),
-            random as u32
-        );
+        inner.consumer = consumer_name()?;
         Ok(RedisQueue {
             inner: Arc::new(inner),
             _items: PhantomData,
@@ -600,16 +599,12 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
     /// # Errors
     /// As [`connect`](Self::connect).
     pub fn dead_letters(&self) -> Result<Self> {
+        let mut inner = self.inner.sibling();
+        inner.name = format!("{}:dead", self.inner.name);
+        inner.stream = self.inner.dead.clone();
+        inner.dead = format!("{}:dead", self.inner.dead);
         let q = RedisQueue {
-            inner: Arc::new(Inner {
-                client: self.inner.client.clone(),
-                conn: Mutex::new(None),
-                name: format!("{}:dead", self.inner.name),
-                stream: self.inner.dead.clone(),
-                dead: format!("{}:dead", self.inner.dead),
-                consumer: self.inner.consumer.clone(),
-                opts: self.inner.opts.clone(),
-            }),
+            inner: Arc::new(inner),
             _items: PhantomData,
         };
         q.inner.ensure_group()?;
