@@ -113,6 +113,20 @@ pub use process::{
     init, parent_process,
 };
 pub use select::{Waitable, wait};
+/// Names a function so that a [`RedisPool`](crate::redis::RedisPool)'s workers on other hosts
+/// can run it: `#[shmkit::task]` (registered as `module_path::fn_name`) or
+/// `#[shmkit::task(name = "resize")]`. See [`redis`].
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use shmkit_macros::task;
+
+/// Not public API: what `#[shmkit::task]` expands to.
+#[cfg(feature = "redis")]
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::redis::TaskDef;
+    pub use inventory;
+}
 pub use shm::cleanup_on_signals;
 
 /// An executor in the style of Python's `concurrent.futures`: [`Executor`](futures::Executor),

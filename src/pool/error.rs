@@ -45,6 +45,11 @@ pub enum TaskError {
     /// The future was cancelled before it started.
     #[error("the task was cancelled")]
     Cancelled,
+    /// A worker on another host (see [`RedisPool`](crate::redis::RedisPool)) does not know
+    /// the task's name, or knows a function of other argument or result types under it (it
+    /// runs another build): it ran nothing.
+    #[error("{0}")]
+    UnknownTask(String),
     /// The pool could not start a worker or talk to it (an OS error, as text).
     #[error("pool failure: {0}")]
     Pool(String),

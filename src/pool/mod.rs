@@ -10,13 +10,13 @@ mod chunked;
 mod collector;
 mod core;
 mod dispatch;
-mod error;
+pub(crate) mod error;
 pub(crate) mod futures;
 mod imap;
 #[allow(clippy::module_inception)]
 mod pool;
-mod slot;
-mod task;
+pub(crate) mod slot;
+pub(crate) mod task;
 mod worker;
 
 pub use chunked::Chunked;

@@ -72,7 +72,7 @@ star_fn!(A, B, C, D, E);
 star_fn!(A, B, C, D, E, G);
 
 /// The trampoline `map`, `apply` and `imap` send: `F(A) -> R` over a chunk.
-fn map_chunk<F, A, R>(input: &[u8], out: &mut Vec<u8>)
+pub(crate) fn map_chunk<F, A, R>(input: &[u8], out: &mut Vec<u8>)
 where
     F: Fn(A) -> R + Copy,
     A: DeserializeOwned,
@@ -83,7 +83,7 @@ where
 }
 
 /// The trampoline `starmap` sends: `F(a, b, ...) -> R` over a chunk of tuples.
-fn star_chunk<F, Args, R>(input: &[u8], out: &mut Vec<u8>)
+pub(crate) fn star_chunk<F, Args, R>(input: &[u8], out: &mut Vec<u8>)
 where
     F: StarFn<Args, Output = R>,
     Args: DeserializeOwned,
@@ -198,7 +198,7 @@ fn push_framed<E>(
     Ok(())
 }
 
-fn push_message(out: &mut Vec<u8>, tag: u8, message: &str) {
+pub(crate) fn push_message(out: &mut Vec<u8>, tag: u8, message: &str) {
     let _ = push_framed(out, tag, |out| {
         out.extend_from_slice(message.as_bytes());
         Ok::<(), ()>(())

@@ -141,6 +141,8 @@ pub fn init() {
     // runs that inherits this one is told apart by its parent pid.
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         crate::shm::reclaim_in_background();
+        #[cfg(feature = "redis")]
+        crate::redis::run_from_env();
         return;
     };
     let spec: Spec = match serde_json::from_str(&spec) {

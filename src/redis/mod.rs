@@ -21,6 +21,15 @@
 //! delivery is at least once (a lease that runs out while its consumer still works is
 //! delivered again), durability is as far as Redis persists, and a `RedisQueue` is unbounded.
 
+mod pool;
 mod queue;
+mod task;
+mod wire;
+mod worker;
 
+pub use pool::{RedisImap, RedisPool};
 pub use queue::{RedisLease, RedisOptions, RedisQueue};
+#[doc(hidden)]
+pub use task::TaskDef;
+pub(crate) use worker::run_from_env;
+pub use worker::{LEASE_ENV, POOL_ENV, WORKER_ENV, Worker};

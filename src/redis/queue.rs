@@ -115,6 +115,14 @@ impl From<Error> for Fail {
     }
 }
 
+/// An entry taken from the stream, with its delivery count and, if it was taken over, the
+/// consumer that held it before.
+struct Taken {
+    entry: Entry,
+    deliveries: u32,
+    previous: Option<String>,
+}
+
 /// A stream entry as read: its id, and its fields if they are a shmkit item's.
 struct Entry {
     id: String,
@@ -223,55 +231,63 @@ impl Inner {
         .map(drop)
     }
 
-    /// An entry whose lease ran out, taken over by this consumer, with its delivery count.
-    fn take_over(&self) -> Result<Option<(Entry, u32)>, Fail> {
+    /// An entry whose lease ran out, taken over by this consumer: the entry, its delivery
+    /// count, and the consumer that held it. `XPENDING ... IDLE` finds it, `XCLAIM` with the
+    /// same minimum idle time takes it (so of two consumers racing for it, one gets it).
+    fn take_over(&self) -> Result<Option<Taken>, Fail> {
         let idle = self.opts.lease.as_millis() as u64;
-        let reply = self.with("XAUTOCLAIM", Duration::ZERO, |c| {
-            redis::cmd("XAUTOCLAIM")
-                .arg(&self.stream)
-                .arg(GROUP)
-                .arg(&self.consumer)
-                .arg(idle)
-                .arg("0-0")
-                .arg("COUNT")
-                .arg(1)
-                .query::<Value>(c)
-        })?;
-        let bad = || Fail::Corrupt(format!("XAUTOCLAIM replied {reply:?}"));
-        let Value::Array(parts) = &reply else {
-            return Err(bad());
-        };
-        let Some(Value::Array(entries)) = parts.get(1) else {
-            return Err(bad());
-        };
-        let Some(first) = entries.first() else {
-            return Ok(None);
-        };
-        let e = entry(first).ok_or_else(bad)?;
-        let count = self.deliveries(&e.id)?;
-        Ok(Some((e, count)))
-    }
-
-    /// The delivery count Redis keeps for pending entry `id`.
-    fn deliveries(&self, id: &str) -> Result<u32, Fail> {
         let reply = self.with("XPENDING", Duration::ZERO, |c| {
             redis::cmd("XPENDING")
                 .arg(&self.stream)
                 .arg(GROUP)
-                .arg(id)
-                .arg(id)
+                .arg("IDLE")
+                .arg(idle)
+                .arg("-")
+                .arg("+")
                 .arg(1)
                 .query::<Value>(c)
         })?;
-        match &reply {
-            Value::Array(rows) => match rows.first() {
-                Some(Value::Array(row)) => match row.get(3) {
-                    Some(Value::Int(n)) => Ok((*n).clamp(0, i64::from(u32::MAX)) as u32),
-                    _ => Err(Fail::Corrupt(format!("XPENDING replied {reply:?}"))),
-                },
-                _ => Ok(1), // acked or deleted meanwhile: count it once
-            },
-            _ => Err(Fail::Corrupt(format!("XPENDING replied {reply:?}"))),
+        let bad = |what: &str, v: &Value| Fail::Corrupt(format!("{what} replied {v:?}"));
+        let Value::Array(rows) = &reply else {
+            return Err(bad("XPENDING", &reply));
+        };
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let (id, holder, count) = match row {
+            Value::Array(f) => {
+                match (f.first().and_then(text), f.get(1).and_then(text), f.get(3)) {
+                    (Some(id), Some(holder), Some(Value::Int(n))) => (id, holder, *n),
+                    _ => return Err(bad("XPENDING", &reply)),
+                }
+            }
+            _ => return Err(bad("XPENDING", &reply)),
+        };
+        let claimed = self.with("XCLAIM", Duration::ZERO, |c| {
+            redis::cmd("XCLAIM")
+                .arg(&self.stream)
+                .arg(GROUP)
+                .arg(&self.consumer)
+                .arg(idle)
+                .arg(&id)
+                .query::<Value>(c)
+        })?;
+        let Value::Array(entries) = &claimed else {
+            return Err(bad("XCLAIM", &claimed));
+        };
+        match entries.first() {
+            // Another consumer took it first.
+            None => Ok(None),
+            // Deleted while pending (Redis 6 answers nil): forget it.
+            Some(Value::Nil) => {
+                self.ack(&id)?;
+                Ok(None)
+            }
+            Some(e) => Ok(Some(Taken {
+                entry: entry(e).ok_or_else(|| bad("XCLAIM", &claimed))?,
+                deliveries: (count.clamp(0, i64::from(u32::MAX - 1)) as u32) + 1,
+                previous: Some(holder),
+            })),
         }
     }
 
@@ -443,6 +459,7 @@ pub struct RedisLease<T> {
     inner: Arc<Inner>,
     id: String,
     deliveries: u32,
+    previous: Option<String>,
     item: Option<T>,
     keepalive: Option<Keepalive>,
 }
@@ -451,6 +468,13 @@ impl<T> RedisLease<T> {
     /// How many times the entry has been delivered, this time included.
     pub fn deliveries(&self) -> u32 {
         self.deliveries
+    }
+
+    /// The consumer that held the entry before this delivery (it released the entry, or its
+    /// lease ran out: it died, hung, or lost Redis), or `None` for a first delivery. A consumer
+    /// name is `<host>-<pid>-<random>`.
+    pub fn previous_consumer(&self) -> Option<&str> {
+        self.previous.as_deref()
     }
 
     /// The stream entry's id.
@@ -675,10 +699,19 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
                     inner
                         .read_new(block)
                         .map_err(|f| (f, None))?
-                        .map(|e| (e, 1))
+                        .map(|entry| Taken {
+                            entry,
+                            deliveries: 1,
+                            previous: None,
+                        })
                 }
             };
-            let Some((e, deliveries)) = taken else {
+            let Some(Taken {
+                entry: e,
+                deliveries,
+                previous,
+            }) = taken
+            else {
                 if matches!(until, Until::Now) {
                     return Err((Fail::Empty, None));
                 }
@@ -715,6 +748,7 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
                         inner: Arc::clone(inner),
                         id: e.id,
                         deliveries,
+                        previous,
                         item: Some(item),
                         keepalive,
                     });
@@ -825,6 +859,21 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
 }
 
 impl<T> RedisQueue<T> {
+    /// Runs `f` on this handle's connection, replies awaited at most `wait` beyond the I/O
+    /// timeout (for the pool, which keeps more than a stream).
+    pub(super) fn with_conn<R>(
+        &self,
+        op: &'static str,
+        wait: Duration,
+        f: impl FnOnce(&mut Connection) -> redis::RedisResult<R>,
+    ) -> Result<R> {
+        self.inner.with(op, wait, f)
+    }
+
+    pub(super) fn options(&self) -> &RedisOptions {
+        &self.inner.opts
+    }
+
     /// The queue's name (its stream is `shmkit:q:<name>`).
     pub fn name(&self) -> &str {
         &self.inner.name
