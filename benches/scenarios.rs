@@ -8,6 +8,10 @@ use std::time::Instant;
 
 use shmkit::{Array, Connection, Dict, List, Pipe, Queue, Value};
 
+#[cfg(feature = "redis")]
+#[path = "scenarios/redis.rs"]
+mod redis_scenarios;
+
 const ROLE: &str = "SHMKIT_BENCH_ROLE";
 const IMPLEMENTED: &[&str] = &[
     "queue_small",
@@ -25,6 +29,8 @@ const IMPLEMENTED: &[&str] = &[
     "list_append",
     "queue_small_many",
 ];
+/// The Redis scenarios: built with the `redis` feature, run against `SHMKIT_REDIS_URL`.
+const REDIS: &[&str] = &["redis_queue", "redis_pool_map"];
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn n(x: usize) -> usize {
@@ -498,6 +504,12 @@ fn main() -> Res<()> {
             "dict_worker" => dict_child(),
             "produce_many" => produce_many_child(),
             "list_worker" => list_child(),
+            #[cfg(feature = "redis")]
+            "redis_produce" => redis_scenarios::produce_child(),
+            #[cfg(feature = "redis")]
+            "redis_raw_produce" => redis_scenarios::raw_produce_child(),
+            #[cfg(feature = "redis")]
+            "redis_raw_worker" => redis_scenarios::raw_worker_child(),
             _ => Err(format!("unknown role {role}").into()),
         };
     }
@@ -508,6 +520,10 @@ fn main() -> Res<()> {
         .collect();
     if wanted.is_empty() {
         wanted = IMPLEMENTED.iter().map(|s| s.to_string()).collect();
+        // With the feature and a server, all scenarios include the Redis ones.
+        if cfg!(feature = "redis") && std::env::var_os("SHMKIT_REDIS_URL").is_some() {
+            wanted.extend(REDIS.iter().map(|s| s.to_string()));
+        }
     }
     for name in &wanted {
         match name.as_str() {
@@ -525,10 +541,17 @@ fn main() -> Res<()> {
             "dict_ops" => dict_ops()?,
             "queue_small_many" => queue_small_many()?,
             "list_append" => list_append()?,
+            #[cfg(feature = "redis")]
+            "redis_queue" => redis_scenarios::redis_queue()?,
+            #[cfg(feature = "redis")]
+            "redis_pool_map" => redis_scenarios::redis_pool_map()?,
             s => {
-                return Err(
-                    format!("unknown scenario {s:?}; known: {}", IMPLEMENTED.join(", ")).into(),
-                );
+                return Err(format!(
+                    "unknown scenario {s:?}; known: {} (and with the redis feature: {})",
+                    IMPLEMENTED.join(", "),
+                    REDIS.join(", ")
+                )
+                .into());
             }
         }
     }

@@ -44,6 +44,11 @@ mod with_redis {
     }
 
     #[shmkit::task]
+    fn length(v: Vec<u8>) -> usize {
+        v.len()
+    }
+
+    #[shmkit::task]
     fn halve(x: i32) -> Result<i32, String> {
         if x % 2 == 0 {
             Ok(x / 2)
@@ -213,6 +218,16 @@ mod with_redis {
         // A closure is not a named task: refused at the call, nothing sent.
         let r = one.map(|x: u64| x + 1, [1u64]);
         assert!(matches!(r, Err(TaskError::UnknownTask(m)) if m.contains("not a #[shmkit::task]")));
+
+        // Oversize arguments: refused before anything is sent.
+        let mut o = RedisOptions::default();
+        o.max_size = 1000;
+        let small = RedisPool::with_options(&url(), &name, o).unwrap();
+        assert!(
+            matches!(small.apply(length, vec![0u8; 5000]), Err(TaskError::Serialize(m)) if m.contains("larger than the limit"))
+        );
+        assert_eq!(small.apply(length, vec![0u8; 10]).unwrap(), 10);
+        assert_eq!(small.outstanding(), 0);
 
         one.close();
         assert!(matches!(one.apply(square, 2), Err(TaskError::Closed)));

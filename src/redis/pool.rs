@@ -203,12 +203,13 @@ impl RedisPool {
             }
             return slot;
         }
+        // Encoded and checked one by one (a chunk too large fails alone), then sent in one
+        // round trip.
+        let max = self.shared.tasks.options().max_size;
+        let mut sent = Vec::with_capacity(chunks.len());
+        let mut encoded = Vec::with_capacity(chunks.len());
         for (index, (args, _)) in chunks.into_iter().enumerate() {
             let task = self.shared.next_task.fetch_add(1, Ordering::Relaxed);
-            self.shared
-                .pending
-                .lock()
-                .insert(task, (Arc::clone(&slot), index));
             let job = Job {
                 task,
                 client: self.shared.client.clone(),
@@ -218,18 +219,36 @@ impl RedisPool {
                 retries: self.retries,
                 args,
             };
-            if let Err(e) = self.shared.tasks.put(job) {
-                let failed = self.shared.pending.lock().remove(&task);
-                self.shared.drained.notify_all();
-                if let Some((slot, index)) = failed {
-                    let why = match e {
-                        crate::queue::PutError::Serialize { reason, .. } => {
-                            TaskError::Serialize(reason)
-                        }
-                        other => TaskError::Pool(Error::from(other).to_string()),
-                    };
-                    slot.complete(index, Err(why));
+            match postcard::to_allocvec(&job) {
+                Ok(bytes) if bytes.len() <= max => {
+                    sent.push((task, index));
+                    encoded.push(bytes);
                 }
+                Ok(bytes) => slot.complete(
+                    index,
+                    Err(TaskError::Serialize(format!(
+                        "a task of {} bytes is larger than the limit of {max} bytes \
+                         (RedisOptions::max_size; a smaller chunksize may help)",
+                        bytes.len()
+                    ))),
+                ),
+                Err(e) => slot.complete(index, Err(TaskError::Serialize(e.to_string()))),
+            }
+        }
+        {
+            let mut pending = self.shared.pending.lock();
+            for &(task, index) in &sent {
+                pending.insert(task, (Arc::clone(&slot), index));
+            }
+        }
+        if let Err(e) = self.shared.tasks.put_encoded(&encoded) {
+            let why = TaskError::Pool(format!("sending the tasks: {e}"));
+            let mut pending = self.shared.pending.lock();
+            let failed: Vec<_> = sent.iter().filter_map(|(t, _)| pending.remove(t)).collect();
+            drop(pending);
+            self.shared.drained.notify_all();
+            for (slot, index) in failed {
+                slot.complete(index, Err(why.clone()));
             }
         }
         slot.set_running();

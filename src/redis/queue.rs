@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::queue::{AckError, GetError, GetTimeoutError, PutError, TryGetError};
 use crate::sys;
 
-const GROUP: &str = "shmkit";
+pub(super) const GROUP: &str = "shmkit";
 const FIELD: &[u8] = b"d";
 
 /// How a [`RedisQueue`] behaves.
@@ -58,7 +58,29 @@ struct Inner {
     dead: String,
     consumer: String,
     opts: RedisOptions,
+    take: redis::Script,
 }
+
+/// One round trip for the usual get: take over the oldest entry whose lease ran out (idle
+/// at least ARGV[3] ms), else read a new one, without waiting. Returns `{1, entry, holder,
+/// deliveries}` for a take-over, `{0, entry}` for a new entry, nil for none.
+/// KEYS: the stream. ARGV: group, consumer, lease in ms.
+const TAKE: &str = r"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], '-', '+', 1)
+if #p > 0 then
+  local id = p[1][1]
+  local c = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], id)
+  if #c > 0 and c[1] then
+    return {1, c[1], p[1][2], p[1][4] + 1}
+  end
+  redis.call('XACK', KEYS[1], ARGV[1], id)
+end
+local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1, 'STREAMS', KEYS[1], '>')
+if r and r[1] and r[1][2] and r[1][2][1] then
+  return {0, r[1][2][1]}
+end
+return nil
+";
 
 /// A queue of serde values on a Redis stream, shared by processes on any number of hosts: the
 /// shared-memory [`Queue`](crate::Queue)'s calls, with leases (see the [module docs](super)).
@@ -168,6 +190,7 @@ impl Inner {
             dead: self.dead.clone(),
             consumer: self.consumer.clone(),
             opts: self.opts.clone(),
+            take: self.take.clone(),
         }
     }
 
@@ -231,63 +254,37 @@ impl Inner {
         .map(drop)
     }
 
-    /// An entry whose lease ran out, taken over by this consumer: the entry, its delivery
-    /// count, and the consumer that held it. `XPENDING ... IDLE` finds it, `XCLAIM` with the
-    /// same minimum idle time takes it (so of two consumers racing for it, one gets it).
-    fn take_over(&self) -> Result<Option<Taken>, Fail> {
+    /// An entry whose lease ran out, taken over by this consumer (with its delivery count
+    /// and the consumer that held it), else a new entry; without waiting ([`TAKE`]).
+    fn take_or_read(&self) -> Result<Option<Taken>, Fail> {
         let idle = self.opts.lease.as_millis() as u64;
-        let reply = self.with("XPENDING", Duration::ZERO, |c| {
-            redis::cmd("XPENDING")
-                .arg(&self.stream)
-                .arg(GROUP)
-                .arg("IDLE")
-                .arg(idle)
-                .arg("-")
-                .arg("+")
-                .arg(1)
-                .query::<Value>(c)
-        })?;
-        let bad = |what: &str, v: &Value| Fail::Corrupt(format!("{what} replied {v:?}"));
-        let Value::Array(rows) = &reply else {
-            return Err(bad("XPENDING", &reply));
-        };
-        let Some(row) = rows.first() else {
-            return Ok(None);
-        };
-        let (id, holder, count) = match row {
-            Value::Array(f) => {
-                match (f.first().and_then(text), f.get(1).and_then(text), f.get(3)) {
-                    (Some(id), Some(holder), Some(Value::Int(n))) => (id, holder, *n),
-                    _ => return Err(bad("XPENDING", &reply)),
-                }
-            }
-            _ => return Err(bad("XPENDING", &reply)),
-        };
-        let claimed = self.with("XCLAIM", Duration::ZERO, |c| {
-            redis::cmd("XCLAIM")
-                .arg(&self.stream)
+        let reply = self.with("EVALSHA", Duration::ZERO, |c| {
+            self.take
+                .key(&self.stream)
                 .arg(GROUP)
                 .arg(&self.consumer)
                 .arg(idle)
-                .arg(&id)
-                .query::<Value>(c)
+                .invoke::<Value>(c)
         })?;
-        let Value::Array(entries) = &claimed else {
-            return Err(bad("XCLAIM", &claimed));
+        let bad = || Fail::Corrupt(format!("the take script replied {reply:?}"));
+        let parts = match &reply {
+            Value::Nil => return Ok(None),
+            Value::Array(parts) => parts,
+            _ => return Err(bad()),
         };
-        match entries.first() {
-            // Another consumer took it first.
-            None => Ok(None),
-            // Deleted while pending (Redis 6 answers nil): forget it.
-            Some(Value::Nil) => {
-                self.ack(&id)?;
-                Ok(None)
-            }
-            Some(e) => Ok(Some(Taken {
-                entry: entry(e).ok_or_else(|| bad("XCLAIM", &claimed))?,
-                deliveries: (count.clamp(0, i64::from(u32::MAX - 1)) as u32) + 1,
+        let entry = parts.get(1).and_then(entry).ok_or_else(bad)?;
+        match (parts.first(), parts.get(2).and_then(text), parts.get(3)) {
+            (Some(Value::Int(0)), _, _) => Ok(Some(Taken {
+                entry,
+                deliveries: 1,
+                previous: None,
+            })),
+            (Some(Value::Int(1)), Some(holder), Some(Value::Int(n))) => Ok(Some(Taken {
+                entry,
+                deliveries: (*n).clamp(1, i64::from(u32::MAX)) as u32,
                 previous: Some(holder),
             })),
+            _ => Err(bad()),
         }
     }
 
@@ -340,15 +337,16 @@ impl Inner {
     /// Acks and deletes `id`; whether it was still pending (not acked by another consumer
     /// that took it over).
     fn ack(&self, id: &str) -> Result<bool> {
-        let acked = self.with("XACK", Duration::ZERO, |c| {
-            redis::cmd("XACK")
+        let (acked, _deleted): (i64, i64) = self.with("XACK", Duration::ZERO, |c| {
+            redis::pipe()
+                .cmd("XACK")
                 .arg(&self.stream)
                 .arg(GROUP)
                 .arg(id)
-                .query::<i64>(c)
-        })?;
-        self.with("XDEL", Duration::ZERO, |c| {
-            redis::cmd("XDEL").arg(&self.stream).arg(id).query::<i64>(c)
+                .cmd("XDEL")
+                .arg(&self.stream)
+                .arg(id)
+                .query(c)
         })?;
         Ok(acked == 1)
     }
@@ -511,6 +509,13 @@ impl<T> RedisLease<T> {
             .map_err(AckError::Failed)
     }
 
+    /// Stops the renewals and gives up the lease without telling Redis (the caller settles
+    /// the entry itself, in a script of its own): the entry id and the item.
+    pub(super) fn into_settled(mut self) -> (String, Option<T>) {
+        self.stop_renewing();
+        (std::mem::take(&mut self.id), self.item.take())
+    }
+
     fn stop_renewing(&mut self) {
         if let Some(mut k) = self.keepalive.take() {
             k.stop();
@@ -596,6 +601,7 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
             dead: format!("shmkit:q:{name}:dead"),
             consumer: consumer_name()?,
             opts,
+            take: redis::Script::new(TAKE),
         };
         inner.ensure_group()?;
         Ok(RedisQueue {
@@ -667,11 +673,37 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
         }
     }
 
-    fn lease(&self, until: Until) -> Result<RedisLease<T>, (Fail, Option<String>)> {
+    /// One attempt: an expired lease's entry or a new one, then, if there is none and `until`
+    /// allows, a new entry waited for (at most a lease time, to look for expired ones again).
+    fn next_entry(&self, until: Until) -> Result<Option<Taken>, Fail> {
+        let inner = &self.inner;
+        if let Some(t) = inner.take_or_read()? {
+            return Ok(Some(t));
+        }
+        let block = match until {
+            Until::Now => return Ok(None),
+            Until::Never => inner.opts.lease,
+            Until::At(t) => {
+                let left = t.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(None);
+                }
+                left.min(inner.opts.lease)
+            }
+        };
+        Ok(inner.read_new(Some(block))?.map(|entry| Taken {
+            entry,
+            deliveries: 1,
+            previous: None,
+        }))
+    }
+
+    /// Takes an entry under a lease: an expired lease's entry first, else a new one. `renew`: start the background renewals (not for a get that acks at once).
+    fn lease(&self, until: Until, renew: bool) -> Result<RedisLease<T>, (Fail, Option<String>)> {
         let inner = &self.inner;
         let mut regrouped = false;
         loop {
-            let claimed = match inner.take_over() {
+            let taken = match self.next_entry(until) {
                 // The server lost the group (restarted without persistence, or the stream was
                 // deleted): create it again, once.
                 Err(Fail::Error(e)) if !regrouped && e.to_string().contains("NOGROUP") => {
@@ -681,31 +713,6 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
                 }
                 other => other.map_err(|f| (f, None))?,
             };
-            let taken = match claimed {
-                Some(t) => Some(t),
-                None => {
-                    let block = match until {
-                        Until::Now => None,
-                        // Wake at least once per lease time to take over expired leases.
-                        Until::Never => Some(inner.opts.lease),
-                        Until::At(t) => {
-                            let left = t.saturating_duration_since(Instant::now());
-                            if left.is_zero() {
-                                return Err((Fail::Empty, None));
-                            }
-                            Some(left.min(inner.opts.lease))
-                        }
-                    };
-                    inner
-                        .read_new(block)
-                        .map_err(|f| (f, None))?
-                        .map(|entry| Taken {
-                            entry,
-                            deliveries: 1,
-                            previous: None,
-                        })
-                }
-            };
             let Some(Taken {
                 entry: e,
                 deliveries,
@@ -713,6 +720,11 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
             }) = taken
             else {
                 if matches!(until, Until::Now) {
+                    return Err((Fail::Empty, None));
+                }
+                if let Until::At(t) = until
+                    && Instant::now() >= t
+                {
                     return Err((Fail::Empty, None));
                 }
                 continue;
@@ -739,7 +751,7 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
             }
             match postcard::from_bytes::<T>(&bytes) {
                 Ok(item) => {
-                    let keepalive = if inner.opts.auto_renew {
+                    let keepalive = if renew && inner.opts.auto_renew {
                         Keepalive::start(inner, &e.id)
                     } else {
                         None
@@ -775,7 +787,11 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
     /// [`GetError::Deserialize`] for an entry that is not a `T` (it goes to the dead-letter
     /// stream); [`GetError::Failed`] if Redis failed (the next call connects again).
     pub fn get_leased(&self) -> Result<RedisLease<T>, GetError> {
-        self.lease(Until::Never).map_err(|(f, _)| match f {
+        self.wait_lease(true)
+    }
+
+    fn wait_lease(&self, renew: bool) -> Result<RedisLease<T>, GetError> {
+        self.lease(Until::Never, renew).map_err(|(f, _)| match f {
             Fail::Empty => GetError::Failed(Error::Op("internal: empty without waiting".into())),
             Fail::Corrupt(why) => GetError::Deserialize(why),
             Fail::Error(e) => GetError::Failed(e),
@@ -787,7 +803,11 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
     /// # Errors
     /// [`TryGetError::Empty`], or as [`get_leased`](Self::get_leased).
     pub fn try_get_leased(&self) -> Result<RedisLease<T>, TryGetError> {
-        self.lease(Until::Now).map_err(|(f, _)| match f {
+        self.try_lease(true)
+    }
+
+    fn try_lease(&self, renew: bool) -> Result<RedisLease<T>, TryGetError> {
+        self.lease(Until::Now, renew).map_err(|(f, _)| match f {
             Fail::Empty => TryGetError::Empty,
             Fail::Corrupt(why) => TryGetError::Deserialize(why),
             Fail::Error(e) => TryGetError::Failed(e),
@@ -799,10 +819,18 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
     /// # Errors
     /// [`GetTimeoutError::Timeout`], or as [`get_leased`](Self::get_leased).
     pub fn get_leased_timeout(&self, timeout: Duration) -> Result<RedisLease<T>, GetTimeoutError> {
+        self.lease_timeout(timeout, true)
+    }
+
+    fn lease_timeout(
+        &self,
+        timeout: Duration,
+        renew: bool,
+    ) -> Result<RedisLease<T>, GetTimeoutError> {
         let until = Instant::now()
             .checked_add(timeout)
             .map_or(Until::Never, Until::At);
-        self.lease(until).map_err(|(f, _)| match f {
+        self.lease(until, renew).map_err(|(f, _)| match f {
             Fail::Empty => GetTimeoutError::Timeout,
             Fail::Corrupt(why) => GetTimeoutError::Deserialize(why),
             Fail::Error(e) => GetTimeoutError::Failed(e),
@@ -814,7 +842,7 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
     /// # Errors
     /// As [`get_leased`](Self::get_leased).
     pub fn get(&self) -> Result<T, GetError> {
-        self.get_leased()?
+        self.wait_lease(false)?
             .ack()
             .map_err(|e| GetError::Failed(Error::from(e)))
     }
@@ -824,7 +852,7 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
     /// # Errors
     /// As [`try_get_leased`](Self::try_get_leased).
     pub fn try_get(&self) -> Result<T, TryGetError> {
-        self.try_get_leased()?
+        self.try_lease(false)?
             .ack()
             .map_err(|e| TryGetError::Failed(Error::from(e)))
     }
@@ -834,7 +862,7 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
     /// # Errors
     /// As [`get_leased_timeout`](Self::get_leased_timeout).
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
-        self.get_leased_timeout(timeout)?
+        self.lease_timeout(timeout, false)?
             .ack()
             .map_err(|e| GetTimeoutError::Failed(Error::from(e)))
     }
@@ -872,6 +900,28 @@ impl<T> RedisQueue<T> {
 
     pub(super) fn options(&self) -> &RedisOptions {
         &self.inner.opts
+    }
+
+    /// The stream's key.
+    pub(super) fn stream(&self) -> &str {
+        &self.inner.stream
+    }
+
+    /// Appends already encoded items in one round trip (a pipeline of `XADD`s; the caller has
+    /// checked their sizes).
+    pub(super) fn put_encoded(&self, items: &[Vec<u8>]) -> Result<()> {
+        self.inner.with("XADD", Duration::ZERO, |c| {
+            let mut pipe = redis::pipe();
+            for bytes in items {
+                pipe.cmd("XADD")
+                    .arg(&self.inner.stream)
+                    .arg("*")
+                    .arg(FIELD)
+                    .arg(bytes)
+                    .ignore();
+            }
+            pipe.query::<()>(c)
+        })
     }
 
     /// The queue's name (its stream is `shmkit:q:<name>`).

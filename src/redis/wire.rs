@@ -56,15 +56,25 @@ pub(crate) fn done_key(pool: &str, client: &str) -> String {
     format!("shmkit:pool:{pool}:done:{client}")
 }
 
-/// KEYS: done hash, reply stream. ARGV: task id, reply bytes, TTL seconds.
-/// Returns 1 if this wrote the result, 0 if another writer had, -1 if the client is gone.
+/// Writes a task's result once and finishes the task's entry, in one round trip.
+/// KEYS: done hash, reply stream, tasks stream. ARGV: task id, reply bytes, TTL seconds,
+/// group, entry id. Returns 1 if this wrote the result, 0 if another writer had, -1 if the
+/// client is gone.
 pub(crate) const WRITE_RESULT: &str = r"
-if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
-if redis.call('HSETNX', KEYS[1], ARGV[1], '1') == 0 then return 0 end
-redis.call('XADD', KEYS[2], '*', 't', ARGV[1], 'o', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-return 1
+local w = -1
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  if redis.call('HSETNX', KEYS[1], ARGV[1], '1') == 1 then
+    redis.call('XADD', KEYS[2], '*', 't', ARGV[1], 'o', ARGV[2])
+    redis.call('EXPIRE', KEYS[1], ARGV[3])
+    redis.call('EXPIRE', KEYS[2], ARGV[3])
+    w = 1
+  else
+    w = 0
+  end
+end
+redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
+redis.call('XDEL', KEYS[3], ARGV[5])
+return w
 ";
 
 /// KEYS: done hash, reply stream. ARGV: task id. Returns 1 if the task should run: its client

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::queue::{RedisLease, RedisOptions, RedisQueue};
+use super::queue::{GROUP, RedisLease, RedisOptions, RedisQueue};
 use super::task;
 use super::wire::{self, Job, Reply};
 use crate::error::{Error, Result};
@@ -168,25 +168,28 @@ impl Worker {
             }
         };
         let bytes = postcard::to_allocvec(&outcome).map_err(|e| Error::Op(e.to_string().into()))?;
+        let (task, client) = (job.task, job.client.clone());
+        // The renewals stop first, so none lands after the script finishes the entry.
+        let (entry, _) = lease.into_settled();
         let written: i64 = self.tasks.with_conn("EVALSHA", Duration::ZERO, |c| {
             self.write
                 .key(&done)
                 .key(&reply)
-                .arg(job.task)
+                .key(self.tasks.stream())
+                .arg(task)
                 .arg(bytes)
                 .arg(wire::KEY_TTL_SECS)
+                .arg(GROUP)
+                .arg(&entry)
                 .invoke(c)
         })?;
         if written == 0 {
             log::info!(
-                "redis pool {}: task {} of {} already had a result (its lease ran out while this \
-                 worker ran it); this one is dropped",
-                self.pool,
-                job.task,
-                job.client
+                "redis pool {}: task {task} of {client} already had a result (its lease ran out \
+                 while this worker ran it); this one is dropped",
+                self.pool
             );
         }
-        finish(lease)?;
         Ok(true)
     }
 }
