@@ -49,6 +49,28 @@ fn start_worker(url: &str) -> std::io::Result<Child> {
         .spawn()
 }
 
+/// The worker processes, stopped however `main` ends.
+struct Workers(Vec<Child>);
+
+impl Workers {
+    /// Kills the first worker and waits for it; its pid.
+    fn kill_one(&mut self) -> std::io::Result<u32> {
+        let mut victim = self.0.remove(0);
+        let killed = victim.kill();
+        victim.wait()?;
+        killed.map(|()| victim.id())
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for w in &mut self.0 {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     shmkit::init(); // in a worker (SHMKIT_REDIS_WORKER set) this serves tasks and never returns
     let url =
@@ -68,12 +90,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(1);
         }
     };
-    let mut workers = (0..n)
-        .map(|_| start_worker(&url))
-        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut workers = Workers(Vec::new());
+    for _ in 0..n {
+        workers.0.push(start_worker(&url)?);
+    }
     println!(
         "pool `cluster` on {url}: {n} worker processes ({:?})",
-        workers.iter().map(Child::id).collect::<Vec<_>>()
+        workers.0.iter().map(Child::id).collect::<Vec<_>>()
     );
 
     // map: 100,000 numbers in chunks; results come back in order.
@@ -100,20 +123,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool = pool.retries(2).chunksize(5);
     let squares = pool.map_async(slow_square, 0..200u64);
     std::thread::sleep(Duration::from_millis(300));
-    let mut victim = workers.remove(0);
-    victim.kill()?;
-    victim.wait()?;
-    println!(
-        "killed worker {} mid-map; its task is taken over when its 2 s lease runs out",
-        victim.id()
-    );
+    let victim = workers.kill_one()?;
+    println!("killed worker {victim} mid-map; its task is taken over when its 2 s lease runs out");
     let squares = squares.get_timeout(Duration::from_secs(60))?;
     assert_eq!(squares, (0..200u64).map(|x| x * x).collect::<Vec<_>>());
     println!("all 200 squares arrived, in order");
-
-    for mut w in workers {
-        w.kill()?;
-        w.wait()?;
-    }
     Ok(())
 }

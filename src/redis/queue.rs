@@ -10,6 +10,7 @@ use redis::{Client, Connection, RedisError, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::renew::Renewer;
 use crate::error::{Error, Result};
 use crate::queue::{AckError, GetError, GetTimeoutError, PutError, TryGetError};
 use crate::sys;
@@ -49,7 +50,7 @@ impl Default for RedisOptions {
     }
 }
 
-struct Inner {
+pub(super) struct Inner {
     client: Client,
     /// One connection per handle, made again after an I/O error (a server restart, say).
     conn: Mutex<Option<Connection>>,
@@ -57,8 +58,10 @@ struct Inner {
     stream: String,
     dead: String,
     consumer: String,
-    opts: RedisOptions,
+    pub(super) opts: RedisOptions,
     take: redis::Script,
+    /// Started by the first lease that needs renewing.
+    renewer: std::sync::OnceLock<Option<Renewer>>,
 }
 
 /// One round trip for the usual get: take over the oldest entry whose lease ran out (idle
@@ -191,7 +194,15 @@ impl Inner {
             consumer: self.consumer.clone(),
             opts: self.opts.clone(),
             take: self.take.clone(),
+            renewer: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The thread renewing this handle's leases, started on first use.
+    fn renewer(&self) -> Option<&Renewer> {
+        self.renewer
+            .get_or_init(|| Renewer::start(self.sibling()))
+            .as_ref()
     }
 
     /// Runs `f` on this handle's connection (made first if there is none), with replies
@@ -352,7 +363,7 @@ impl Inner {
     }
 
     /// Sets `id`'s idle time: 0 renews this consumer's lease, `lease` and more hands it back.
-    fn touch(&self, id: &str, idle: Option<Duration>) -> Result<bool> {
+    pub(super) fn touch(&self, id: &str, idle: Option<Duration>) -> Result<bool> {
         let claimed = self.with("XCLAIM", Duration::ZERO, |c| {
             let mut cmd = redis::cmd("XCLAIM");
             cmd.arg(&self.stream)
@@ -388,65 +399,6 @@ impl Inner {
     }
 }
 
-/// Renews a lease in the background until stopped.
-struct Keepalive {
-    stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Keepalive {
-    fn start(inner: &Inner, id: &str) -> Option<Keepalive> {
-        let renewer = inner.sibling();
-        let id = id.to_owned();
-        let every = inner.opts.lease / 3;
-        let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("shmkit-lease-renewer".into())
-            .spawn(move || {
-                let (lock, cv) = &*flag;
-                let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
-                loop {
-                    // Checked before each wait too: a stop may come before the first one.
-                    if *stopped {
-                        return;
-                    }
-                    let (guard, timeout) = cv
-                        .wait_timeout(stopped, every)
-                        .unwrap_or_else(|p| p.into_inner());
-                    stopped = guard;
-                    if *stopped {
-                        return;
-                    }
-                    if timeout.timed_out() {
-                        drop(stopped);
-                        let renewed = renewer.touch(&id, None);
-                        stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
-                        if !matches!(renewed, Ok(true)) {
-                            return; // acked, taken over, or Redis unreachable
-                        }
-                    }
-                }
-            })
-            .ok()?;
-        Some(Keepalive {
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    /// Stops the renewals and waits for the one in flight, so none lands after an ack or a
-    /// release.
-    fn stop(&mut self) {
-        let (lock, cv) = &*self.stop;
-        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        cv.notify_all();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// An entry taken under a lease from a [`RedisQueue`]: [`ack`](Self::ack) finishes it; dropped
 /// or [`release`](Self::release)d it is delivered again at once. While it is held, a
 /// background thread renews it (unless [`auto_renew`](RedisOptions::auto_renew) is off); if its
@@ -459,7 +411,8 @@ pub struct RedisLease<T> {
     deliveries: u32,
     previous: Option<String>,
     item: Option<T>,
-    keepalive: Option<Keepalive>,
+    /// Whether the handle's renewer renews this lease.
+    renewing: bool,
 }
 
 impl<T> RedisLease<T> {
@@ -517,8 +470,10 @@ impl<T> RedisLease<T> {
     }
 
     fn stop_renewing(&mut self) {
-        if let Some(mut k) = self.keepalive.take() {
-            k.stop();
+        if std::mem::take(&mut self.renewing)
+            && let Some(r) = self.inner.renewer()
+        {
+            r.unregister(&self.id);
         }
     }
 
@@ -602,6 +557,7 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
             consumer: consumer_name()?,
             opts,
             take: redis::Script::new(TAKE),
+            renewer: std::sync::OnceLock::new(),
         };
         inner.ensure_group()?;
         Ok(RedisQueue {
@@ -751,18 +707,19 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
             }
             match postcard::from_bytes::<T>(&bytes) {
                 Ok(item) => {
-                    let keepalive = if renew && inner.opts.auto_renew {
-                        Keepalive::start(inner, &e.id)
-                    } else {
-                        None
-                    };
+                    let renewing = renew
+                        && inner.opts.auto_renew
+                        && inner.renewer().is_some_and(|r| {
+                            r.register(&e.id, inner.opts.lease / 3);
+                            true
+                        });
                     return Ok(RedisLease {
                         inner: Arc::clone(inner),
                         id: e.id,
                         deliveries,
                         previous,
                         item: Some(item),
-                        keepalive,
+                        renewing,
                     });
                 }
                 Err(err) => {
