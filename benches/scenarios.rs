@@ -42,13 +42,18 @@ fn n(x: usize) -> usize {
 }
 
 fn report(scenario: &str, ops: usize, secs: f64, bytes: usize) {
+    report_as("shmkit", scenario, ops, secs, bytes);
+}
+
+/// One JSON line for `system` (the Redis scenarios also print `redis-raw`).
+fn report_as(system: &str, scenario: &str, ops: usize, secs: f64, bytes: usize) {
     let mb = if bytes > 0 {
         format!("{:.1}", bytes as f64 / secs / 1e6)
     } else {
         "null".into()
     };
     println!(
-        "{{\"system\": \"shmkit\", \"scenario\": \"{scenario}\", \"ops\": {ops}, \"secs\": {secs:.6}, \"ops_per_s\": {:.1}, \"mb_per_s\": {mb}}}",
+        "{{\"system\": \"{system}\", \"scenario\": \"{scenario}\", \"ops\": {ops}, \"secs\": {secs:.6}, \"ops_per_s\": {:.1}, \"mb_per_s\": {mb}}}",
         ops as f64 / secs
     );
 }

@@ -6,6 +6,7 @@
 
 #![cfg_attr(not(feature = "redis"), allow(unused))]
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -435,32 +436,14 @@ mod with_redis {
     pub const RESTART: &str = "a_server_restart_under_a_pool_is_an_error_or_a_reconnect_not_a_hang";
 
     pub fn restart() {
-        let port_of = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        };
         if role().as_deref() == Some("worker") {
             let w = Worker::with_options(&arg("URL"), "restart", lease_opts(1000)).unwrap();
             let _ = w.run();
             unreachable!();
         }
         watchdog(Duration::from_secs(120));
-        let port = port_of();
-        let start = || {
-            let child = std::process::Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .expect("redis-server (installed by .ci/run)");
-            wait_until("redis-server listens", T, || {
-                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-            });
-            child
-        };
+        let port = common::free_port();
+        let start = || common::start_redis(port);
         let url = format!("redis://127.0.0.1:{port}/");
         let mut server = start();
         let mut worker = spawn(RESTART, "worker", &[("URL", &url)]);
@@ -488,22 +471,6 @@ mod with_redis {
         server.kill().unwrap();
         server.wait().unwrap();
     }
-}
-
-/// Each test runs only with the `redis` feature and a server; otherwise it is reported as
-/// ignored.
-macro_rules! redis_tests {
-    ($($name:ident => $body:ident),* $(,)?) => {$(
-        #[test]
-        #[cfg_attr(
-            any(not(feature = "redis"), not(shmkit_redis)),
-            ignore = "needs the redis feature and a server: SHMKIT_REDIS_URL (see .ci/run)"
-        )]
-        fn $name() {
-            #[cfg(feature = "redis")]
-            with_redis::$body();
-        }
-    )*};
 }
 
 redis_tests! {

@@ -5,6 +5,7 @@
 
 #![cfg_attr(not(feature = "redis"), allow(unused))]
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -162,23 +163,8 @@ mod with_redis {
     }
 
     pub fn server_restart() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let start = || {
-            let child = std::process::Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .expect("redis-server (installed by .ci/run)");
-            wait_until("redis-server listens", T, || {
-                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-            });
-            child
-        };
+        let port = common::free_port();
+        let start = || common::start_redis(port);
         let mut server = start();
         let url = format!("redis://127.0.0.1:{port}/");
         let mut o = opts(60_000, Some(20));
@@ -232,22 +218,6 @@ mod with_redis {
         assert_eq!((lease.as_str(), lease.deliveries()), ("job", 2));
         lease.ack().unwrap();
     }
-}
-
-/// Each test runs only with the `redis` feature and a server; otherwise it is reported as
-/// ignored.
-macro_rules! redis_tests {
-    ($($name:ident => $body:ident),* $(,)?) => {$(
-        #[test]
-        #[cfg_attr(
-            any(not(feature = "redis"), not(shmkit_redis)),
-            ignore = "needs the redis feature and a server: SHMKIT_REDIS_URL (see .ci/run)"
-        )]
-        fn $name() {
-            #[cfg(feature = "redis")]
-            with_redis::$body();
-        }
-    )*};
 }
 
 redis_tests! {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use redis::{Commands, Connection, Value};
 use shmkit::redis::{POOL_ENV, RedisPool, RedisQueue, WORKER_ENV};
 
-use super::{Res, child, join, n, report, var};
+use super::{Res, child, join, n, report, report_as, var};
 
 fn url() -> Res<String> {
     std::env::var("SHMKIT_REDIS_URL")
@@ -314,13 +314,5 @@ fn entries(v: &Value) -> Vec<(String, Vec<u8>)> {
 }
 
 fn report_raw(scenario: &str, ops: usize, secs: f64, bytes: usize) {
-    let mb = if bytes > 0 {
-        format!("{:.1}", bytes as f64 / secs / 1e6)
-    } else {
-        "null".into()
-    };
-    println!(
-        "{{\"system\": \"redis-raw\", \"scenario\": \"{scenario}\", \"ops\": {ops}, \"secs\": {secs:.6}, \"ops_per_s\": {:.1}, \"mb_per_s\": {mb}}}",
-        ops as f64 / secs
-    );
+    report_as("redis-raw", scenario, ops, secs, bytes);
 }

@@ -45,7 +45,7 @@ pub enum TaskError {
     /// The future was cancelled before it started.
     #[error("the task was cancelled")]
     Cancelled,
-    /// A worker on another host (see [`RedisPool`](crate::redis::RedisPool)) does not know
+    /// A worker on another host (`shmkit::redis::RedisPool`, feature `redis`) does not know
     /// the task's name, or knows a function of other argument or result types under it (it
     /// runs another build): it ran nothing.
     #[error("{0}")]

@@ -140,3 +140,43 @@ pub fn spawn_slot(test: &str, role: &str, names: &[(&str, String)], slot: usize)
     vars.push(("SLOT", &slot));
     spawn(test, role, &vars)
 }
+
+/// A free TCP port on 127.0.0.1 (for a server a test starts itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Starts `redis-server` on `port` (persistence off) and waits until it listens; the caller
+/// kills it. For the tests that restart a server under a live handle.
+pub fn start_redis(port: u16) -> Child {
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server (installed by .ci/run)");
+    wait_until("redis-server listens", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    child
+}
+
+/// Declares tests that run only with the `redis` feature and a server (`SHMKIT_REDIS_URL`);
+/// otherwise they are reported as ignored, never as passed. Each calls `with_redis::$body`.
+#[allow(unused_macros)]
+macro_rules! redis_tests {
+    ($($name:ident => $body:ident),* $(,)?) => {$(
+        #[test]
+        #[cfg_attr(
+            any(not(feature = "redis"), not(shmkit_redis)),
+            ignore = "needs the redis feature and a server: SHMKIT_REDIS_URL (see .ci/run)"
+        )]
+        fn $name() {
+            #[cfg(feature = "redis")]
+            with_redis::$body();
+        }
+    )*};
+}
