@@ -422,6 +422,31 @@ mod with_redis {
             .unwrap();
         assert_eq!(dead, 2, "the hostile entries are dead letters");
         let _: i64 = redis::cmd("DEL").arg(&reply).query(&mut c).unwrap();
+
+        // Hostile replies to a caller (a pool no worker serves, so only these come): entries
+        // that are not replies are skipped, a reply for a task not outstanding is dropped, and
+        // garbage for an outstanding task fails that task.
+        let idle = RedisPool::connect(&url(), &common::unique("idle")).unwrap();
+        let r = idle.apply_async(square, 3);
+        let reply = format!("shmkit:pool:{}:reply:{}", idle.name(), idle.client_id());
+        for fields in [
+            vec![("x", &b"y"[..])],
+            vec![("t", &b"not a number"[..]), ("o", &b"zz"[..])],
+            vec![("t", &b"999"[..]), ("o", &b"zz"[..])],
+            vec![("t", &b"1"[..]), ("o", &[0xff; 9][..])],
+        ] {
+            let _: String = redis::cmd("XADD")
+                .arg(&reply)
+                .arg("*")
+                .arg(fields)
+                .query(&mut c)
+                .unwrap();
+        }
+        assert!(matches!(
+            r.get_timeout(T),
+            Err(ResultTimeoutError::Task(TaskError::Deserialize(m))) if m.contains("not a shmkit reply")
+        ));
+        assert_eq!(idle.outstanding(), 0);
     }
 
     /// Every bulk string in a reply, concatenated.
@@ -460,11 +485,21 @@ mod with_redis {
             began.elapsed() < Duration::from_secs(10),
             "an error, not a hang"
         );
-        // Back, empty: the worker reconnects; a new client (its reply stream was lost with
-        // the server's memory) gets results again.
+        // Back, empty. A task outstanding then is lost with the server's memory: it fails
+        // instead of waiting for ever; the pool itself goes on (its collector makes its reply
+        // stream again), and the worker reconnects.
         let mut server = start();
-        let pool = RedisPool::with_options(&url, "restart", RedisOptions::default()).unwrap();
-        assert_eq!(pool.apply_async(square, 5).get_timeout(T).unwrap(), 25);
+        let lost = pool.apply_async(square, 5);
+        match lost.get_timeout(T) {
+            Ok(v) => assert_eq!(v, 25),
+            Err(ResultTimeoutError::Task(TaskError::Pool(_))) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(pool.apply_async(square, 6).get_timeout(T).unwrap(), 36);
+        let fresh = RedisPool::with_options(&url, "restart", RedisOptions::default()).unwrap();
+        assert_eq!(fresh.apply_async(square, 7).get_timeout(T).unwrap(), 49);
+        drop(fresh);
         drop(pool);
         worker.kill().unwrap();
         wait(&mut worker, T);

@@ -111,20 +111,7 @@ impl RedisPool {
         let reply = wire::reply_key(pool, &client);
         let done = wire::done_key(pool, &client);
         // The reply stream exists while this client does: workers write only into it.
-        tasks.with_conn("XADD", Duration::ZERO, |c| {
-            redis::pipe()
-                .cmd("XADD")
-                .arg(&reply)
-                .arg("*")
-                .arg("hello")
-                .arg(1)
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(&reply)
-                .arg(wire::KEY_TTL_SECS)
-                .ignore()
-                .query::<()>(c)
-        })?;
+        create_reply_stream(&tasks, &reply)?;
         let collector_link = tasks.try_clone()?;
         let shared = Arc::new(Shared {
             tasks,
@@ -531,7 +518,30 @@ impl<R> std::fmt::Debug for RedisImap<R> {
 fn collect(shared: &Shared, link: &RedisQueue<Job>) {
     let mut last = "0-0".to_owned();
     let mut refreshed = Instant::now();
+    let mut checked = Instant::now();
     while !shared.stop.load(Ordering::Relaxed) {
+        if checked.elapsed() >= Duration::from_secs(1) {
+            checked = Instant::now();
+            if let Ok(false) = reply_stream_exists(link, &shared.reply) {
+                // The server lost this client's state (restarted without persistence, or the
+                // key was removed): workers would drop every result. Make the stream again,
+                // read it from the start, and fail what was outstanding, which the server
+                // has lost too: an error, never a wait without end.
+                if create_reply_stream(link, &shared.reply).is_ok() {
+                    last = "0-0".to_owned();
+                    let lost: Vec<_> = shared.pending.lock().drain().map(|(_, v)| v).collect();
+                    shared.drained.notify_all();
+                    let why = TaskError::Pool(
+                        "the Redis server lost the pool's state (a restart without \
+                         persistence?): the task may not have run"
+                            .into(),
+                    );
+                    for (slot, index) in lost {
+                        slot.complete(index, Err(why.clone()));
+                    }
+                }
+            }
+        }
         let read = link.with_conn("XREAD", Duration::from_millis(100), |c| {
             redis::cmd("XREAD")
                 .arg("COUNT")
@@ -581,6 +591,30 @@ fn collect(shared: &Shared, link: &RedisQueue<Job>) {
             });
         }
     }
+}
+
+/// Makes the client's reply stream (one greeting entry) with its time to live.
+fn create_reply_stream(link: &RedisQueue<Job>, reply: &str) -> Result<()> {
+    link.with_conn("XADD", Duration::ZERO, |c| {
+        redis::pipe()
+            .cmd("XADD")
+            .arg(reply)
+            .arg("*")
+            .arg("hello")
+            .arg(1)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(reply)
+            .arg(wire::KEY_TTL_SECS)
+            .ignore()
+            .query::<()>(c)
+    })
+}
+
+fn reply_stream_exists(link: &RedisQueue<Job>, reply: &str) -> Result<bool> {
+    link.with_conn("EXISTS", Duration::ZERO, |c| {
+        redis::cmd("EXISTS").arg(reply).query::<bool>(c)
+    })
 }
 
 /// One reply: its outcome goes to the task's slot (a reply for a task not outstanding, or

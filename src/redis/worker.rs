@@ -77,10 +77,11 @@ impl Worker {
     }
 
     /// Serves tasks until the process ends. Redis errors (a restart, say) are logged and
-    /// retried every half second.
+    /// retried every half second, so this does not return.
     ///
     /// # Errors
-    /// None so far: it returns only if a future version adds a fatal condition.
+    /// None today: every error is retried. The `Result` leaves room for a condition that
+    /// retrying cannot fix.
     pub fn run(&self) -> Result<()> {
         let never = AtomicBool::new(false);
         self.run_until(&never).map(drop)
