@@ -23,9 +23,7 @@ mod with_redis {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    pub fn url() -> String {
-        std::env::var("SHMKIT_REDIS_URL").expect("SHMKIT_REDIS_URL")
-    }
+    use common::redis_url as url;
 
     #[shmkit::task]
     fn square(x: u64) -> u64 {

@@ -19,9 +19,7 @@ mod with_redis {
     use shmkit::redis::{RedisOptions, RedisQueue};
     use shmkit::{AckError, Error, GetTimeoutError, PutError, RawValue, TryGetError};
 
-    pub fn url() -> String {
-        std::env::var("SHMKIT_REDIS_URL").expect("SHMKIT_REDIS_URL")
-    }
+    use common::redis_url as url;
 
     /// A queue name no other test (or run) uses.
     pub fn fresh(tag: &str) -> String {

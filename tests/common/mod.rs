@@ -141,6 +141,11 @@ pub fn spawn_slot(test: &str, role: &str, names: &[(&str, String)], slot: usize)
     spawn(test, role, &vars)
 }
 
+/// The Redis server the tests use (`.ci/run` starts one and sets the variable).
+pub fn redis_url() -> String {
+    std::env::var("SHMKIT_REDIS_URL").expect("SHMKIT_REDIS_URL")
+}
+
 /// A free TCP port on 127.0.0.1 (for a server a test starts itself).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
