@@ -170,6 +170,10 @@ mod with_redis {
         let sums = pool.starmap(add, (0..100i64).map(|i| (i, -2 * i))).unwrap();
         assert_eq!(sums, (0..100i64).map(|i| -i).collect::<Vec<_>>());
         assert_eq!(pool.apply_star(add, (40, 2)).unwrap(), 42);
+        let sums = pool.starmap_async(add, [(1, 2), (3, 4)]);
+        assert_eq!(sums.get_timeout(T).unwrap(), [3, 7]);
+        // Pool::connect is the same pool under the name "default".
+        assert_eq!(shmkit::Pool::connect(&url()).unwrap().name(), "default");
 
         let ordered: Vec<u64> = pool.imap(square, 0..50u64).map(|r| r.unwrap()).collect();
         assert_eq!(ordered, (0..50u64).map(|x| x * x).collect::<Vec<_>>());

@@ -170,6 +170,19 @@ impl Pool {
         &self.core
     }
 
+    /// A pool whose workers run on any host reaching the Redis at `url` (feature `redis`):
+    /// [`RedisPool::connect(url, "default")`](crate::redis::RedisPool::connect), for
+    /// functions marked `#[shmkit::task]`. Workers serve it with
+    /// `SHMKIT_REDIS_WORKER=<url>` or [`Worker`](crate::redis::Worker).
+    ///
+    /// # Errors
+    /// As [`RedisPool::connect`](crate::redis::RedisPool::connect).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn connect(url: &str) -> Result<crate::redis::RedisPool> {
+        crate::redis::RedisPool::connect(url, "default")
+    }
+
     /// The number of workers.
     pub fn processes(&self) -> usize {
         self.core.processes()

@@ -342,9 +342,20 @@ impl RedisPool {
         R: Serialize + DeserializeOwned + 'static,
         I: IntoIterator<Item = Args>,
     {
+        self.starmap_async(f, items).get()
+    }
+
+    /// As [`starmap`](Self::starmap), returning at once.
+    pub fn starmap_async<F, Args, R, I>(&self, f: F, items: I) -> AsyncResult<Vec<R>>
+    where
+        F: StarFn<Args, Output = R>,
+        Args: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = Args>,
+    {
         let _ = f;
         let slot = self.submit(task::name_of::<F>(true), self.chunks(items));
-        AsyncResult::new(slot, slot::decode_all::<R>).get()
+        AsyncResult::new(slot, slot::decode_all::<R>)
     }
 
     /// `f` over every item, yielding results in order as they arrive (Python's `imap`). Every

@@ -169,3 +169,65 @@ pub(crate) fn find(name: &str, star: bool, fingerprint: u64) -> Result<TaskEntry
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn double(x: u32) -> u32 {
+        x * 2
+    }
+    fn triple(x: u32) -> u32 {
+        x * 3
+    }
+    fn add(a: u32, b: u32) -> u32 {
+        a + b
+    }
+
+    inventory::submit! { TaskDef::map("unit::double", double) }
+    inventory::submit! { TaskDef::map("unit::twice", double) }
+    inventory::submit! { TaskDef::map("unit::twice", triple) }
+    inventory::submit! { TaskDef::star::<_, (u32, u32), u32>("unit::add", add) }
+
+    fn run<A: Serialize>(entry: TaskEntry, arg: A) -> u32 {
+        let mut args = Vec::new();
+        crate::pool::task::push_arg(&mut args, &arg);
+        let mut out = Vec::new();
+        entry(&args, &mut out);
+        let mut got = None;
+        crate::pool::task::decode_chunk::<u32>(&out, 1, |r| got = r.ok());
+        got.expect("a value")
+    }
+
+    #[test]
+    fn names_fingerprints_and_duplicates() {
+        let name = name_of::<fn(u32) -> u32>(false);
+        assert!(
+            name.is_err(),
+            "a fn pointer type is not a registered fn item"
+        );
+        let fp = fingerprint::<u32, u32>();
+        assert_eq!(run(find("unit::double", false, fp).unwrap(), 21u32), 42);
+        let e = find("unit::double", false, fp ^ 1).unwrap_err();
+        assert!(e.contains("other argument or result types"), "{e}");
+        let e = find("unit::nope", false, fp).unwrap_err();
+        assert!(e.contains("has no #[shmkit::task] named"), "{e}");
+        let e = find("unit::double", true, fp).unwrap_err();
+        assert!(e.contains("of several arguments"), "{e}");
+        let e = find("unit::twice", false, fp).unwrap_err();
+        assert!(e.contains("several functions registered"), "{e}");
+        let star = find("unit::add", true, fingerprint::<(u32, u32), u32>()).unwrap();
+        assert_eq!(run(star, (40u32, 2u32)), 42);
+    }
+
+    #[test]
+    fn a_registered_fn_item_is_found_by_its_type() {
+        fn of<F: 'static>(_: F) -> Result<TaskName, String> {
+            name_of::<F>(false)
+        }
+        let n = of(triple).unwrap();
+        assert_eq!((n.name, n.star), ("unit::twice", false));
+        assert_eq!(n.fingerprint, fingerprint::<u32, u32>());
+        assert!(of(|x: u32| x).is_err(), "a closure is not registered");
+    }
+}
