@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use shmkit::redis::{LEASE_ENV, POOL_ENV, RedisPool, WORKER_ENV};
+use shmkit::redis::{LEASE_ENV, PARENT_ENV, POOL_ENV, RedisPool, WORKER_ENV};
 
 /// Steps of the Collatz sequence from `n` to 1, and which process computed it.
 #[shmkit::task]
@@ -46,6 +46,8 @@ fn start_worker(url: &str) -> std::io::Result<Child> {
         .env(POOL_ENV, "cluster")
         // A short lease, so the kill below is noticed in 2 s (the default is 30 s).
         .env(LEASE_ENV, "2000")
+        // Workers end with this process, even if it is killed (Ctrl-C) before it stops them.
+        .env(PARENT_ENV, std::process::id().to_string())
         .spawn()
 }
 

@@ -333,6 +333,52 @@ mod with_redis {
         })
     }
 
+    pub const TIED: &str = "init_serves_as_a_worker_that_ends_with_its_parent";
+
+    /// `shmkit::init()` with `SHMKIT_REDIS_WORKER` set serves tasks instead of returning; with
+    /// `SHMKIT_REDIS_WORKER_PARENT` it ends when its parent is SIGKILLed.
+    pub fn tied() {
+        use shmkit::redis::{PARENT_ENV, POOL_ENV, WORKER_ENV};
+        watchdog(Duration::from_secs(120)); // in every role: nothing outlives a failed test
+        match role().as_deref() {
+            Some("env_worker") => {
+                shmkit::init();
+                unreachable!("init() serves as a worker and never returns");
+            }
+            Some("middle") => {
+                let me = std::process::id().to_string();
+                let url = url();
+                let pool = arg("POOL");
+                let mut worker = spawn(
+                    TIED,
+                    "env_worker",
+                    &[(WORKER_ENV, &url), (POOL_ENV, &pool), (PARENT_ENV, &me)],
+                );
+                RawValue::<u32>::open(&arg("FLAG"))
+                    .unwrap()
+                    .set(worker.id());
+                // Serves until this process is killed (the test's watchdog bounds it).
+                let _ = worker.wait();
+                unreachable!("killed before its worker ends");
+            }
+            _ => {}
+        }
+        let name = common::unique("tied");
+        let flag = RawValue::<u32>::new(0).unwrap();
+        let mut middle = spawn(TIED, "middle", &[("POOL", &name), ("FLAG", flag.name())]);
+        wait_until("the worker starts", T, || flag.get() != 0);
+        let worker = flag.get();
+        let pool = RedisPool::connect(&url(), &name).unwrap();
+        assert_eq!(pool.apply_async(whose, 0).get_timeout(T).unwrap(), worker);
+        middle.kill().unwrap();
+        wait(&mut middle, T);
+        wait_until("the worker ends with its parent", T, || {
+            // Gone, or a zombie waiting for its new parent to reap it.
+            std::fs::read_to_string(format!("/proc/{worker}/stat"))
+                .map_or(true, |stat| stat.contains(") Z "))
+        });
+    }
+
     pub const FOREIGN: &str = "unknown_names_other_builds_and_hostile_entries_are_refused";
 
     /// The task as a worker reads it (the wire format, written here by hand).
@@ -515,5 +561,6 @@ redis_tests! {
     a_worker_killed_mid_task_fails_it_or_with_retries_runs_it_again => killed,
     a_stopped_worker_that_finishes_late_does_not_overwrite_the_result => stopped,
     unknown_names_other_builds_and_hostile_entries_are_refused => foreign,
+    init_serves_as_a_worker_that_ends_with_its_parent => tied,
     a_server_restart_under_a_pool_is_an_error_or_a_reconnect_not_a_hang => restart,
 }

@@ -63,4 +63,4 @@ pub use queue::{RedisLease, RedisOptions, RedisQueue};
 #[doc(hidden)]
 pub use task::TaskDef;
 pub(crate) use worker::run_from_env;
-pub use worker::{LEASE_ENV, POOL_ENV, WORKER_ENV, Worker};
+pub use worker::{LEASE_ENV, PARENT_ENV, POOL_ENV, WORKER_ENV, Worker};

@@ -18,6 +18,9 @@ pub const WORKER_ENV: &str = "SHMKIT_REDIS_WORKER";
 pub const POOL_ENV: &str = "SHMKIT_REDIS_POOL";
 /// Its lease time in milliseconds (default 30000).
 pub const LEASE_ENV: &str = "SHMKIT_REDIS_LEASE_MS";
+/// A pid: the worker ends when that process, its parent, does (Linux's parent-death signal),
+/// for workers a local program starts and should not outlive, as the `cluster` example's.
+pub const PARENT_ENV: &str = "SHMKIT_REDIS_WORKER_PARENT";
 
 /// A worker of a [`RedisPool`](super::RedisPool): takes tasks from Redis and runs the
 /// `#[shmkit::task]` functions they name, on any host that can reach the server.
@@ -210,6 +213,15 @@ pub(crate) fn run_from_env() {
     let Ok(url) = std::env::var(WORKER_ENV) else {
         return;
     };
+    if let Some(parent) = std::env::var(PARENT_ENV)
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+    {
+        // Checked after asking for the signal: a parent that died before is seen here.
+        if crate::sys::die_with_parent().is_err() || crate::sys::parent_pid() != parent {
+            std::process::exit(0);
+        }
+    }
     let pool = std::env::var(POOL_ENV).unwrap_or_else(|_| "default".into());
     let mut opts = RedisOptions::default();
     if let Some(ms) = std::env::var(LEASE_ENV).ok().and_then(|v| v.parse().ok()) {
