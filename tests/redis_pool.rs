@@ -84,6 +84,15 @@ mod with_redis {
         std::process::abort()
     }
 
+    /// An outcome within `T`: a test fails, never hangs, if no worker answers.
+    fn within<V: 'static>(r: shmkit::AsyncResult<V>) -> Result<V, TaskError> {
+        match r.get_timeout(T) {
+            Ok(v) => Ok(v),
+            Err(ResultTimeoutError::Task(e)) => Err(e),
+            Err(e) => panic!("no outcome within {T:?}: {e}"),
+        }
+    }
+
     fn lease_opts(ms: u64) -> RedisOptions {
         let mut o = RedisOptions::default();
         o.lease = Duration::from_millis(ms);
@@ -160,16 +169,16 @@ mod with_redis {
         let workers = Workers::start(CALLS, &name, 30_000, 3);
         let pool = RedisPool::connect(&url(), &name).unwrap();
 
-        let squares = pool.map(square, 0..1000u64).unwrap();
+        let squares = within(pool.map_async(square, 0..1000u64)).unwrap();
         assert_eq!(squares, (0..1000u64).map(|x| x * x).collect::<Vec<_>>());
         assert_eq!(
-            pool.map(square, Vec::<u64>::new()).unwrap(),
+            within(pool.map_async(square, Vec::<u64>::new())).unwrap(),
             Vec::<u64>::new()
         );
 
         let sums = pool.starmap(add, (0..100i64).map(|i| (i, -2 * i))).unwrap();
         assert_eq!(sums, (0..100i64).map(|i| -i).collect::<Vec<_>>());
-        assert_eq!(pool.apply_star(add, (40, 2)).unwrap(), 42);
+        assert_eq!(pool.apply_star(add, (40, 2)).unwrap(), 42); // (the watchdog bounds it)
         let sums = pool.starmap_async(add, [(1, 2), (3, 4)]);
         assert_eq!(sums.get_timeout(T).unwrap(), [3, 7]);
         // Pool::connect is the same pool under the name "default".
@@ -205,12 +214,12 @@ mod with_redis {
             matches!(one.apply(boom, 1), Err(TaskError::Panicked(m)) if m.contains("one is not allowed"))
         );
         assert!(matches!(
-            one.map(boom, [0u8, 1, 2]),
+            within(one.map_async(boom, [0u8, 1, 2])),
             Err(TaskError::Panicked(_))
         ));
 
         // Several workers share a map.
-        let pids = one.map(whose, 0..60).unwrap();
+        let pids = within(one.map_async(whose, 0..60)).unwrap();
         let mut distinct = pids.clone();
         distinct.sort_unstable();
         distinct.dedup();
@@ -227,9 +236,12 @@ mod with_redis {
         o.max_size = 1000;
         let small = RedisPool::with_options(&url(), &name, o).unwrap();
         assert!(
-            matches!(small.apply(length, vec![0u8; 5000]), Err(TaskError::Serialize(m)) if m.contains("larger than the limit"))
+            matches!(within(small.apply_async(length, vec![0u8; 5000])), Err(TaskError::Serialize(m)) if m.contains("larger than the limit"))
         );
-        assert_eq!(small.apply(length, vec![0u8; 10]).unwrap(), 10);
+        assert_eq!(
+            within(small.apply_async(length, vec![0u8; 10])).unwrap(),
+            10
+        );
         assert_eq!(small.outstanding(), 0);
 
         one.close();
@@ -283,7 +295,7 @@ mod with_redis {
             Err(ResultTimeoutError::Task(TaskError::WorkerDied { .. }))
         ));
         assert_eq!(flag.get(), 2, "never run a third time");
-        assert_eq!(pool.apply(square, 9).unwrap(), 81);
+        assert_eq!(within(pool.apply_async(square, 9)).unwrap(), 81);
     }
 
     pub const STOPPED: &str = "a_stopped_worker_that_finishes_late_does_not_overwrite_the_result";
@@ -463,7 +475,7 @@ mod with_redis {
         assert!(all.contains("other argument or result types"), "{text}");
         // The worker survived all of it and serves the real thing.
         let pool = RedisPool::connect(&url(), &name).unwrap();
-        assert_eq!(pool.map(square, [2u64, 3]).unwrap(), [4, 9]);
+        assert_eq!(within(pool.map_async(square, [2u64, 3])).unwrap(), [4, 9]);
         let dead: usize = redis::cmd("XLEN")
             .arg(format!("{stream}:dead"))
             .query(&mut c)
@@ -523,7 +535,7 @@ mod with_redis {
         let mut o = RedisOptions::default();
         o.io_timeout = Duration::from_secs(2);
         let pool = RedisPool::with_options(&url, "restart", o).unwrap();
-        assert_eq!(pool.map(square, 0..10u64).unwrap()[9], 81);
+        assert_eq!(within(pool.map_async(square, 0..10u64)).unwrap()[9], 81);
         server.kill().unwrap();
         server.wait().unwrap();
         // Down: a call fails (the put cannot be sent) instead of hanging.
