@@ -297,11 +297,21 @@ impl RedisPool {
         Args: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + 'static,
     {
+        self.apply_star_async(f, args).get()
+    }
+
+    /// As [`apply_star`](Self::apply_star), returning at once.
+    pub fn apply_star_async<F, Args, R>(&self, f: F, args: Args) -> AsyncResult<R>
+    where
+        F: StarFn<Args, Output = R>,
+        Args: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+    {
         let _ = f;
         let mut bytes = Vec::new();
         push_arg(&mut bytes, &args);
         let slot = self.submit(task::name_of::<F>(true), vec![(bytes, 1)]);
-        AsyncResult::new(slot, slot::decode_one::<R>).get()
+        AsyncResult::new(slot, slot::decode_one::<R>)
     }
 
     /// `f` over every item, results in the items' order (Python's `map`).
