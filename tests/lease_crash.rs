@@ -10,7 +10,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{Rng, arg, fnv, role, spawn_slot, wait, watchdog};
+use common::{Rng, arg, role, spawn_slot, stamped, unstamp, wait, watchdog};
 use shmkit::{GetTimeoutError, Queue, RawArray, RawValue};
 
 const TEST: &str =
@@ -31,26 +31,12 @@ fn item(p: usize, seq: usize) -> Vec<u8> {
     } else {
         seq % 41
     };
-    let mut v = Vec::with_capacity(5 + filler + 8);
-    v.push(p as u8);
-    v.extend_from_slice(&(seq as u32).to_le_bytes());
-    v.extend((0..filler).map(|i| (i ^ seq) as u8));
-    let sum = fnv(&v);
-    v.extend_from_slice(&sum.to_le_bytes());
-    v
+    stamped(p, seq, filler)
 }
 
 /// Checks an item and returns (producer, seq), or None if it is torn or malformed.
 fn check(v: &[u8]) -> Option<(usize, usize)> {
-    let (body, sum) = v.split_at_checked(v.len().checked_sub(8)?)?;
-    if fnv(body) != u64::from_le_bytes(sum.try_into().ok()?) || body.len() < 5 {
-        return None;
-    }
-    let (p, seq) = (
-        body[0] as usize,
-        u32::from_le_bytes(body[1..5].try_into().ok()?) as usize,
-    );
-    (p < PRODUCERS && seq < MAXSEQ && v == item(p, seq)).then_some((p, seq))
+    unstamp(v).filter(|&(p, seq)| p < PRODUCERS && seq < MAXSEQ && v == item(p, seq))
 }
 
 struct Shared {

@@ -37,6 +37,28 @@ struct Shared {
     closed: AtomicBool,
 }
 
+impl Shared {
+    /// Removes tasks from the outstanding ones (all of them for `None`) and wakes `join`:
+    /// where their outcomes go.
+    fn take(&self, tasks: Option<&[u64]>) -> Vec<(Arc<Slot>, usize)> {
+        let mut pending = self.pending.lock();
+        let taken = match tasks {
+            None => pending.drain().map(|(_, v)| v).collect(),
+            Some(ids) => ids.iter().filter_map(|t| pending.remove(t)).collect(),
+        };
+        drop(pending);
+        self.drained.notify_all();
+        taken
+    }
+
+    /// Ends tasks (all outstanding ones for `None`) with `why`.
+    fn fail(&self, tasks: Option<&[u64]>, why: &TaskError) {
+        for (slot, index) in self.take(tasks) {
+            slot.complete(index, Err(why.clone()));
+        }
+    }
+}
+
 /// A pool whose workers run on any host that reaches one Redis: [`Pool`](crate::Pool)'s
 /// calls (`map`, `starmap`, `imap`, `apply`, `apply_async` with callbacks, [`AsyncResult`]),
 /// for functions marked `#[shmkit::task]`.
@@ -176,20 +198,18 @@ impl RedisPool {
     ) -> Arc<Slot> {
         let slot = Slot::new(chunks.iter().map(|&(_, n)| n).collect());
         let name = match name {
-            Ok(n) => n,
-            Err(why) => {
+            Ok(name) if !self.shared.closed.load(Ordering::Relaxed) => name,
+            refused => {
+                let why = match refused {
+                    Err(why) => TaskError::UnknownTask(why),
+                    Ok(_) => TaskError::Closed,
+                };
                 for i in 0..chunks.len() {
-                    slot.complete(i, Err(TaskError::UnknownTask(why.clone())));
+                    slot.complete(i, Err(why.clone()));
                 }
                 return slot;
             }
         };
-        if self.shared.closed.load(Ordering::Relaxed) {
-            for i in 0..chunks.len() {
-                slot.complete(i, Err(TaskError::Closed));
-            }
-            return slot;
-        }
         // Encoded and checked one by one (a chunk too large fails alone), then sent in one
         // round trip.
         let max = self.shared.tasks.options().max_size;
@@ -229,14 +249,9 @@ impl RedisPool {
             }
         }
         if let Err(e) = self.shared.tasks.put_encoded(&encoded) {
+            let ids: Vec<u64> = sent.iter().map(|&(task, _)| task).collect();
             let why = TaskError::Pool(format!("sending the tasks: {e}"));
-            let mut pending = self.shared.pending.lock();
-            let failed: Vec<_> = sent.iter().filter_map(|(t, _)| pending.remove(t)).collect();
-            drop(pending);
-            self.shared.drained.notify_all();
-            for (slot, index) in failed {
-                slot.complete(index, Err(why.clone()));
-            }
+            self.shared.fail(Some(&ids), &why);
         }
         slot.set_running();
         slot
@@ -436,11 +451,7 @@ impl RedisPool {
     /// Fails every unfinished task with [`TaskError::Terminated`] and closes the pool.
     pub fn terminate(&self) {
         self.close();
-        let pending: Vec<_> = self.shared.pending.lock().drain().map(|(_, v)| v).collect();
-        self.shared.drained.notify_all();
-        for (slot, index) in pending {
-            slot.complete(index, Err(TaskError::Terminated));
-        }
+        self.shared.fail(None, &TaskError::Terminated);
     }
 }
 
@@ -538,28 +549,23 @@ impl<R> std::fmt::Debug for RedisImap<R> {
 /// The collector: reads the client's reply stream and completes slots, until told to stop.
 fn collect(shared: &Shared, link: &RedisQueue<Job>) {
     let mut last = "0-0".to_owned();
-    let mut refreshed = Instant::now();
     let mut checked = Instant::now();
     while !shared.stop.load(Ordering::Relaxed) {
         if checked.elapsed() >= Duration::from_secs(1) {
             checked = Instant::now();
-            if let Ok(false) = reply_stream_exists(link, &shared.reply) {
+            if let Ok(false) = keep_keys(link, shared) {
                 // The server lost this client's state (restarted without persistence, or the
                 // key was removed): workers would drop every result. Make the stream again,
                 // read it from the start, and fail what was outstanding, which the server
                 // has lost too: an error, never a wait without end.
                 if create_reply_stream(link, &shared.reply).is_ok() {
                     last = "0-0".to_owned();
-                    let lost: Vec<_> = shared.pending.lock().drain().map(|(_, v)| v).collect();
-                    shared.drained.notify_all();
                     let why = TaskError::Pool(
                         "the Redis server lost the pool's state (a restart without \
                          persistence?): the task may not have run"
                             .into(),
                     );
-                    for (slot, index) in lost {
-                        slot.complete(index, Err(why.clone()));
-                    }
+                    shared.fail(None, &why);
                 }
             }
         }
@@ -596,21 +602,6 @@ fn collect(shared: &Shared, link: &RedisQueue<Job>) {
                     .query::<i64>(c)
             });
         }
-        if refreshed.elapsed() > Duration::from_secs(60) {
-            refreshed = Instant::now();
-            let _ = link.with_conn("EXPIRE", Duration::ZERO, |c| {
-                redis::pipe()
-                    .cmd("EXPIRE")
-                    .arg(&shared.reply)
-                    .arg(wire::KEY_TTL_SECS)
-                    .ignore()
-                    .cmd("EXPIRE")
-                    .arg(&shared.done)
-                    .arg(wire::KEY_TTL_SECS)
-                    .ignore()
-                    .query::<()>(c)
-            });
-        }
     }
 }
 
@@ -632,9 +623,19 @@ fn create_reply_stream(link: &RedisQueue<Job>, reply: &str) -> Result<()> {
     })
 }
 
-fn reply_stream_exists(link: &RedisQueue<Job>, reply: &str) -> Result<bool> {
-    link.with_conn("EXISTS", Duration::ZERO, |c| {
-        redis::cmd("EXISTS").arg(reply).query::<bool>(c)
+/// Restarts the time to live of the client's keys; whether its reply stream still exists
+/// (`EXPIRE` answers 0 for a missing key).
+fn keep_keys(link: &RedisQueue<Job>, shared: &Shared) -> Result<bool> {
+    link.with_conn("EXPIRE", Duration::ZERO, |c| {
+        let (reply, _done): (bool, bool) = redis::pipe()
+            .cmd("EXPIRE")
+            .arg(&shared.reply)
+            .arg(wire::KEY_TTL_SECS)
+            .cmd("EXPIRE")
+            .arg(&shared.done)
+            .arg(wire::KEY_TTL_SECS)
+            .query(c)?;
+        Ok(reply)
     })
 }
 
@@ -644,10 +645,9 @@ fn deliver(shared: &Shared, task: Option<u64>, outcome: Option<Vec<u8>>) {
     let Some(task) = task else {
         return;
     };
-    let Some((slot, index)) = shared.pending.lock().remove(&task) else {
+    let Some((slot, index)) = shared.take(Some(&[task])).pop() else {
         return;
     };
-    shared.drained.notify_all();
     let outcome: ChunkOutcome = match outcome.map(|b| postcard::from_bytes::<Reply>(&b)) {
         Some(Ok(Reply::Outcomes(bytes))) => Ok(Chunk::new(bytes, 0)),
         Some(Ok(Reply::WorkerDied { pid, status })) => Err(TaskError::WorkerDied { pid, status }),

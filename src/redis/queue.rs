@@ -299,20 +299,18 @@ impl Inner {
         }
     }
 
-    /// A new entry for this consumer, waiting at most `block` (`None`: not at all).
-    fn read_new(&self, block: Option<Duration>) -> Result<Option<Entry>, Fail> {
-        let wait = block.unwrap_or(Duration::ZERO);
-        let reply = self.with("XREADGROUP", wait, |c| {
-            let mut cmd = redis::cmd("XREADGROUP");
-            cmd.arg("GROUP")
+    /// A new entry for this consumer, waiting at most `block`.
+    fn read_new(&self, block: Duration) -> Result<Option<Entry>, Fail> {
+        let reply = self.with("XREADGROUP", block, |c| {
+            redis::cmd("XREADGROUP")
+                .arg("GROUP")
                 .arg(GROUP)
                 .arg(&self.consumer)
                 .arg("COUNT")
-                .arg(1);
-            if let Some(b) = block {
-                cmd.arg("BLOCK").arg(b.as_millis().max(1) as u64);
-            }
-            cmd.arg("STREAMS")
+                .arg(1)
+                .arg("BLOCK")
+                .arg(block.as_millis().max(1) as u64)
+                .arg("STREAMS")
                 .arg(&self.stream)
                 .arg(">")
                 .query::<Value>(c)
@@ -463,10 +461,11 @@ impl<T> RedisLease<T> {
     }
 
     /// Stops the renewals and gives up the lease without telling Redis (the caller settles
-    /// the entry itself, in a script of its own): the entry id and the item.
-    pub(super) fn into_settled(mut self) -> (String, Option<T>) {
+    /// the entry itself, in a script of its own): the entry id.
+    pub(super) fn into_settled(mut self) -> String {
         self.stop_renewing();
-        (std::mem::take(&mut self.id), self.item.take())
+        self.item = None; // nothing to hand back on drop
+        std::mem::take(&mut self.id)
     }
 
     fn stop_renewing(&mut self) {
@@ -647,7 +646,7 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
                 left.min(inner.opts.lease)
             }
         };
-        Ok(inner.read_new(Some(block))?.map(|entry| Taken {
+        Ok(inner.read_new(block)?.map(|entry| Taken {
             entry,
             deliveries: 1,
             previous: None,
@@ -707,12 +706,13 @@ impl<T: Serialize + DeserializeOwned + 'static> RedisQueue<T> {
             }
             match postcard::from_bytes::<T>(&bytes) {
                 Ok(item) => {
-                    let renewing = renew
-                        && inner.opts.auto_renew
-                        && inner.renewer().is_some_and(|r| {
-                            r.register(&e.id, inner.opts.lease / 3);
-                            true
-                        });
+                    let renewer = (renew && inner.opts.auto_renew)
+                        .then(|| inner.renewer())
+                        .flatten();
+                    if let Some(r) = renewer {
+                        r.register(&e.id);
+                    }
+                    let renewing = renewer.is_some();
                     return Ok(RedisLease {
                         inner: Arc::clone(inner),
                         id: e.id,

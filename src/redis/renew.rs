@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::queue::Inner;
 
@@ -24,6 +24,8 @@ struct Table {
 struct State {
     table: Mutex<Table>,
     wake: Condvar,
+    /// A third of the lease time.
+    every: Duration,
 }
 
 impl State {
@@ -45,6 +47,7 @@ impl Renewer {
         let state = Arc::new(State {
             table: Mutex::new(Table::default()),
             wake: Condvar::new(),
+            every: link.opts.lease / 3,
         });
         let for_thread = Arc::clone(&state);
         let thread = std::thread::Builder::new()
@@ -58,11 +61,11 @@ impl Renewer {
     }
 
     /// Renews `id` from now on.
-    pub(super) fn register(&self, id: &str, every: std::time::Duration) {
+    pub(super) fn register(&self, id: &str) {
         self.state
             .lock()
             .due
-            .insert(id.to_owned(), Instant::now() + every);
+            .insert(id.to_owned(), Instant::now() + self.state.every);
     }
 
     /// Stops renewing `id`; once this returns, no renewal of it is in flight.
@@ -83,7 +86,7 @@ impl Drop for Renewer {
 }
 
 fn run(state: &State, link: &Inner) {
-    let every = link.opts.lease / 3;
+    let every = state.every;
     let mut table = state.lock();
     loop {
         if table.closed {

@@ -174,7 +174,7 @@ impl Worker {
         let bytes = postcard::to_allocvec(&outcome).map_err(|e| Error::Op(e.to_string().into()))?;
         let (task, client) = (job.task, job.client.clone());
         // The renewals stop first, so none lands after the script finishes the entry.
-        let (entry, _) = lease.into_settled();
+        let entry = lease.into_settled();
         let written: i64 = self.tasks.with_conn("EVALSHA", Duration::ZERO, |c| {
             self.write
                 .key(&done)

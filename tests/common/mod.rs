@@ -115,6 +115,30 @@ pub fn fnv(bytes: &[u8]) -> u64 {
     })
 }
 
+/// A crash test's item `seq` of producer `p`: `[p][seq: u32][filler bytes][fnv of the rest]`.
+pub fn stamped(p: usize, seq: usize, filler: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(5 + filler + 8);
+    v.push(p as u8);
+    v.extend_from_slice(&(seq as u32).to_le_bytes());
+    v.extend((0..filler).map(|i| (i ^ seq) as u8));
+    let sum = fnv(&v);
+    v.extend_from_slice(&sum.to_le_bytes());
+    v
+}
+
+/// The (producer, seq) a [`stamped`] item claims, if its checksum holds; None if it is torn or
+/// malformed. The caller checks the claim against the item it expects.
+pub fn unstamp(v: &[u8]) -> Option<(usize, usize)> {
+    let (body, sum) = v.split_at_checked(v.len().checked_sub(8)?)?;
+    if fnv(body) != u64::from_le_bytes(sum.try_into().ok()?) || body.len() < 5 {
+        return None;
+    }
+    Some((
+        body[0] as usize,
+        u32::from_le_bytes(body[1..5].try_into().ok()?) as usize,
+    ))
+}
+
 /// A xorshift generator for random kill moments and victims, seeded from this process.
 pub struct Rng(u64);
 
