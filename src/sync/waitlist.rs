@@ -83,7 +83,9 @@ impl Waitlist {
             self.signals.load(Ordering::Relaxed),
         );
         let k = n.min(w.saturating_sub(s));
-        self.signals.store(s.saturating_add(k), Ordering::Relaxed);
+        if k > 0 {
+            self.signals.store(s + k, Ordering::Relaxed);
+        }
         k
     }
 
