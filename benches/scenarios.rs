@@ -28,6 +28,7 @@ const IMPLEMENTED: &[&str] = &[
     "dict_ops",
     "list_append",
     "queue_small_many",
+    "queue_records",
 ];
 /// The Redis scenarios: built with the `redis` feature, run against `SHMKIT_REDIS_URL`.
 const REDIS: &[&str] = &["redis_queue", "redis_pool_map"];
@@ -426,6 +427,49 @@ fn queue_small_many() -> Res<()> {
     Ok(())
 }
 
+/// A record as a Python user would put it: `(id, score, label)`, about 30 bytes serialised.
+type Record = (u64, f64, String);
+
+fn record(i: u64) -> Record {
+    (i, i as f64 * 0.5, format!("record-{i:010}"))
+}
+
+fn produce_records_child() -> Res<()> {
+    let q = Queue::<Record>::open(&var("QUEUE")?)?;
+    let count: u64 = var("COUNT")?.parse()?;
+    for i in 0..count {
+        q.put(record(i))?;
+    }
+    Ok(())
+}
+
+/// Not a Python scenario: `queue_small` with serde records instead of byte strings, which a
+/// put serialises straight into the ring and a get deserialises straight out of it.
+fn queue_records() -> Res<()> {
+    let count = n(2_000_000) as u64;
+    let q = Queue::<Record>::new(1024)?;
+    let count_s = count.to_string();
+    let t0 = Instant::now();
+    let kid = child(
+        "produce_records",
+        &[("QUEUE", q.name()), ("COUNT", &count_s)],
+    )?;
+    let mut ids = 0u64;
+    let mut last = None;
+    for _ in 0..count {
+        let r = q.get()?;
+        ids += r.0;
+        last = Some(r);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    join(kid)?;
+    if ids != count * (count - 1) / 2 || last != Some(record(count - 1)) {
+        return Err(format!("queue_records: ids summed to {ids}").into());
+    }
+    report("queue_records", count as usize, secs, 0);
+    Ok(())
+}
+
 /// The child side of `dict_ops`: `COUNT / 2` rounds of `d[k] = i` and `d[k]`, with `k` one of
 /// 1,000 string keys (Python's `_dict_worker`).
 fn dict_child() -> Res<()> {
@@ -508,6 +552,7 @@ fn main() -> Res<()> {
             "pipe_send" => pipe_send_child(),
             "dict_worker" => dict_child(),
             "produce_many" => produce_many_child(),
+            "produce_records" => produce_records_child(),
             "list_worker" => list_child(),
             #[cfg(feature = "redis")]
             "redis_produce" => redis_scenarios::produce_child(),
@@ -545,6 +590,7 @@ fn main() -> Res<()> {
             "pool_apply_async" => pool_apply_async()?,
             "dict_ops" => dict_ops()?,
             "queue_small_many" => queue_small_many()?,
+            "queue_records" => queue_records()?,
             "list_append" => list_append()?,
             #[cfg(feature = "redis")]
             "redis_queue" => redis_scenarios::redis_queue()?,

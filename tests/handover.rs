@@ -221,6 +221,36 @@ fn a_handle_as_a_pool_tasks_argument_outlives_the_senders_copy() {
     }
 }
 
+/// Takes a value and a payload, and reads both.
+fn take_pair(q: Queue<(Value<u32>, Vec<u64>)>) -> Result<(u32, usize), String> {
+    let (v, payload) = q.get_timeout(LIMIT).map_err(|e| e.to_string())?;
+    Ok((v.get().map_err(|e| e.to_string())?, payload.len()))
+}
+
+/// A put first tries to serialise an item straight into the ring (4 KiB at most); this one is
+/// bigger, so the try is given up after the handle in it was noted, and the item is encoded
+/// again. The handle must count one hand-over, not two: with two, the receiver's claim would
+/// not be the last, no one would adopt the segment, and its name would stay in `/dev/shm`.
+#[test]
+fn a_handle_in_an_item_too_big_to_serialise_in_place_is_handed_over_once() {
+    shmkit::init();
+    watchdog(Duration::from_secs(120));
+    let q = Queue::<(Value<u32>, Vec<u64>)>::new(0).unwrap();
+    let mut names = Vec::new();
+    for (i, len) in [(1u32, 2000usize), (2, 3), (3, 2000)] {
+        let v = Value::new(i).unwrap();
+        names.push(v.name().to_owned());
+        q.put((v, vec![u64::MAX; len])).unwrap(); // 10 bytes an element: 20 kB, or 30 B
+        let mut p = Process::start(take_pair, q.clone()).unwrap();
+        assert_eq!(p.join_timeout(LIMIT).unwrap(), Ok((i, len)));
+    }
+    for name in &names {
+        common::wait_until("the value to be removed", LIMIT, || {
+            !common::shm_path(name).exists()
+        });
+    }
+}
+
 /// Creates a value and sends it away, then exits before anyone opens it.
 fn send_and_exit(q: Queue<Value<u32>>) -> Result<String, String> {
     let v = Value::new(77u32).map_err(|e| e.to_string())?;

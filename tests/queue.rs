@@ -283,6 +283,193 @@ fn a_value_that_will_not_serialise_or_deserialise_fails_alone() {
     );
 }
 
+/// A record whose serialised size varies from a few bytes to several KiB.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Sized {
+    id: u64,
+    name: String,
+    samples: Vec<f64>,
+}
+
+fn sized(id: u64, len: usize) -> Sized {
+    Sized {
+        id,
+        name: format!("item-{id}"),
+        samples: (0..len).map(|i| i as f64 * 0.5 + id as f64).collect(),
+    }
+}
+
+/// Items of every size, through a small ring many times over: those that fit in the free space
+/// before the ring's end are serialised straight into it, the rest (near the end, or over
+/// 4 KiB) through a buffer; either way, every item comes out whole and in order, from this
+/// thread and from another process.
+#[test]
+fn serde_items_of_every_size_come_out_whole_and_in_order_around_the_ring() {
+    watchdog(LIMIT);
+    if role().as_deref() == Some("sized_producer") {
+        let q = Queue::<Sized>::open(&arg("QUEUE")).unwrap();
+        for id in 0..3000u64 {
+            q.put(sized(id, (id as usize * 37) % 700)).unwrap();
+        }
+        return;
+    }
+    let q = Queue::<Sized>::with_capacity(0, 16 << 10).unwrap();
+    let lens = [0usize, 1, 3, 100, 500, 509, 510, 511, 600, 1000, 2, 5000, 4];
+    for round in 0..200u64 {
+        let items: Vec<Sized> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| sized(round * 100 + i as u64, len))
+            .collect();
+        for item in &items {
+            q.put(item.clone()).unwrap();
+        }
+        for item in &items {
+            assert_eq!(&q.get_timeout(LIMIT).unwrap(), item);
+        }
+    }
+    assert_eq!(q.len(), 0);
+    let mut kid = spawn(
+        "serde_items_of_every_size_come_out_whole_and_in_order_around_the_ring",
+        "sized_producer",
+        &[("QUEUE", q.name())],
+    );
+    for id in 0..3000u64 {
+        assert_eq!(
+            q.get_timeout(LIMIT).unwrap(),
+            sized(id, (id as usize * 37) % 700)
+        );
+    }
+    assert!(wait(&mut kid, LIMIT).success());
+}
+
+/// Serialises `0..len`, but fails (or panics) once it has written `fail_at` elements: a
+/// failure after much of the item is already in the ring.
+#[derive(Debug, Clone, PartialEq)]
+struct Halting {
+    len: u32,
+    fail_at: Option<u32>,
+    panic: bool,
+}
+
+impl Serialize for Halting {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.len as usize))?;
+        for i in 0..self.len {
+            if Some(i) == self.fail_at {
+                if self.panic {
+                    panic!("Halting panics at {i}");
+                }
+                return Err(serde::ser::Error::custom(format!("Halting stops at {i}")));
+            }
+            seq.serialize_element(&i)?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Halting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Vec::<u32>::deserialize(d)?;
+        if v.iter().enumerate().any(|(i, &x)| x != i as u32) {
+            return Err(serde::de::Error::custom("not 0..len"));
+        }
+        Ok(Halting {
+            len: v.len() as u32,
+            fail_at: None,
+            panic: false,
+        })
+    }
+}
+
+/// An item whose `Serialize` fails or panics half-way through, after writing into the ring:
+/// the put reports it (or the panic reaches the caller), the queue is unchanged and unlocked,
+/// and the items around it come out whole.
+#[test]
+fn a_serialize_that_fails_or_panics_half_way_leaves_the_queue_as_it_was() {
+    watchdog(LIMIT);
+    let q = Queue::<Halting>::with_capacity(0, 4096).unwrap();
+    let good = |len| Halting {
+        len,
+        fail_at: None,
+        panic: false,
+    };
+    q.put(good(10)).unwrap();
+    for len in [200u32, 3000] {
+        let bad = Halting {
+            len,
+            fail_at: Some(len / 2),
+            panic: false,
+        };
+        match q.put(bad.clone()) {
+            Err(PutError::Serialize { item, reason }) => {
+                assert_eq!(item, bad);
+                assert!(reason.contains("Halting stops at"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(q.len(), 1, "a failed put leaves the queue as it was");
+    }
+    let panicking = Halting {
+        len: 300,
+        fail_at: Some(250),
+        panic: true,
+    };
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| q.put(panicking)));
+    assert!(caught.is_err(), "the panic reaches the caller");
+    assert_eq!(q.len(), 1);
+    q.put_timeout(good(300), LIMIT)
+        .expect("the queue's lock was released by the panic");
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), good(10));
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), good(300));
+    assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+}
+
+thread_local! {
+    static NESTED: std::cell::RefCell<Option<Queue<Nesting>>> = const { std::cell::RefCell::new(None) };
+    static NESTED_RESULT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Puts another item into the thread's `NESTED` queue from inside its own `Serialize`, and
+/// fails if that put failed.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Nesting(#[serde(serialize_with = "put_while_serialising")] u32);
+
+fn put_while_serialising<S: serde::Serializer>(n: &u32, s: S) -> Result<S::Ok, S::Error> {
+    if *n == 1 {
+        let put = NESTED.with(|q| q.borrow().as_ref().unwrap().put_timeout(Nesting(2), LIMIT));
+        let outcome = match &put {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        NESTED_RESULT.with(|r| *r.borrow_mut() = Some(outcome));
+        put.map_err(serde::ser::Error::custom)?;
+    }
+    s.serialize_u32(*n)
+}
+
+/// A small item is serialised while the queue is locked; a `Serialize` that puts into the same
+/// queue must get an error (and the outer put then serialises it outside the lock), never a
+/// deadlock.
+#[test]
+fn a_serialize_that_uses_the_same_queue_fails_instead_of_deadlocking() {
+    watchdog(LIMIT);
+    let q = Queue::<Nesting>::new(0).unwrap();
+    NESTED.with(|n| *n.borrow_mut() = Some(q.clone()));
+    q.put_timeout(Nesting(1), LIMIT).unwrap();
+    NESTED.with(|n| n.borrow_mut().take());
+    // The inner put was refused while the lock was held, then succeeded when the outer item
+    // was serialised again outside it: the inner item went in first.
+    assert_eq!(
+        NESTED_RESULT.with(|r| r.borrow().clone()).as_deref(),
+        Some("ok")
+    );
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), Nesting(2));
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), Nesting(1));
+    assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+}
+
 fn spills() -> Vec<String> {
     std::fs::read_dir("/dev/shm")
         .unwrap()

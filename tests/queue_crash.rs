@@ -1,5 +1,7 @@
 //! Crash safety: producers and consumers are SIGKILLed at random moments, 220 times, while
 //! they put and get items with sequence numbers and checksums (some large enough to spill).
+//! Twice: with byte strings (`Vec<u8>`, copied into the ring), and with a serde type, which a
+//! put serialises straight into the ring while it is small.
 //! Afterwards: no item was torn, none was delivered twice, and every item whose `put` had
 //! returned was delivered, except at most one per killed consumer (one it had fully taken).
 //! `KILL_ONLY=producer` or `KILL_ONLY=consumer` kills only that role, to tell causes apart.
@@ -11,9 +13,43 @@ use std::process::Child;
 use std::time::Duration;
 
 use common::{Rng, arg, role, spawn_slot, stamped, unstamp, wait, watchdog};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use shmkit::{Queue, RawArray, RawValue};
 
-const TEST: &str = "producers_and_consumers_killed_at_random_moments_lose_and_duplicate_nothing";
+/// What the queue carries: byte strings, or the same bytes inside a serde type.
+trait Item: Serialize + DeserializeOwned + 'static {
+    fn wrap(bytes: Vec<u8>) -> Self;
+    fn bytes(&self) -> &[u8];
+}
+
+impl Item for Vec<u8> {
+    fn wrap(bytes: Vec<u8>) -> Self {
+        bytes
+    }
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+/// A serde item: not `Vec<u8>`, so a put serialises it rather than copying bytes.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    len: u32,
+    body: Vec<u8>,
+}
+
+impl Item for Record {
+    fn wrap(body: Vec<u8>) -> Self {
+        Record {
+            len: body.len() as u32,
+            body,
+        }
+    }
+    fn bytes(&self) -> &[u8] {
+        &self.body[..(self.len as usize).min(self.body.len())]
+    }
+}
 const PRODUCERS: usize = 2;
 const CONSUMERS: usize = 2;
 /// Consumer slots: one per consumer, one for the parent's final drain.
@@ -36,8 +72,8 @@ fn check(v: &[u8]) -> Option<(usize, usize)> {
     unstamp(v).filter(|&(p, seq)| p < PRODUCERS && seq < MAXSEQ && v == item(p, seq))
 }
 
-struct Shared {
-    queue: Queue<Vec<u8>>,
+struct Shared<T> {
+    queue: Queue<T>,
     /// Per producer: every seq below it may have been put.
     attempt: RawArray<u64>,
     /// Per producer and seq: 1 once that item's put returned. (Not a high-water mark: the seq
@@ -49,8 +85,8 @@ struct Shared {
     stop: RawValue<u32>,
 }
 
-impl Shared {
-    fn open() -> Shared {
+impl<T: Item> Shared<T> {
+    fn open() -> Shared<T> {
         Shared {
             queue: Queue::open(&arg("QUEUE")).unwrap(),
             attempt: RawArray::open(&arg("ATTEMPT")).unwrap(),
@@ -74,22 +110,22 @@ impl Shared {
     }
 }
 
-fn producer(s: &Shared, p: usize) {
+fn producer<T: Item>(s: &Shared<T>, p: usize) {
     // Resume after anything a killed predecessor may have put: no seq is put twice.
     let mut seq = s.attempt.get(p).unwrap() as usize;
     while seq < MAXSEQ - 1 {
         s.attempt.set(p, seq as u64 + 1).unwrap();
-        s.queue.put(item(p, seq)).unwrap();
+        s.queue.put(T::wrap(item(p, seq))).unwrap();
         s.returned.set(p * MAXSEQ + seq, 1).unwrap();
         seq += 1;
     }
     std::thread::sleep(Duration::from_secs(600));
 }
 
-fn consumer(s: &Shared, slot: usize) {
+fn consumer<T: Item>(s: &Shared<T>, slot: usize) {
     loop {
         match s.queue.get_timeout(Duration::from_millis(50)) {
-            Ok(v) => s.record(slot, &v),
+            Ok(v) => s.record(slot, v.bytes()),
             Err(shmkit::GetTimeoutError::Timeout) if s.stop.get() == 1 => return,
             Err(shmkit::GetTimeoutError::Timeout) => {}
             Err(e) => panic!("consumer: {e}"),
@@ -99,13 +135,24 @@ fn consumer(s: &Shared, slot: usize) {
 
 #[test]
 fn producers_and_consumers_killed_at_random_moments_lose_and_duplicate_nothing() {
+    killed_at_random_moments::<Vec<u8>>(
+        "producers_and_consumers_killed_at_random_moments_lose_and_duplicate_nothing",
+    );
+}
+
+#[test]
+fn serde_items_serialised_in_place_survive_kills_as_bytes_do() {
+    killed_at_random_moments::<Record>("serde_items_serialised_in_place_survive_kills_as_bytes_do");
+}
+
+fn killed_at_random_moments<T: Item>(test: &str) {
     watchdog(Duration::from_secs(600));
     match role().as_deref() {
-        Some("producer") => return producer(&Shared::open(), arg("SLOT").parse().unwrap()),
-        Some("consumer") => return consumer(&Shared::open(), arg("SLOT").parse().unwrap()),
+        Some("producer") => return producer(&Shared::<T>::open(), arg("SLOT").parse().unwrap()),
+        Some("consumer") => return consumer(&Shared::<T>::open(), arg("SLOT").parse().unwrap()),
         _ => {}
     }
-    let s = Shared {
+    let s = Shared::<T> {
         queue: Queue::with_capacity(64, 64 << 10).unwrap(),
         attempt: RawArray::new(PRODUCERS).unwrap(),
         returned: RawArray::new(PRODUCERS * MAXSEQ).unwrap(),
@@ -121,7 +168,7 @@ fn producers_and_consumers_killed_at_random_moments_lose_and_duplicate_nothing()
         ("BAD", s.bad.name().to_owned()),
         ("STOP", s.stop.name().to_owned()),
     ];
-    let start = |role: &str, slot: usize| -> Child { spawn_slot(TEST, role, &names, slot) };
+    let start = |role: &str, slot: usize| -> Child { spawn_slot(test, role, &names, slot) };
     // Children 0..PRODUCERS are producers, the rest consumers.
     let mut kids: Vec<Child> = (0..PRODUCERS)
         .map(|p| start("producer", p))
@@ -163,7 +210,7 @@ fn producers_and_consumers_killed_at_random_moments_lose_and_duplicate_nothing()
     }
     loop {
         match s.queue.try_get() {
-            Ok(v) => s.record(CONSUMERS, &v),
+            Ok(v) => s.record(CONSUMERS, v.bytes()),
             Err(shmkit::TryGetError::Empty) => break,
             Err(e) => panic!("drain: {e}"),
         }
@@ -200,8 +247,8 @@ fn producers_and_consumers_killed_at_random_moments_lose_and_duplicate_nothing()
         "too little traffic to mean anything: {delivered}"
     );
     // Still usable.
-    s.queue.put(item(0, 1)).unwrap();
-    assert_eq!(check(&s.queue.get().unwrap()), Some((0, 1)));
+    s.queue.put(T::wrap(item(0, 1))).unwrap();
+    assert_eq!(check(s.queue.get().unwrap().bytes()), Some((0, 1)));
 
     // Producers killed while writing a spill, or while waiting for room to commit it, left
     // it behind; the queue is empty, so none is referenced. A live producer's spill sweeps
@@ -216,7 +263,7 @@ fn producers_and_consumers_killed_at_random_moments_lose_and_duplicate_nothing()
     };
     let before = spills().len();
     s.queue
-        .put_timeout(vec![0u8; 200_000], Duration::from_secs(30))
+        .put_timeout(T::wrap(vec![0u8; 200_000]), Duration::from_secs(30))
         .unwrap(); // bigger than the ring: spills, and sweeps
     let after = spills();
     eprintln!("spills left by killed producers: {before} before the sweep");
@@ -225,7 +272,11 @@ fn producers_and_consumers_killed_at_random_moments_lose_and_duplicate_nothing()
         "only the spill just put is left: {after:?}"
     );
     assert_eq!(
-        s.queue.get_timeout(Duration::from_secs(30)).unwrap().len(),
+        s.queue
+            .get_timeout(Duration::from_secs(30))
+            .unwrap()
+            .bytes()
+            .len(),
         200_000
     );
 }

@@ -1,5 +1,5 @@
 //! Many items per lock round trip (`put_many`, `get_many`), and items written or read in place
-//! in the ring (`put_with`, `get_with`).
+//! in the ring (`put_with`, `get_with`, and serde items serialised straight into it).
 //!
 //! A batch commits with one store, as a single operation does: a put batch writes every frame
 //! that fits and then stores `tail` once (a holder killed before that store put none of the
@@ -9,7 +9,14 @@
 use std::sync::atomic::Ordering;
 
 use super::core::{Fail, QueueCore, Wait};
-use super::ring::{self, INLINE, SPILL};
+
+/// The most ring space an item may be serialised into in place, under the lock (see
+/// [`QueueCore::put_serialized`]): it bounds how long a user's `Serialize` runs while other
+/// processes wait for the queue, and how much work a miss wastes. Beyond it, an item is
+/// serialised into a buffer outside the lock and copied in, where the copy is cheap beside the
+/// serialising.
+pub(crate) const IN_PLACE_MAX: u64 = 4096;
+use super::ring::{self, FrameHeader, HEADER, INLINE, SPILL};
 
 impl QueueCore {
     /// Puts `items` (each one item's serialised bytes) in order: under each lock hold, every
@@ -140,7 +147,7 @@ impl QueueCore {
             if (maxsize == 0 || puts - gets < maxsize)
                 && let Some(pl) = ring::place(head, tail, self.cap, size)
             {
-                self.write_frame_with(&held, tail, pl, puts, prefix, len, fill);
+                self.write_frame_with(&mut held, tail, pl, puts, prefix, len, fill);
                 // SYNC: commit-put.
                 ctl.tail.store(pl.new_tail(tail, size), Ordering::Relaxed);
                 ctl.puts.store(puts + 1, Ordering::Relaxed);
@@ -152,5 +159,131 @@ impl QueueCore {
         drop(held);
         ctl.not_empty.wake(getters);
         Ok(())
+    }
+
+    /// Puts one item that `serialize` writes straight into the ring, under the lock: into the
+    /// free space at the tail, up to the end of the ring and at most [`IN_PLACE_MAX`] bytes.
+    /// `serialize` returns how many bytes it wrote (at most its buffer's length), after which
+    /// the item is put, or `None` if the item did not fit there or did not serialise.
+    ///
+    /// `Ok(false)` when nothing was put and the queue is unchanged: no room right now (by
+    /// count or bytes), the item did not fit, or it did not serialise. The caller then puts it
+    /// the general way, which waits for room, wraps, spills and reports the error. Bytes
+    /// written beyond `tail` by a miss are never read: only the commit makes a frame visible.
+    pub(crate) fn put_serialized(
+        &self,
+        wait: Wait,
+        serialize: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Result<bool, Fail> {
+        let ctl = self.ctl();
+        let mut held = self.lock(wait)?;
+        if ctl.closed.load(Ordering::Relaxed) != 0 {
+            return Err(Fail::Closed);
+        }
+        let (head, tail, puts, gets) = self.state(&held)?;
+        let maxsize = ctl.maxsize.load(Ordering::Relaxed);
+        if maxsize != 0 && puts - gets >= maxsize {
+            return Ok(false);
+        }
+        // The frame never wraps here: its space runs from the tail to the end of the ring or
+        // of the free space, whichever comes first (both are multiples of 8).
+        let at = tail % self.cap;
+        let room = (self.cap - at).min(self.cap - (tail - head));
+        if room < HEADER + 8 {
+            return Ok(false);
+        }
+        let window = (room - HEADER).min(IN_PLACE_MAX);
+        let Some(len) = serialize(self.free_space(&mut held, at + HEADER, window as usize)) else {
+            return Ok(false);
+        };
+        if len as u64 > window {
+            return Err(self.corrupt("internal: an item serialised beyond its space"));
+        }
+        // Within the window, the frame ends by the end of the ring and of the free space
+        // (`window` and `room` are multiples of 8): where `ring::place` puts it, unpadded.
+        let size = ring::frame_size(len as u64);
+        let pl = ring::Placement { pad: 0, at };
+        debug_assert_eq!(ring::place(head, tail, self.cap, size), Some(pl));
+        let header = FrameHeader {
+            seq: puts,
+            len: len as u32,
+            kind: INLINE,
+        };
+        self.write(&held, at, bytemuck::bytes_of(&header));
+        // SYNC: commit-put.
+        ctl.tail.store(pl.new_tail(tail, size), Ordering::Relaxed);
+        ctl.puts.store(puts + 1, Ordering::Relaxed);
+        let getters = ctl.not_empty.claim(1);
+        drop(held);
+        ctl.not_empty.wake(getters);
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shm::{Kind, SegmentName, TypeInfo};
+
+    fn queue(maxsize: usize, capacity: usize) -> QueueCore {
+        let name = SegmentName::anonymous().unwrap();
+        QueueCore::create(name, Kind::Queue, TypeInfo::of::<u8>(), maxsize, capacity).unwrap()
+    }
+
+    fn take(q: &QueueCore) -> Vec<u8> {
+        q.get(Wait::No, <[u8]>::to_vec).unwrap()
+    }
+
+    #[test]
+    fn items_are_serialised_in_place_up_to_the_end_of_the_ring() {
+        let q = queue(0, 256);
+        let put = |n: usize, fill: u8, expect_window: usize| {
+            q.put_serialized(Wait::No, |buf| {
+                assert_eq!(buf.len(), expect_window);
+                buf[..n].fill(fill);
+                Some(n)
+            })
+        };
+        assert!(matches!(put(100, 1, 240), Ok(true))); // a frame of 16 + 104 bytes
+        assert!(matches!(put(120, 2, 120), Ok(true))); // to the ring's end
+        let untouched = q.put_serialized(Wait::No, |_| panic!("no room: not called"));
+        assert!(matches!(untouched, Ok(false)));
+        assert_eq!(take(&q), vec![1; 100]);
+        // The free space is now at the ring's start: 120 bytes, a window of 104.
+        assert!(
+            matches!(q.put_serialized(Wait::No, |_| None), Ok(false)),
+            "a miss"
+        );
+        assert_eq!(q.len(), 1, "a miss puts nothing");
+        assert!(matches!(
+            q.put_serialized(Wait::No, |buf| Some(buf.len() + 1)),
+            Err(Fail::Error(_))
+        ));
+        assert!(matches!(put(104, 3, 104), Ok(true)));
+        assert_eq!(take(&q), vec![2; 120]);
+        assert_eq!(take(&q), vec![3; 104]);
+        assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn the_window_is_at_most_in_place_max_and_a_full_queue_is_left_to_the_caller() {
+        let q = queue(2, 1 << 16);
+        for i in 0..2u8 {
+            let put = q.put_serialized(Wait::No, |buf| {
+                assert_eq!(buf.len() as u64, IN_PLACE_MAX);
+                buf[0] = i;
+                Some(1)
+            });
+            assert!(matches!(put, Ok(true)));
+        }
+        let full = q.put_serialized(Wait::No, |_| panic!("maxsize reached: not called"));
+        assert!(matches!(full, Ok(false)));
+        assert_eq!((take(&q), take(&q)), (vec![0], vec![1]));
+        // Claiming more than the window is an error, and puts nothing.
+        assert!(matches!(
+            q.put_serialized(Wait::No, |buf| Some(buf.len() + 8)),
+            Err(Fail::Error(_))
+        ));
+        assert_eq!(q.len(), 0);
     }
 }

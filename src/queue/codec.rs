@@ -68,6 +68,17 @@ pub(crate) fn encode<T: Serialize + 'static, R>(
     })
 }
 
+/// Whether items of `T` take the byte-string path (`Vec<u8>`).
+pub(crate) fn is_bytes<T: 'static>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<Vec<u8>>()
+}
+
+/// Serialises `item` into `buf`, as [`encode`] would; the bytes used, or `None` if it did not
+/// fit or did not serialise (ask [`encode`] why).
+pub(crate) fn encode_into<T: Serialize>(item: &T, buf: &mut [u8]) -> Option<usize> {
+    postcard::to_slice(item, buf).ok().map(|used| used.len())
+}
+
 /// Why `item` did not serialise. postcard drops the message a `Serialize` impl gives its
 /// error, so on this cold path the impl runs once more against serde_json, which keeps it.
 #[cold]
@@ -80,7 +91,7 @@ fn serialize_reason<T: Serialize>(item: &T, e: postcard::Error) -> String {
 
 /// Deserialises an item from its bytes.
 pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, String> {
-    if TypeId::of::<T>() == TypeId::of::<Vec<u8>>() {
+    if is_bytes::<T>() {
         let mut slot: Option<T> = None;
         if let Some(out) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Vec<u8>>>() {
             *out = Some(unprefix(bytes)?.to_vec());

@@ -147,6 +147,11 @@ pub struct QueueCore {
     pub(super) dlq: std::sync::Mutex<Option<std::sync::Arc<QueueCore>>>,
     /// When this handle last checked lease holders (milliseconds since the epoch).
     pub(super) holders_checked: AtomicU64,
+    /// When this handle last looked for abandoned spills (seconds since the epoch).
+    pub(super) spills_checked: AtomicU64,
+    /// The serialised size of the last item put through this handle's serde path: while it is
+    /// at most `IN_PLACE_MAX`, items are serialised straight into the ring (see `typed.rs`).
+    last_item_len: AtomicU64,
     /// Rounds to watch before sleeping, learned, and waits so far (see `spin`).
     spin_budget: AtomicU32,
     spin_calls: AtomicU32,
@@ -278,6 +283,8 @@ impl QueueCore {
             ty,
             dlq: std::sync::Mutex::new(None),
             holders_checked: AtomicU64::new(0),
+            spills_checked: AtomicU64::new(0),
+            last_item_len: AtomicU64::new(0),
             spin_budget: AtomicU32::new(SPIN_MAX),
             spin_calls: AtomicU32::new(0),
             seg,
@@ -305,6 +312,18 @@ impl QueueCore {
 
     pub(crate) fn maxsize(&self) -> u64 {
         self.ctl().maxsize.load(Ordering::Relaxed)
+    }
+
+    /// Records the serialised size of an item this handle put.
+    pub(super) fn note_item_len(&self, len: u64) {
+        self.last_item_len.store(len, Ordering::Relaxed);
+    }
+
+    /// Whether the items this handle puts are small enough to serialise in place (see
+    /// `QueueCore::put_serialized`): learned from the last one, so a run of big items costs
+    /// one miss, not one each, and a small one after them is tried in place again.
+    pub(super) fn items_are_small(&self) -> bool {
+        self.last_item_len.load(Ordering::Relaxed) <= super::batch::IN_PLACE_MAX
     }
 
     pub(super) fn corrupt(&self, reason: impl Into<String>) -> Fail {
@@ -389,7 +408,7 @@ impl QueueCore {
     }
 
     /// Writes `bytes` at ring offset `at`. Under the lock; `at + bytes.len() <= cap`.
-    fn write(&self, _held: &Held<'_>, at: u64, bytes: &[u8]) {
+    pub(super) fn write(&self, _held: &Held<'_>, at: u64, bytes: &[u8]) {
         assert!(at + bytes.len() as u64 <= self.cap);
         // SAFETY: in bounds (asserted); we hold the lock, and the region lies beyond `tail`,
         // where no one reads; `bytes` is private memory, so the two do not overlap.
@@ -622,12 +641,27 @@ impl QueueCore {
         self.write(held, pl.at, bytemuck::bytes_of(&header));
     }
 
+    /// The `len` ring bytes at offset `at`, which lie in the free space beyond `tail`, to be
+    /// written in place before a commit. Under the lock; `at + len <= cap`.
+    pub(super) fn free_space<'h>(
+        &'h self,
+        _held: &'h mut Held<'_>,
+        at: u64,
+        len: usize,
+    ) -> &'h mut [u8] {
+        assert!(at + len as u64 <= self.cap);
+        // SAFETY: in bounds (asserted). We hold the lock and the region lies beyond `tail`,
+        // where no shmkit process reads or writes until a lock holder commits; the borrow is
+        // tied to an exclusive borrow of the held lock, so it is the only reference to it.
+        unsafe { std::slice::from_raw_parts_mut(self.ring.add(at as usize).as_ptr(), len) }
+    }
+
     /// As [`write_frame`](Self::write_frame) for an INLINE frame of `prefix` and `len` bytes
     /// that `fill` writes in place. Under the lock.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn write_frame_with(
         &self,
-        held: &Held<'_>,
+        held: &mut Held<'_>,
         tail: u64,
         pl: ring::Placement,
         seq: u64,
@@ -636,14 +670,7 @@ impl QueueCore {
         fill: impl FnOnce(&mut [u8]),
     ) {
         self.write_frame(held, tail, pl, seq, INLINE, &[prefix]);
-        let at = pl.at + HEADER + prefix.len() as u64;
-        assert!(at + len as u64 <= self.cap);
-        // SAFETY: in bounds (asserted); we hold the lock and the region lies beyond `tail`,
-        // where no shmkit process reads or writes until the commit, so this is the only
-        // reference to it while `fill` runs.
-        let buf =
-            unsafe { std::slice::from_raw_parts_mut(self.ring.add(at as usize).as_ptr(), len) };
-        fill(buf);
+        fill(self.free_space(held, pl.at + HEADER + prefix.len() as u64, len));
         let header = FrameHeader {
             seq,
             len: (prefix.len() + len) as u32,

@@ -6,15 +6,12 @@
 //! the counts it may not have finished updating.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::core::{Fail, Held, QueueCore, Wait};
 use super::ring::{self, SPILL, SpillRef};
 use super::spill;
-
-/// When this process last looked for abandoned spills (seconds since the epoch).
-static LAST_RECLAIM: AtomicU64 = AtomicU64::new(0);
 
 impl QueueCore {
     /// After a holder died: recompute `puts` and `gets` from the frames between `head` and
@@ -76,16 +73,17 @@ impl QueueCore {
 }
 
 impl QueueCore {
-    /// The spill ids the ring refers to, at most once a second in this process (`None` the
+    /// The spill ids the ring refers to, at most once a second through this handle (`None` the
     /// other times): a putter about to spill pays for a look at `/dev/shm` rarely, and does it
     /// after releasing the lock ([`reclaim_spills`](Self::reclaim_spills)).
     pub(super) fn spill_refs_now_and_then(&self, held: &Held<'_>) -> Option<HashSet<u128>> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let last = LAST_RECLAIM.load(Ordering::Relaxed);
+        let last = self.spills_checked.load(Ordering::Relaxed);
         let due = now != last
-            && LAST_RECLAIM
+            && self
+                .spills_checked
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok();
         if due { self.spill_refs(held) } else { None }

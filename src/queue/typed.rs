@@ -127,7 +127,12 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         // Handles inside the item are handed over (see `shm::by_name`) just before it becomes
         // visible, and taken back if it is not put.
         let (put, sent) = by_name::capture(|| {
+            if let Some(put) = self.put_in_ring(&item, wait) {
+                return Ok(put);
+            }
             codec::encode(&item, |parts| {
+                self.core
+                    .note_item_len(parts.iter().map(|p| p.len() as u64).sum());
                 by_name::send_noted();
                 self.core.put(parts, wait)
             })
@@ -142,8 +147,38 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         }
     }
 
+    /// Puts `item` serialised straight into the ring, with no buffer between (see
+    /// `QueueCore::put_serialized`), while the items this handle puts are small and not byte
+    /// strings (those are copied in once already). `None`, and nothing changed, if it was not
+    /// put that way: the caller encodes it into a buffer, which waits for room, wraps, spills
+    /// and says why an item does not serialise.
+    fn put_in_ring(&self, item: &T, wait: Wait) -> Option<Result<(), Fail>> {
+        if codec::is_bytes::<T>() || !self.core.items_are_small() {
+            return None;
+        }
+        let put = self.core.put_serialized(wait, |buf| {
+            let len = codec::encode_into(item, buf)?;
+            by_name::send_noted();
+            Some(len)
+        });
+        match put {
+            Ok(true) => Some(Ok(())),
+            Ok(false) => {
+                // Handles in an item that did not fit were noted, not sent: noted again below.
+                by_name::forget_noted();
+                None
+            }
+            Err(f) => Some(Err(f)),
+        }
+    }
+
     /// Puts `item`, waiting while the queue is full. When it returns, the item is in shared
     /// memory and this process may exit.
+    ///
+    /// A small item (4 KiB serialised, at most) is serialised straight into the queue's ring,
+    /// while the queue is locked: `T`'s `Serialize` should not use this queue itself. If it
+    /// does, that nested call fails with a lock error rather than deadlocking; should the
+    /// `Serialize` then fail, the item is serialised again outside the lock.
     ///
     /// # Errors
     /// [`PutError::Closed`], [`PutError::Serialize`] (the queue is unchanged), [`PutError::Failed`];

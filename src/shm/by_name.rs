@@ -112,6 +112,16 @@ pub(crate) fn send_noted() {
     });
 }
 
+/// Forgets the handles noted so far in the innermost [`capture`], none of them sent: for an
+/// attempt to encode a message that was given up, before encoding it again.
+pub(crate) fn forget_noted() {
+    FRAMES.with(|fr| {
+        if let Some(frame) = fr.borrow_mut().last_mut() {
+            frame.noted.clear();
+        }
+    });
+}
+
 /// The hand-overs one message counted: [`abandon`](Self::abandon) them if the message will
 /// never be delivered, drop them otherwise.
 #[derive(Default)]
