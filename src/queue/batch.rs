@@ -9,6 +9,7 @@
 use std::sync::atomic::Ordering;
 
 use super::core::{Fail, QueueCore, Wait};
+use super::ring::{self, FrameHeader, HEADER, INLINE, SPILL};
 
 /// The most ring space an item may be serialised into in place, under the lock (see
 /// [`QueueCore::put_serialized`]): it bounds how long a user's `Serialize` runs while other
@@ -16,7 +17,6 @@ use super::core::{Fail, QueueCore, Wait};
 /// serialised into a buffer outside the lock and copied in, where the copy is cheap beside the
 /// serialising.
 pub(crate) const IN_PLACE_MAX: u64 = 4096;
-use super::ring::{self, FrameHeader, HEADER, INLINE, SPILL};
 
 impl QueueCore {
     /// Puts `items` (each one item's serialised bytes) in order: under each lock hold, every
