@@ -29,6 +29,7 @@ const IMPLEMENTED: &[&str] = &[
     "list_append",
     "queue_small_many",
     "queue_records",
+    "queue_large_in_place",
 ];
 /// The Redis scenarios: built with the `redis` feature, run against `SHMKIT_REDIS_URL`.
 const REDIS: &[&str] = &["redis_queue", "redis_pool_map"];
@@ -150,6 +151,47 @@ fn queue_small() -> Res<()> {
 /// the padding a wrap can cost), as the C reference's 8 slots of 1 MiB do.
 fn queue_large() -> Res<()> {
     queue_one_to_one("queue_large", n(2_000), 1 << 20, 8, 10 << 20)
+}
+
+/// The producer side of `queue_large_in_place`: each item copied once, into the ring.
+fn produce_in_place_child() -> Res<()> {
+    let q = Queue::<Vec<u8>>::open(&var("QUEUE")?)?;
+    let (count, size): (usize, usize) = (var("COUNT")?.parse()?, var("SIZE")?.parse()?);
+    let msg = vec![b'x'; size];
+    for _ in 0..count {
+        q.put_with(size, |buf| buf.copy_from_slice(&msg))
+            .map_err(shmkit::Error::from)?;
+    }
+    Ok(())
+}
+
+/// Not a Python scenario: `queue_large` through the zero-copy calls, the work iceoryx2's peer
+/// does (`rust_peers`): the producer copies each 1 MiB item into the ring once (`put_with`),
+/// the parent reads its length and last byte in place (`get_with`).
+fn queue_large_in_place() -> Res<()> {
+    let (count, size) = (n(2_000), 1usize << 20);
+    let q = Queue::<Vec<u8>>::with_capacity(8, 10 << 20)?;
+    let (count_s, size_s) = (count.to_string(), size.to_string());
+    let t0 = Instant::now();
+    let kid = child(
+        "produce_in_place",
+        &[("QUEUE", q.name()), ("COUNT", &count_s), ("SIZE", &size_s)],
+    )?;
+    let mut got = 0usize;
+    for _ in 0..count {
+        let (len, last) = q.get_with(|b| (b.len(), b.last().copied()))?;
+        if last != Some(b'x') {
+            return Err("queue_large_in_place: wrong item".into());
+        }
+        got += len;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    join(kid)?;
+    if got != count * size {
+        return Err(format!("queue_large_in_place: got {got} bytes").into());
+    }
+    report("queue_large_in_place", count, secs, got);
+    Ok(())
 }
 
 /// 2 producer processes -> 2 consumer processes, 64-byte messages, maxsize 1024; timed from the
@@ -553,6 +595,7 @@ fn main() -> Res<()> {
             "dict_worker" => dict_child(),
             "produce_many" => produce_many_child(),
             "produce_records" => produce_records_child(),
+            "produce_in_place" => produce_in_place_child(),
             "list_worker" => list_child(),
             #[cfg(feature = "redis")]
             "redis_produce" => redis_scenarios::produce_child(),
@@ -591,6 +634,7 @@ fn main() -> Res<()> {
             "dict_ops" => dict_ops()?,
             "queue_small_many" => queue_small_many()?,
             "queue_records" => queue_records()?,
+            "queue_large_in_place" => queue_large_in_place()?,
             "list_append" => list_append()?,
             #[cfg(feature = "redis")]
             "redis_queue" => redis_scenarios::redis_queue()?,
