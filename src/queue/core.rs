@@ -28,7 +28,7 @@ use super::slots::{self, SLOT_SIZE};
 use super::spill;
 use crate::error::{Error, Result};
 use crate::shm::{Expect, Kind, MAX_NAME_LEN, Segment, SegmentName, Spec, TypeInfo, shm_shared};
-use crate::sync::{Acquired, LockFailure, RawLock, Waitlist};
+use crate::sync::{Acquired, LockFailure, RawLock, Waitlist, Yielding};
 
 pub(crate) use super::wait::{Fail, Wait};
 use crate::sys;
@@ -155,6 +155,8 @@ pub struct QueueCore {
     /// Rounds to watch before sleeping, learned, and waits so far (see `spin`).
     spin_budget: AtomicU32,
     spin_calls: AtomicU32,
+    /// Yielding after the watch, before sleeping, learned (see `sync::Yielding`).
+    yielding: Yielding,
     /// Owns the mapping the pointers point into; dropped last.
     seg: Segment,
 }
@@ -287,6 +289,7 @@ impl QueueCore {
             last_item_len: AtomicU64::new(0),
             spin_budget: AtomicU32::new(SPIN_MAX),
             spin_calls: AtomicU32::new(0),
+            yielding: Yielding::new(),
             seg,
         })
     }
@@ -477,6 +480,16 @@ impl QueueCore {
         };
         if next != budget {
             self.spin_budget.store(next, Ordering::Relaxed);
+        }
+        // Yielding pays while the peer runs on another core; watching tells that: after a
+        // watch that missed with a budget of nothing, sleep at once (see `sync::Yielding`).
+        if !hit && next > 0 {
+            let deadline = match wait {
+                Wait::Until(t) => Some(t),
+                Wait::Forever | Wait::No => None,
+            };
+            self.yielding
+                .wait(deadline, || counter.load(Ordering::Relaxed) != seen);
         }
         self.lock(wait)
     }

@@ -20,6 +20,7 @@ mod raw_lock;
 mod semaphore;
 mod waitlist;
 mod word;
+mod yielding;
 
 pub use barrier::Barrier;
 pub use condition::Condition;
@@ -37,3 +38,4 @@ pub use semaphore::{Permit, Semaphore};
 
 pub(crate) use raw_lock::{Acquired, LockFailure, describe as describe_lock};
 pub(crate) use waitlist::Waitlist;
+pub(crate) use yielding::Yielding;

@@ -39,6 +39,8 @@ use std::time::{Duration, Instant};
 use crate::shm::shm_shared;
 use crate::sys::{self, Liveness};
 
+use super::Yielding;
+
 /// Set in `owner` when a thread may be sleeping on `wake`.
 const WAITERS: u64 = 1 << 63;
 const TID_MASK: u64 = (1 << sys::TID_BITS) - 1;
@@ -81,6 +83,11 @@ shm_shared! {
 
 const _: () = assert!(std::mem::size_of::<RawLock>() == 16);
 const _: () = assert!(std::mem::align_of::<RawLock>() == 8);
+
+thread_local! {
+    /// How long this thread yields for a busy lock before sleeping, learned across locks.
+    static LOCK_YIELDING: Yielding = const { Yielding::new() };
+}
 
 /// Whether the holder named by `owner` is known to have died.
 fn holder_dead(owner: u64) -> bool {
@@ -211,7 +218,19 @@ impl RawLock {
     fn lock_slow(&self, me: u64, deadline: Option<Instant>) -> Result<Acquired, LockFailure> {
         // No spinning before sleeping: measured on value_incr (two processes, two cores), 20 spins
         // cost half the throughput and 400 cost 40%, because a spinning waiter pulls the lock's
-        // cache line away from the running holder; sleeping at once lets the holder run on.
+        // cache line away from the running holder. Yielding first (see `sync::Yielding`) reads
+        // the line about once a microsecond instead, and spares the holder the wake-up: on the
+        // quiet development machine value_incr gained 1.4x and queue_large 1.5x.
+        if LOCK_YIELDING.with(|y| y.wait(deadline, || self.owner.load(Ordering::Relaxed) == 0)) {
+            // SYNC: lock-acquire.
+            if self
+                .owner
+                .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(self.acquired());
+            }
+        }
         let mut slept = false;
         let mut check_every = FIRST_CHECK;
         let mut next_check = Instant::now() + check_every;
