@@ -14,11 +14,14 @@
 //!   the full budget, one that outlasted it halves it, and a budget halved to nothing pauses
 //!   yielding for [`BUSY_PAUSE`]; so a waiter whose waits are long (an idle queue) soon sleeps
 //!   at once and burns no processor time;
-//! - not on a machine whose cores are all busy: a `sched_yield` that took longer than
-//!   [`SLOW_YIELD`] ran another process for a time slice, and a yielding waiter then competes
-//!   with the process it waits for, where a sleeping one is woken straight onto a core. Such a
-//!   yield pauses yielding for [`BUSY_PAUSE`]. (On the quiet development machine no yield in
-//!   two seconds took a millisecond; beside two busy processes, a hundred a second did.)
+//! - not on a machine whose cores are all busy, where a yielding waiter competes for a core
+//!   with the process it waits for, and a sleeping one is woken straight onto a core: beside
+//!   two busy processes on the two-core machine, yielding cut `queue_small` to a tenth. So a
+//!   waiter yields only while the kernel counts no more runnable tasks than processors
+//!   (`/proc/loadavg`, asked at most every 10 ms per thread), and a `sched_yield` that took
+//!   longer than [`SLOW_YIELD`] (it ran another process for a time slice) pauses yielding for
+//!   [`BUSY_PAUSE`]. (On the quiet development machine no yield in two seconds took a
+//!   millisecond; beside two busy processes, a hundred a second did.)
 //!
 //! A queue waiter yields only after a watch that still pays (`QueueCore::spin`): beside a busy
 //! process, `pingpong`'s peers are often not running, the watch learns to skip, and yielding
@@ -50,6 +53,28 @@ pub(crate) struct Yielding {
     off_until: AtomicU64,
 }
 
+/// How often a thread asks the kernel how many tasks are runnable.
+const LOAD_CHECK: Duration = Duration::from_millis(10);
+
+/// Whether the machine has a core to spare for a yielding waiter (at most as many runnable
+/// tasks as processors, this waiter included): asked of the kernel at most every `LOAD_CHECK`
+/// per thread. Beside busy processes a yielding waiter competes for a core with the process it
+/// waits for; with two busy processes on the two-core development machine, yielding cut
+/// `queue_small` to a tenth of what sleeping does.
+fn cores_to_spare(now: Instant) -> bool {
+    thread_local! {
+        static LAST: std::cell::Cell<Option<(Instant, bool)>> = const { std::cell::Cell::new(None) };
+    }
+    LAST.with(|last| match last.get() {
+        Some((at, spare)) if now.saturating_duration_since(at) < LOAD_CHECK => spare,
+        _ => {
+            let spare = crate::sys::cores_to_spare();
+            last.set(Some((now, spare)));
+            spare
+        }
+    })
+}
+
 /// The time base of `off_until`.
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -70,7 +95,12 @@ impl Yielding {
 
     /// Yields the core until `done()` holds, the budget is spent or `deadline` passes; whether
     /// `done()` held. Returns at once (false) while yielding does not pay.
-    pub(crate) fn wait(&self, deadline: Option<Instant>, mut done: impl FnMut() -> bool) -> bool {
+    pub(crate) fn wait(&self, deadline: Option<Instant>, done: impl FnMut() -> bool) -> bool {
+        cores_to_spare(Instant::now()) && self.yield_until(deadline, done)
+    }
+
+    /// As [`wait`](Self::wait), whatever the machine's load.
+    fn yield_until(&self, deadline: Option<Instant>, mut done: impl FnMut() -> bool) -> bool {
         let budget = self.budget.load(Ordering::Relaxed);
         if budget == 0 {
             return false;
@@ -132,14 +162,14 @@ mod tests {
             });
             // The other thread may be slow to start on a busy machine: a miss is allowed,
             // a hit must have seen the flag.
-            if y.wait(None, || flag.load(Ordering::Relaxed)) {
+            if y.yield_until(None, || flag.load(Ordering::Relaxed)) {
                 assert!(flag.load(Ordering::Relaxed));
                 assert_eq!(y.budget.load(Ordering::Relaxed), YIELD_MAX);
             }
         });
         let fresh = Yielding::new();
         assert!(
-            fresh.wait(None, || true),
+            fresh.yield_until(None, || true),
             "an ended wait is seen on the first yield"
         );
     }
@@ -151,7 +181,7 @@ mod tests {
         let start = Instant::now();
         while budgets.last() != Some(&0) && start.elapsed() < Duration::from_secs(5) {
             let before = y.budget.load(Ordering::Relaxed);
-            assert!(!y.wait(None, || false));
+            assert!(!y.yield_until(None, || false));
             if y.off_until.load(Ordering::Relaxed) != 0 {
                 budgets.push(0); // paused: a budget halved to nothing, or a slow yield
             } else {
@@ -163,7 +193,7 @@ mod tests {
         assert_eq!(budgets.last(), Some(&0), "yielding pauses: {budgets:?}");
         // While paused, a wait returns at once without calling `done`.
         let t = Instant::now();
-        assert!(!y.wait(None, || panic!("paused: not called")));
+        assert!(!y.yield_until(None, || panic!("paused: not called")));
         assert!(t.elapsed() < Duration::from_millis(50));
     }
 
@@ -171,7 +201,7 @@ mod tests {
     fn a_deadline_ends_the_yielding() {
         let y = Yielding::new();
         let deadline = Instant::now() + Duration::from_micros(30);
-        assert!(!y.wait(Some(deadline), || false));
+        assert!(!y.yield_until(Some(deadline), || false));
         assert!(Instant::now() >= deadline);
     }
 }

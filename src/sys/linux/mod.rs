@@ -20,6 +20,6 @@ pub(crate) use signal::{
 #[cfg(feature = "redis")]
 pub(crate) use task::hostname;
 pub(crate) use task::{
-    Liveness, START_UNVERIFIABLE, TID_BITS, current_pid, own_identity, pid_namespace,
-    process_alive, process_start_time, random_u128, task_liveness, thread_identity,
+    Liveness, START_UNVERIFIABLE, TID_BITS, cores_to_spare, current_pid, own_identity,
+    pid_namespace, process_alive, process_start_time, random_u128, task_liveness, thread_identity,
 };

@@ -18,6 +18,28 @@ const START_MASK: u64 = (1 << START_BITS) - 1;
 /// The start time recorded by a thread that cannot read its own: others must never judge it dead.
 pub(crate) const START_UNVERIFIABLE: u64 = START_MASK;
 
+/// Whether the machine has no more runnable tasks than processors: the 4th field of
+/// `/proc/loadavg` (runnable/total) against the processors this process may use. `false` when
+/// it cannot be told.
+pub(crate) fn cores_to_spare() -> bool {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cpus = *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let Ok(loadavg) = std::fs::read_to_string("/proc/loadavg") else {
+        return false;
+    };
+    runnable_in_loadavg(&loadavg).is_some_and(|runnable| runnable <= cpus)
+}
+
+/// The runnable count in `/proc/loadavg` ("0.00 0.01 0.05 2/181 1234").
+fn runnable_in_loadavg(text: &str) -> Option<usize> {
+    text.split_whitespace()
+        .nth(3)?
+        .split_once('/')?
+        .0
+        .parse()
+        .ok()
+}
+
 /// This process's id.
 pub(crate) fn current_pid() -> u32 {
     std::process::id()
@@ -186,6 +208,13 @@ mod tests {
         let line = "4242 (a) b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 987654 20 21";
         assert_eq!(parse_stat(line), Some((4242, 'S', 987654)));
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn the_runnable_count_is_read_from_loadavg() {
+        assert_eq!(runnable_in_loadavg("0.52 0.58 0.59 3/467 12345\n"), Some(3));
+        assert_eq!(runnable_in_loadavg("0.52 0.58 0.59 x/467 1"), None);
+        assert_eq!(runnable_in_loadavg(""), None);
     }
 
     #[test]
