@@ -450,6 +450,10 @@ impl QueueCore {
     /// wake-up across cores costs tens of microseconds). Measured with `side_by_side.py
     /// --load 1` (see the README's benchmarks): `pingpong` went from 0.34x to 1.3x the C
     /// reference's futex-only waiting, `queue_small` from 0.76x to 1.2x.
+    ///
+    /// A watch that missed while watching still pays (its next budget is not nothing) goes on
+    /// yielding the core for a while before the sleep (see `sync::Yielding`), so that the peer,
+    /// which is running and will change `counter` soon, need not wake a sleeper.
     pub(super) fn spin<'a>(
         &'a self,
         held: Held<'a>,
