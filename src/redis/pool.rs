@@ -257,6 +257,18 @@ impl RedisPool {
         slot
     }
 
+    /// Sends one task of one argument (a tuple, for a star function) named by `name`.
+    fn submit_one<A: Serialize, R: DeserializeOwned + 'static>(
+        &self,
+        name: std::result::Result<TaskName, String>,
+        arg: &A,
+    ) -> AsyncResult<R> {
+        let mut bytes = Vec::new();
+        push_arg(&mut bytes, arg);
+        let slot = self.submit(name, vec![(bytes, 1)]);
+        AsyncResult::new(slot, slot::decode_one::<R>)
+    }
+
     fn chunks<A: Serialize>(&self, items: impl IntoIterator<Item = A>) -> Vec<(Vec<u8>, usize)> {
         let items: Vec<A> = items.into_iter().collect();
         let size = self
@@ -296,10 +308,7 @@ impl RedisPool {
         R: Serialize + DeserializeOwned + 'static,
     {
         let _ = f;
-        let mut args = Vec::new();
-        push_arg(&mut args, &arg);
-        let slot = self.submit(task::name_of::<F>(false), vec![(args, 1)]);
-        AsyncResult::new(slot, slot::decode_one::<R>)
+        self.submit_one(task::name_of::<F>(false), &arg)
     }
 
     /// Runs `f(a, b, ...)` with a tuple's fields as arguments (Python's `apply` with several).
@@ -323,10 +332,7 @@ impl RedisPool {
         R: Serialize + DeserializeOwned + 'static,
     {
         let _ = f;
-        let mut bytes = Vec::new();
-        push_arg(&mut bytes, &args);
-        let slot = self.submit(task::name_of::<F>(true), vec![(bytes, 1)]);
-        AsyncResult::new(slot, slot::decode_one::<R>)
+        self.submit_one(task::name_of::<F>(true), &args)
     }
 
     /// `f` over every item, results in the items' order (Python's `map`).
