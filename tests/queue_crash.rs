@@ -1,7 +1,9 @@
 //! Crash safety: producers and consumers are SIGKILLed at random moments, 220 times, while
 //! they put and get items with sequence numbers and checksums (some large enough to spill).
-//! Twice: with byte strings (`Vec<u8>`, copied into the ring), and with a serde type, which a
-//! put serialises straight into the ring while it is small.
+//! Three times: with byte strings (`Vec<u8>`, copied into the ring), with a serde type, which
+//! a put serialises straight into the ring while it is small, and with byte strings a fifth of
+//! which are big (64 to 214 kB) in a ring that holds them, so that they are copied in and out
+//! outside the lock (see `src/queue/claim.rs`) while the kills land.
 //! Afterwards: no item was torn, none was delivered twice, and every item whose `put` had
 //! returned was delivered, except at most one per killed consumer (one it had fully taken).
 //! `KILL_ONLY=producer` or `KILL_ONLY=consumer` kills only that role, to tell causes apart.
@@ -10,6 +12,7 @@ mod common;
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Child;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{Rng, arg, role, spawn_slot, stamped, unstamp, wait, watchdog};
@@ -57,9 +60,15 @@ const SLOTS: usize = CONSUMERS + 1;
 const MAXSEQ: usize = 1 << 18;
 const KILLS: usize = 220;
 
-/// Item `seq` of producer `p`: [p][seq: u32][filler][fnv of the rest], some of them 70 kB.
+/// Whether this run's items are often big (set from the test, and in its children from `RING`).
+static BIG_ITEMS: AtomicBool = AtomicBool::new(false);
+
+/// Item `seq` of producer `p`: [p][seq: u32][filler][fnv of the rest], some of them 70 kB; with
+/// `BIG_ITEMS`, a fifth of them 64 to 214 kB.
 fn item(p: usize, seq: usize) -> Vec<u8> {
-    let filler = if seq % 97 == 13 {
+    let filler = if BIG_ITEMS.load(Ordering::Relaxed) && seq % 5 == 2 {
+        (64 << 10) + seq.wrapping_mul(7919) % 150_000
+    } else if seq % 97 == 13 {
         70_000
     } else {
         (seq.wrapping_mul(2_654_435_761) >> 7) % 3000
@@ -137,23 +146,41 @@ fn consumer<T: Item>(s: &Shared<T>, slot: usize) {
 fn producers_and_consumers_killed_at_random_moments_lose_and_duplicate_nothing() {
     killed_at_random_moments::<Vec<u8>>(
         "producers_and_consumers_killed_at_random_moments_lose_and_duplicate_nothing",
+        false,
+    );
+}
+
+#[test]
+fn big_items_copied_outside_the_lock_survive_kills_as_small_ones_do() {
+    killed_at_random_moments::<Vec<u8>>(
+        "big_items_copied_outside_the_lock_survive_kills_as_small_ones_do",
+        true,
     );
 }
 
 #[test]
 fn serde_items_serialised_in_place_survive_kills_as_bytes_do() {
-    killed_at_random_moments::<Record>("serde_items_serialised_in_place_survive_kills_as_bytes_do");
+    killed_at_random_moments::<Record>(
+        "serde_items_serialised_in_place_survive_kills_as_bytes_do",
+        false,
+    );
 }
 
-fn killed_at_random_moments<T: Item>(test: &str) {
+/// `big`: a fifth of the items are big, in a ring of 1 MiB that holds them.
+fn killed_at_random_moments<T: Item>(test: &str, big: bool) {
     watchdog(Duration::from_secs(600));
+    let big = match role() {
+        Some(_) => arg("RING") == "big",
+        None => big,
+    };
+    BIG_ITEMS.store(big, Ordering::Relaxed);
     match role().as_deref() {
         Some("producer") => return producer(&Shared::<T>::open(), arg("SLOT").parse().unwrap()),
         Some("consumer") => return consumer(&Shared::<T>::open(), arg("SLOT").parse().unwrap()),
         _ => {}
     }
     let s = Shared::<T> {
-        queue: Queue::with_capacity(64, 64 << 10).unwrap(),
+        queue: Queue::with_capacity(64, if big { 1 << 20 } else { 64 << 10 }).unwrap(),
         attempt: RawArray::new(PRODUCERS).unwrap(),
         returned: RawArray::new(PRODUCERS * MAXSEQ).unwrap(),
         received: RawArray::new(SLOTS * PRODUCERS * MAXSEQ).unwrap(),
@@ -167,6 +194,7 @@ fn killed_at_random_moments<T: Item>(test: &str) {
         ("RECEIVED", s.received.name().to_owned()),
         ("BAD", s.bad.name().to_owned()),
         ("STOP", s.stop.name().to_owned()),
+        ("RING", if big { "big" } else { "small" }.to_owned()),
     ];
     let start = |role: &str, slot: usize| -> Child { spawn_slot(test, role, &names, slot) };
     // Children 0..PRODUCERS are producers, the rest consumers.
@@ -262,8 +290,9 @@ fn killed_at_random_moments<T: Item>(test: &str) {
             .collect::<Vec<_>>()
     };
     let before = spills().len();
+    let huge = if big { 2 << 20 } else { 200_000 };
     s.queue
-        .put_timeout(T::wrap(vec![0u8; 200_000]), Duration::from_secs(30))
+        .put_timeout(T::wrap(vec![0u8; huge]), Duration::from_secs(30))
         .unwrap(); // bigger than the ring: spills, and sweeps
     let after = spills();
     eprintln!("spills left by killed producers: {before} before the sweep");
@@ -277,6 +306,6 @@ fn killed_at_random_moments<T: Item>(test: &str) {
             .unwrap()
             .bytes()
             .len(),
-        200_000
+        huge
     );
 }

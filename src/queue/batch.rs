@@ -8,6 +8,7 @@
 
 use std::sync::atomic::Ordering;
 
+use super::claim::{CLAIM_POLL, OUTSIDE_MIN};
 use super::core::{Fail, QueueCore, Wait};
 use super::ring::{self, FrameHeader, HEADER, INLINE, SPILL};
 
@@ -34,6 +35,21 @@ impl QueueCore {
                 return Err((done, Fail::Closed));
             }
             let (head, tail, puts, gets) = self.state(&held).map_err(|f| (done, f))?;
+            if self.tail_claimed(&held).map_err(|f| (done, f))? {
+                // Another put is copying into the space at `tail` (see `claim.rs`).
+                let held = self
+                    .wait_turn(
+                        held,
+                        &mut spun,
+                        &ctl.puts,
+                        &ctl.not_full,
+                        wait,
+                        Some(CLAIM_POLL),
+                    )
+                    .map_err(|f| (done, f))?;
+                drop(held);
+                continue;
+            }
             let (mut at_tail, mut n) = (tail, 0u64);
             while let Some(item) = items.get(done + n as usize) {
                 let len = item.len() as u64;
@@ -144,9 +160,28 @@ impl QueueCore {
                 return Err(Fail::Closed);
             }
             let (head, tail, puts, gets) = self.state(&held)?;
+            if self.tail_claimed(&held)? {
+                // Another put is copying into the space at `tail` (see `claim.rs`).
+                held = self.wait_turn(
+                    held,
+                    &mut spun,
+                    &ctl.puts,
+                    &ctl.not_full,
+                    wait,
+                    Some(CLAIM_POLL),
+                )?;
+                continue;
+            }
             if (maxsize == 0 || puts - gets < maxsize)
                 && let Some(pl) = ring::place(head, tail, self.cap, size)
             {
+                if total >= OUTSIDE_MIN {
+                    return self.put_outside(held, tail, pl, puts, total, |space| {
+                        let (to, rest) = space.split_at_mut(prefix.len());
+                        to.copy_from_slice(prefix);
+                        fill(rest);
+                    });
+                }
                 self.write_frame_with(&mut held, tail, pl, puts, prefix, len, fill);
                 // SYNC: commit-put.
                 ctl.tail.store(pl.new_tail(tail, size), Ordering::Relaxed);
@@ -182,7 +217,7 @@ impl QueueCore {
         }
         let (head, tail, puts, gets) = self.state(&held)?;
         let maxsize = ctl.maxsize.load(Ordering::Relaxed);
-        if maxsize != 0 && puts - gets >= maxsize {
+        if (maxsize != 0 && puts - gets >= maxsize) || self.tail_claimed(&held)? {
             return Ok(false);
         }
         // The frame never wraps here: its space runs from the tail to the end of the ring or

@@ -142,9 +142,14 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
 
 impl Queue<Vec<u8>> {
     /// Puts a byte string of `len` bytes that `fill` writes in place, in the ring: no copy
-    /// (iceoryx2's loan). `fill` runs under the queue's lock, so keep it short; the item is
-    /// visible once it returns. An item too big for the ring is filled into a buffer first
+    /// (iceoryx2's loan). The item is visible once `fill` returns. For an item under 64 KiB,
+    /// `fill` runs under the queue's lock, so keep it short; for a bigger one it runs outside
+    /// the lock, in space reserved for it, while gets go on (other puts wait for it). A `fill`
+    /// that panics puts nothing. An item too big for the ring is filled into a buffer first
     /// and spilled as usual.
+    ///
+    /// `fill` must not wait on the same queue (a `get`, or a `put` that waits for room): that
+    /// is a deadlock, reported as [`PutError::Failed`] by the inner call.
     ///
     /// # Errors
     /// As [`put_bytes`](Self::put_bytes).
@@ -157,7 +162,13 @@ impl Queue<Vec<u8>> {
     }
 
     /// Takes the oldest byte string and passes it to `read` in place, in the ring (or in its
-    /// spill segment): no copy. `read` runs under the queue's lock for an item in the ring.
+    /// spill segment): no copy. For an item in the ring under 64 KiB, `read` runs under the
+    /// queue's lock; for a bigger one it runs outside the lock while the item is claimed for
+    /// this get (puts go on; other gets wait for it), and the item is taken once `read`
+    /// returns. A `read` that panics leaves the item in the queue.
+    ///
+    /// `read` must not wait on the same queue: a `get` there is a deadlock, reported as
+    /// [`GetError::Failed`] by the inner call.
     ///
     /// # Errors
     /// As [`get`](Self::get).

@@ -3,8 +3,9 @@
 //! of serde; `Queue<T>` puts serialised items through it.
 //!
 //! # Crash safety
-//! Every change happens under the control block's [`RawLock`], and each operation has one
-//! commit point, a single store: `tail` for a put (the frame is written before it, so bytes
+//! Every change happens under the control block's [`RawLock`] (items of 64 KiB and more are
+//! copied in and out outside it, under a claim that the lock hands out: see `claim.rs`), and
+//! each operation has one commit point, a single store: `tail` for a put (the frame is written before it, so bytes
 //! beyond `tail` are never read), `head` for a get (the item is copied out before it). The
 //! counters `puts` and `gets` are stored after the commit; if a holder dies between the two,
 //! the next locker learns it from the lock (owner died) and [`QueueCore::repair`] recomputes
@@ -23,6 +24,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
+use super::claim::{CLAIM_POLL, OUTSIDE_MIN};
 use super::ring::{self, FrameHeader, HEADER, INLINE, PAD, SPILL, SPILL_REF_LEN, SpillRef};
 use super::slots::{self, SLOT_SIZE};
 use super::spill;
@@ -89,10 +91,14 @@ pub(crate) struct Control {
     pub(super) dlq_len: AtomicU32,
     pub(super) _reserved: AtomicU32,
     pub(super) dlq_name: [AtomicU8; MAX_NAME_LEN],
+    /// The thread reading the ring's oldest item outside the lock, or 0 (see `queue/claim.rs`).
+    pub(super) reader: AtomicU64,
+    /// The thread writing an item into the space at `tail` outside the lock, or 0 (ditto).
+    pub(super) writer: AtomicU64,
 }
 }
 
-const _: () = assert!(std::mem::size_of::<Control>() == 376);
+const _: () = assert!(std::mem::size_of::<Control>() == 392);
 
 /// A queue's counters as read from a copy of its control block's bytes, for inspection from
 /// outside (`shmkit inspect`); untrusted: any bytes give numbers.
@@ -149,6 +155,8 @@ pub struct QueueCore {
     pub(super) holders_checked: AtomicU64,
     /// When this handle last looked for abandoned spills (seconds since the epoch).
     pub(super) spills_checked: AtomicU64,
+    /// When this handle last checked a claim's reader (milliseconds since the epoch).
+    pub(super) claims_checked: AtomicU64,
     /// The serialised size of the last item put through this handle's serde path: while it is
     /// at most `IN_PLACE_MAX`, items are serialised straight into the ring (see `typed.rs`).
     last_item_len: AtomicU64,
@@ -227,6 +235,8 @@ impl QueueCore {
                 dlq_len: AtomicU32::new(0),
                 _reserved: AtomicU32::new(0),
                 dlq_name: [const { AtomicU8::new(0) }; MAX_NAME_LEN],
+                reader: AtomicU64::new(0),
+                writer: AtomicU64::new(0),
             };
             // SAFETY: `control` checked that the block fits in the mapping and is aligned; the
             // segment is not published yet, so no one else can see it. (The slots after the
@@ -286,6 +296,7 @@ impl QueueCore {
             dlq: std::sync::Mutex::new(None),
             holders_checked: AtomicU64::new(0),
             spills_checked: AtomicU64::new(0),
+            claims_checked: AtomicU64::new(0),
             last_item_len: AtomicU64::new(0),
             spin_budget: AtomicU32::new(SPIN_MAX),
             spin_calls: AtomicU32::new(0),
@@ -537,6 +548,7 @@ impl QueueCore {
             },
             Wait::Forever => None,
         };
+        self.not_claiming()?;
         let timeout = match (timeout, poll) {
             (Some(t), Some(p)) => Some(t.min(p)),
             (t, p) => t.or(p),
@@ -569,11 +581,33 @@ impl QueueCore {
                 return Err(Fail::Closed); // dropping `spilled` removes its segment
             }
             let (head, tail, puts, gets) = self.state(&held)?;
+            if self.tail_claimed(&held)? {
+                // Another put is copying its item into the space at `tail` outside the lock:
+                // wait for its commit, checking now and then that it lives (see `claim.rs`).
+                held = self.wait_turn(
+                    held,
+                    &mut spun,
+                    &ctl.puts,
+                    &ctl.not_full,
+                    wait,
+                    Some(CLAIM_POLL),
+                )?;
+                continue;
+            }
             if maxsize == 0 || puts - gets < maxsize {
                 if spilled.is_none()
                     && inline_ok
                     && let Some(pl) = ring::place(head, tail, self.cap, size)
                 {
+                    if len >= OUTSIDE_MIN {
+                        return self.put_outside(held, tail, pl, puts, len, |mut space| {
+                            for part in parts {
+                                let (to, rest) = space.split_at_mut(part.len());
+                                to.copy_from_slice(part);
+                                space = rest;
+                            }
+                        });
+                    }
                     self.write_frame(&held, tail, pl, puts, INLINE, parts);
                     // SYNC: commit-put. The lock's release publishes the frame.
                     ctl.tail.store(pl.new_tail(tail, size), Ordering::Relaxed);
@@ -705,6 +739,9 @@ impl QueueCore {
             return self.get_general(wait, read);
         };
         let found = self.oldest_frame(pos.head, pos.tail, pos.puts, pos.gets)?;
+        if found.header.kind == INLINE && u64::from(found.header.len) >= OUTSIDE_MIN {
+            return self.take_outside(held, found, pos, read);
+        }
         let outcome = self.take_frame(&held, found, pos.head, pos.gets, read);
         // Room for one big item may be room for several small ones: wake every putter.
         let putters = ctl.not_full.claim(u32::MAX);
@@ -730,7 +767,8 @@ impl QueueCore {
                 return Ok(None);
             }
             let (head, tail, puts, gets) = self.state(&held)?;
-            if puts > gets {
+            let claimed = puts > gets && self.head_claimed(&held)?;
+            if puts > gets && !claimed {
                 return Ok(Some((
                     held,
                     Positions {
@@ -740,6 +778,19 @@ impl QueueCore {
                         gets,
                     },
                 )));
+            }
+            if claimed {
+                // Another get is reading the oldest item outside the lock: wait for its
+                // commit, checking now and then that its reader lives (see `claim.rs`).
+                held = self.wait_turn(
+                    held,
+                    &mut spun,
+                    &ctl.gets,
+                    &ctl.not_empty,
+                    wait,
+                    Some(CLAIM_POLL),
+                )?;
+                continue;
             }
             if ctl.closed.load(Ordering::Relaxed) != 0 {
                 return Err(Fail::Closed);
@@ -844,12 +895,12 @@ impl QueueCore {
             if ctl.held.load(Ordering::Relaxed) > 0 {
                 self.return_dead_leases(&held)?;
             }
-            let no_slot = match self.next(&held, lease)? {
-                Next::Nothing { no_slot } => no_slot,
+            let (no_slot, claimed) = match self.next(&held, lease)? {
+                Next::Nothing { no_slot, claimed } => (no_slot, claimed),
                 next => return Ok((held, next)),
             };
             let out = self.leases_out(&held)?;
-            if !no_slot && !out && ctl.closed.load(Ordering::Relaxed) != 0 {
+            if !no_slot && !claimed && !out && ctl.closed.load(Ordering::Relaxed) != 0 {
                 return Err(Fail::Closed);
             }
             // Waiting for a slot, watching the ring's counts would not help: sleep at once.
@@ -859,8 +910,13 @@ impl QueueCore {
             } else {
                 &ctl.not_empty
             };
-            // While leases are out, wake now and then to see whether their holders live.
-            let poll = out.then_some(slots::HOLDER_POLL);
+            // While leases are out, or another get reads the oldest item outside the lock
+            // (see `claim.rs`), wake now and then to see whether their holders live.
+            let poll = match (out, claimed) {
+                (true, _) => Some(slots::HOLDER_POLL),
+                (false, true) => Some(CLAIM_POLL),
+                (false, false) => None,
+            };
             held = self.wait_turn(held, &mut spun, &ctl.puts, list, wait, poll)?;
         }
     }
@@ -877,13 +933,27 @@ impl QueueCore {
         }
         let (head, tail, puts, gets) = self.state(held)?;
         if puts == gets {
-            return Ok(Next::Nothing { no_slot: false });
+            return Ok(Next::Nothing {
+                no_slot: false,
+                claimed: false,
+            });
+        }
+        if self.head_claimed(held)? {
+            return Ok(Next::Nothing {
+                no_slot: false,
+                claimed: true,
+            });
         }
         let found = self.oldest_frame(head, tail, puts, gets)?;
         let slot = if lease {
             match self.free_slot_index(held)? {
                 Some(i) => Some(i),
-                None => return Ok(Next::Nothing { no_slot: true }),
+                None => {
+                    return Ok(Next::Nothing {
+                        no_slot: true,
+                        claimed: false,
+                    });
+                }
             }
         } else {
             None
@@ -1012,6 +1082,7 @@ pub(super) enum Next {
     },
     /// A returned item, in this slot.
     Slot(u32),
-    /// Nothing can be taken now; `no_slot`: items wait, but every lease slot is in use.
-    Nothing { no_slot: bool },
+    /// Nothing can be taken now; `no_slot`: items wait, but every lease slot is in use;
+    /// `claimed`: the oldest item is being read by another get (see `claim.rs`).
+    Nothing { no_slot: bool, claimed: bool },
 }

@@ -3,12 +3,14 @@
 //!
 //! Layers, bottom-up: `ring.rs` (the frame format and index arithmetic, pure), `spill.rs` (items
 //! too large for the ring's free space), `core.rs` (the shared control block, blocking, commit
-//! points) with `repair.rs` (after a holder's death) and `slots.rs` (leased items waiting for
+//! points) with `claim.rs` (big items read outside the lock), `repair.rs` (after a holder's death) and `slots.rs` (leased items waiting for
 //! their ack), `codec.rs` (serde ↔ bytes), and the typed handles in `typed.rs`, `lease.rs` and
 //! `joinable.rs`.
 
 mod batch;
 mod bulk;
+#[allow(unsafe_code)]
+mod claim;
 mod codec;
 #[cfg(feature = "pool")]
 pub(crate) use codec::varint;

@@ -36,6 +36,6 @@ pub use ownerless::OwnerlessLock;
 pub use raw_lock::RawLock;
 pub use semaphore::{Permit, Semaphore};
 
-pub(crate) use raw_lock::{Acquired, LockFailure, describe as describe_lock};
+pub(crate) use raw_lock::{Acquired, LockFailure, describe as describe_lock, holder_dead};
 pub(crate) use waitlist::Waitlist;
 pub(crate) use yielding::Yielding;

@@ -89,8 +89,8 @@ thread_local! {
     static LOCK_YIELDING: Yielding = const { Yielding::new() };
 }
 
-/// Whether the holder named by `owner` is known to have died.
-fn holder_dead(owner: u64) -> bool {
+/// Whether the holder named by `owner` (a `sys::thread_identity`) is known to have died.
+pub(crate) fn holder_dead(owner: u64) -> bool {
     let start = (owner & !WAITERS) >> sys::TID_BITS;
     if start == sys::START_UNVERIFIABLE {
         return false;
