@@ -107,6 +107,21 @@ impl QueueCore {
         Ok(true)
     }
 
+    /// Whether the peer a waiter watching `counter` waits for is copying a big item outside
+    /// the lock right now, and so is running: for a getter (watching `puts`) a put holding a
+    /// reservation, for a putter (watching `gets`) a get holding a claim.
+    pub(super) fn peer_copying(&self, counter: &AtomicU64) -> bool {
+        let ctl = self.ctl();
+        let peer = if std::ptr::eq(counter, &ctl.puts) {
+            &ctl.writer
+        } else if std::ptr::eq(counter, &ctl.gets) {
+            &ctl.reader
+        } else {
+            return false;
+        };
+        peer.load(Ordering::Relaxed) != 0
+    }
+
     /// Errors if this thread holds a claim on this queue: a caller about to sleep on the
     /// queue would wait for itself.
     pub(super) fn not_claiming(&self) -> Result<(), Fail> {

@@ -498,11 +498,17 @@ impl QueueCore {
         }
         // Yielding pays while the peer runs on another core; watching tells that: after a
         // watch that missed with a budget of nothing, sleep at once (see `sync::Yielding`).
-        if !hit && next > 0 {
-            let deadline = match wait {
-                Wait::Until(t) => Some(t),
-                Wait::Forever | Wait::No => None,
-            };
+        // A peer copying a big item outside the lock is running for certain, and will change
+        // `counter` when it commits, however long its copy takes (see `claim.rs`): yield for it
+        // without learning from it.
+        let deadline = match wait {
+            Wait::Until(t) => Some(t),
+            Wait::Forever | Wait::No => None,
+        };
+        if !hit && self.peer_copying(counter) {
+            self.yielding
+                .wait_for_running(deadline, || counter.load(Ordering::Relaxed) != seen);
+        } else if !hit && next > 0 {
             self.yielding
                 .wait(deadline, || counter.load(Ordering::Relaxed) != seen);
         }
