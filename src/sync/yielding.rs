@@ -66,12 +66,12 @@ pub(crate) struct Yielding {
 /// How often a thread asks the kernel how many tasks are runnable.
 const LOAD_CHECK: Duration = Duration::from_millis(10);
 
-/// Whether the machine has a core to spare for a yielding waiter (at most as many runnable
-/// tasks as processors, this waiter included): asked of the kernel at most every `LOAD_CHECK`
-/// per thread. Beside busy processes a yielding waiter competes for a core with the process it
-/// waits for; with two busy processes on the two-core development machine, yielding cut
-/// `queue_small` to a tenth of what sleeping does.
-fn cores_to_spare(now: Instant) -> bool {
+/// Whether the machine has a core to spare for a yielding (or watching) waiter (at most as
+/// many runnable tasks as processors, this waiter included): asked of the kernel at most every
+/// `LOAD_CHECK` per thread. Beside busy processes a yielding waiter competes for a core with
+/// the process it waits for; with two busy processes on the two-core development machine,
+/// yielding cut `queue_small` to a tenth of what sleeping does.
+pub(crate) fn cores_to_spare(now: Instant) -> bool {
     thread_local! {
         static LAST: std::cell::Cell<Option<(Instant, bool)>> = const { std::cell::Cell::new(None) };
     }
