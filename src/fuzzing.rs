@@ -230,7 +230,7 @@ pub fn queue_ops(data: &[u8]) {
     }
 }
 
-/// Writes `data` over a live queue's positions, counts, lock, ring and lease slots, as a
+/// Writes `data` over a live queue's positions, counts, lock, claims, ring and lease slots, as a
 /// broken or hostile peer could, then gets, puts, leases, acks and releases a few times:
 /// every call must return `Ok` or `Err`.
 pub fn queue_ring(data: &[u8]) {
@@ -250,7 +250,11 @@ pub fn queue_ring(data: &[u8]) {
     let (control, rest) = data.split_at(data.len().min(56));
     let (lock, counts) = control.split_at(control.len().min(16));
     let _ = file.write_all_at(counts, 256 + 16);
-    // The ring on the next page, and 8 lease slots of 512 bytes after its 1024 bytes.
+    // The claims of a get and a put copying a big item outside the lock (two u64 words at
+    // 376 in the control block), then the ring on the next page, and 8 lease slots of 512
+    // bytes after its 1024 bytes.
+    let (claims, rest) = rest.split_at(rest.len().min(16));
+    let _ = file.write_all_at(claims, 256 + 376);
     let page = sys::page_size() as u64;
     let (ring, slots) = rest.split_at(rest.len().min(1024));
     let _ = file.write_all_at(ring, page);
