@@ -8,7 +8,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::claim::{CLAIM_POLL, OUTSIDE_MIN};
+use super::claim::OUTSIDE_MIN;
 use super::core::{Fail, QueueCore, Wait};
 use super::ring::{self, FrameHeader, HEADER, INLINE, SPILL};
 
@@ -38,14 +38,7 @@ impl QueueCore {
             if self.tail_claimed(&held).map_err(|f| (done, f))? {
                 // Another put is copying into the space at `tail` (see `claim.rs`).
                 let held = self
-                    .wait_turn(
-                        held,
-                        &mut spun,
-                        &ctl.puts,
-                        &ctl.not_full,
-                        wait,
-                        Some(CLAIM_POLL),
-                    )
+                    .wait_behind_claim(held, &mut spun, &ctl.puts, &ctl.not_full, wait)
                     .map_err(|f| (done, f))?;
                 drop(held);
                 continue;
@@ -162,14 +155,7 @@ impl QueueCore {
             let (head, tail, puts, gets) = self.state(&held)?;
             if self.tail_claimed(&held)? {
                 // Another put is copying into the space at `tail` (see `claim.rs`).
-                held = self.wait_turn(
-                    held,
-                    &mut spun,
-                    &ctl.puts,
-                    &ctl.not_full,
-                    wait,
-                    Some(CLAIM_POLL),
-                )?;
+                held = self.wait_behind_claim(held, &mut spun, &ctl.puts, &ctl.not_full, wait)?;
                 continue;
             }
             if (maxsize == 0 || puts - gets < maxsize)

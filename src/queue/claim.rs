@@ -107,6 +107,22 @@ impl QueueCore {
         Ok(true)
     }
 
+    /// Waits for a claim to be committed or let go (watching `counter`, then sleeping on
+    /// `list`, waking every [`CLAIM_POLL`] to check its holder): out of line, off the paths
+    /// of gets and puts that find no claim.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn wait_behind_claim<'a>(
+        &'a self,
+        held: Held<'a>,
+        spun: &mut bool,
+        counter: &AtomicU64,
+        list: &crate::sync::Waitlist,
+        wait: Wait,
+    ) -> Result<Held<'a>, Fail> {
+        self.wait_turn(held, spun, counter, list, wait, Some(CLAIM_POLL))
+    }
+
     /// Whether the peer a waiter watching `counter` waits for is copying a big item outside
     /// the lock right now, and so is running: for a getter (watching `puts`) a put holding a
     /// reservation, for a putter (watching `gets`) a get holding a claim.

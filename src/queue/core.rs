@@ -467,7 +467,7 @@ impl QueueCore {
     /// which is running and will change `counter` soon, need not wake a sleeper.
     ///
     /// No watch at all while the kernel counts more runnable tasks than processors (asked at
-    /// most every 10 ms per thread, as for yielding): there, every round of a watch is taken
+    /// most every 10 ms per thread, as for yielding, and looked up every 64th wait): there, every round of a watch is taken
     /// from a task that may be the one to change `counter`. Measured in interleaved runs
     /// against watching by the learned budget alone (medians of 5): quiet, `queue_mpmc` (four
     /// processes on the two cores) 1.10x, the rest level; beside one busy process `pingpong`
@@ -485,7 +485,7 @@ impl QueueCore {
         let calls = self.spin_calls.fetch_add(1, Ordering::Relaxed);
         // With more runnable tasks than processors, a watch spends a core that the peer, or
         // the lock's holder, may be waiting for: sleep at once (see `sync::Yielding`).
-        let rounds = if !crate::sync::cores_to_spare(Instant::now()) {
+        let rounds = if !crate::sync::cores_to_spare_hint() {
             0
         } else if calls.is_multiple_of(SPIN_RETRY) {
             SPIN_MAX
@@ -602,14 +602,7 @@ impl QueueCore {
             if self.tail_claimed(&held)? {
                 // Another put is copying its item into the space at `tail` outside the lock:
                 // wait for its commit, checking now and then that it lives (see `claim.rs`).
-                held = self.wait_turn(
-                    held,
-                    &mut spun,
-                    &ctl.puts,
-                    &ctl.not_full,
-                    wait,
-                    Some(CLAIM_POLL),
-                )?;
+                held = self.wait_behind_claim(held, &mut spun, &ctl.puts, &ctl.not_full, wait)?;
                 continue;
             }
             if maxsize == 0 || puts - gets < maxsize {
@@ -785,29 +778,21 @@ impl QueueCore {
                 return Ok(None);
             }
             let (head, tail, puts, gets) = self.state(&held)?;
-            let claimed = puts > gets && self.head_claimed(&held)?;
-            if puts > gets && !claimed {
-                return Ok(Some((
-                    held,
-                    Positions {
-                        head,
-                        tail,
-                        puts,
-                        gets,
-                    },
-                )));
-            }
-            if claimed {
+            if puts > gets {
+                if !self.head_claimed(&held)? {
+                    return Ok(Some((
+                        held,
+                        Positions {
+                            head,
+                            tail,
+                            puts,
+                            gets,
+                        },
+                    )));
+                }
                 // Another get is reading the oldest item outside the lock: wait for its
                 // commit, checking now and then that its reader lives (see `claim.rs`).
-                held = self.wait_turn(
-                    held,
-                    &mut spun,
-                    &ctl.gets,
-                    &ctl.not_empty,
-                    wait,
-                    Some(CLAIM_POLL),
-                )?;
+                held = self.wait_behind_claim(held, &mut spun, &ctl.gets, &ctl.not_empty, wait)?;
                 continue;
             }
             if ctl.closed.load(Ordering::Relaxed) != 0 {

@@ -38,4 +38,4 @@ pub use semaphore::{Permit, Semaphore};
 
 pub(crate) use raw_lock::{Acquired, LockFailure, describe as describe_lock, holder_dead};
 pub(crate) use waitlist::Waitlist;
-pub(crate) use yielding::{Yielding, cores_to_spare};
+pub(crate) use yielding::{Yielding, cores_to_spare_hint};
