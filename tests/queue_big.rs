@@ -20,6 +20,22 @@ fn big(tag: u8, len: usize) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(31) ^ tag).collect()
 }
 
+/// In a child: the parent's queue and flag.
+fn opened() -> (Queue<Vec<u8>>, RawValue<u32>) {
+    (
+        Queue::open(&arg("QUEUE")).unwrap(),
+        RawValue::open(&arg("FLAG")).unwrap(),
+    )
+}
+
+/// In the parent: a queue whose ring holds several big items, and a flag at 0.
+fn fresh() -> (Queue<Vec<u8>>, RawValue<u32>) {
+    (
+        Queue::with_capacity(0, 4 << 20).unwrap(),
+        RawValue::new(0).unwrap(),
+    )
+}
+
 /// Starts `test` again as `role`, with the queue's and the flag's names.
 fn child(test: &str, role: &str, q: &Queue<Vec<u8>>, flag: &RawValue<u32>) -> std::process::Child {
     spawn(test, role, &[("QUEUE", q.name()), ("FLAG", flag.name())])
@@ -30,8 +46,7 @@ fn a_consumer_killed_while_it_reads_a_big_item_leaves_it_for_the_next() {
     const TEST: &str = "a_consumer_killed_while_it_reads_a_big_item_leaves_it_for_the_next";
     watchdog(Duration::from_secs(120));
     if role().as_deref() == Some("reader") {
-        let q = Queue::<Vec<u8>>::open(&arg("QUEUE")).unwrap();
-        let flag = RawValue::<u32>::open(&arg("FLAG")).unwrap();
+        let (q, flag) = opened();
         q.get_with(|_| {
             flag.set(1);
             std::thread::sleep(Duration::from_secs(100));
@@ -39,8 +54,7 @@ fn a_consumer_killed_while_it_reads_a_big_item_leaves_it_for_the_next() {
         .unwrap();
         return;
     }
-    let q = Queue::<Vec<u8>>::with_capacity(0, 4 << 20).unwrap();
-    let flag = RawValue::new(0u32).unwrap();
+    let (q, flag) = fresh();
     q.put_bytes(&big(1, BIG)).unwrap();
     q.put_bytes(&big(2, BIG)).unwrap();
     let mut kid = child(TEST, "reader", &q, &flag);
@@ -65,8 +79,7 @@ fn a_producer_killed_while_it_writes_a_big_item_puts_nothing() {
     const TEST: &str = "a_producer_killed_while_it_writes_a_big_item_puts_nothing";
     watchdog(Duration::from_secs(120));
     if role().as_deref() == Some("writer") {
-        let q = Queue::<Vec<u8>>::open(&arg("QUEUE")).unwrap();
-        let flag = RawValue::<u32>::open(&arg("FLAG")).unwrap();
+        let (q, flag) = opened();
         q.put_with(BIG, |buf| {
             buf[..BIG / 2].fill(0xee); // half written when it dies
             flag.set(1);
@@ -75,8 +88,7 @@ fn a_producer_killed_while_it_writes_a_big_item_puts_nothing() {
         .unwrap();
         return;
     }
-    let q = Queue::<Vec<u8>>::with_capacity(0, 4 << 20).unwrap();
-    let flag = RawValue::new(0u32).unwrap();
+    let (q, flag) = fresh();
     q.put_bytes(b"before").unwrap();
     let mut kid = child(TEST, "writer", &q, &flag);
     wait_until("the writer to hold its space", T, || flag.get() == 1);

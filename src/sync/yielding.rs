@@ -138,7 +138,7 @@ impl Yielding {
     pub(crate) fn wait_for_running(
         &self,
         deadline: Option<Instant>,
-        mut done: impl FnMut() -> bool,
+        done: impl FnMut() -> bool,
     ) -> bool {
         let start = Instant::now();
         if !cores_to_spare(start)
@@ -147,27 +147,11 @@ impl Yielding {
             return false;
         }
         let end = deadline.map_or(start + RUNNING_MAX, |d| d.min(start + RUNNING_MAX));
-        let mut before = start;
-        loop {
-            std::thread::yield_now();
-            if done() {
-                return true;
-            }
-            let now = Instant::now();
-            if now.saturating_duration_since(before) > SLOW_YIELD {
-                let off = micros_since_epoch(now + BUSY_PAUSE);
-                self.off_until.store(off, Ordering::Relaxed);
-                return false;
-            }
-            if now >= end {
-                return false;
-            }
-            before = now;
-        }
+        matches!(self.yield_loop(start, end, done), Yielded::Done)
     }
 
     /// As [`wait`](Self::wait), whatever the machine's load.
-    fn yield_until(&self, deadline: Option<Instant>, mut done: impl FnMut() -> bool) -> bool {
+    fn yield_until(&self, deadline: Option<Instant>, done: impl FnMut() -> bool) -> bool {
         let budget = self.budget.load(Ordering::Relaxed);
         if budget == 0 {
             return false;
@@ -180,37 +164,64 @@ impl Yielding {
         if let Some(d) = deadline {
             end = end.min(d);
         }
-        let mut before = start;
-        loop {
-            std::thread::yield_now();
-            if done() {
+        match self.yield_loop(start, end, done) {
+            Yielded::Done => {
                 if budget != YIELD_MAX {
                     self.budget.store(YIELD_MAX, Ordering::Relaxed);
                 }
-                return true;
+                true
             }
-            let now = Instant::now();
-            if now.saturating_duration_since(before) > SLOW_YIELD {
-                // Someone else needed the core: sleep instead, for a while.
-                let off = micros_since_epoch(now + BUSY_PAUSE);
-                self.off_until.store(off, Ordering::Relaxed);
-                return false;
-            }
-            if now >= end {
+            Yielded::Slow => false,
+            Yielded::Spent(now) => {
                 // Yielding did not see the wait end: yield half as long next time. A budget
                 // halved to nothing comes back after a pause, as after a slow yield.
                 let next = budget / 2;
                 self.budget.store(next, Ordering::Relaxed);
                 if next == 0 {
                     self.budget.store(YIELD_MAX, Ordering::Relaxed);
-                    let off = micros_since_epoch(now + BUSY_PAUSE);
-                    self.off_until.store(off, Ordering::Relaxed);
+                    self.pause_until(now + BUSY_PAUSE);
                 }
-                return false;
+                false
+            }
+        }
+    }
+
+    /// Yields until `done()` holds, a yield takes longer than [`SLOW_YIELD`] (someone else
+    /// needed the core: yielding pauses for [`BUSY_PAUSE`]) or `end` passes.
+    fn yield_loop(&self, start: Instant, end: Instant, mut done: impl FnMut() -> bool) -> Yielded {
+        let mut before = start;
+        loop {
+            std::thread::yield_now();
+            if done() {
+                return Yielded::Done;
+            }
+            let now = Instant::now();
+            if now.saturating_duration_since(before) > SLOW_YIELD {
+                self.pause_until(now + BUSY_PAUSE);
+                return Yielded::Slow;
+            }
+            if now >= end {
+                return Yielded::Spent(now);
             }
             before = now;
         }
     }
+
+    /// No yielding before `until`.
+    fn pause_until(&self, until: Instant) {
+        self.off_until
+            .store(micros_since_epoch(until), Ordering::Relaxed);
+    }
+}
+
+/// How a round of yielding ended.
+enum Yielded {
+    /// `done()` held.
+    Done,
+    /// A yield ran another task for a while.
+    Slow,
+    /// The time given ran out, at this instant.
+    Spent(Instant),
 }
 
 #[cfg(test)]
