@@ -5,11 +5,12 @@
 //! # Crash safety
 //! Every change happens under the control block's [`RawLock`] (items of 64 KiB and more are
 //! copied in and out outside it, under a claim that the lock hands out: see `claim.rs`), and
-//! each operation has one commit point, a single store: `tail` for a put (the frame is written before it, so bytes
-//! beyond `tail` are never read), `head` for a get (the item is copied out before it). The
-//! counters `puts` and `gets` are stored after the commit; if a holder dies between the two,
-//! the next locker learns it from the lock (owner died) and [`QueueCore::repair`] recomputes
-//! them from the sequence numbers of the frames between `head` and `tail`. So a killed producer
+//! each operation has one commit point, a single store: `tail` for a put (the frame is written
+//! before it, so bytes beyond `tail` are never read), `head` for a get (the item is copied out
+//! before it). The counters `puts` and `gets` are stored after the commit; if a holder dies
+//! between the two, the next locker learns it from the lock (owner died) and
+//! [`QueueCore::repair`] recomputes them from the sequence numbers of the frames between `head`
+//! and `tail`. So a killed producer
 //! either put its item or did not, and a killed consumer either took its item (it is gone with
 //! it) or left it for the next consumer: never a torn item, never a duplicate.
 //!
@@ -467,8 +468,9 @@ impl QueueCore {
     /// which is running and will change `counter` soon, need not wake a sleeper.
     ///
     /// No watch at all while the kernel counts more runnable tasks than processors (asked at
-    /// most every 10 ms per thread, as for yielding, and looked up every 64th wait): there, every round of a watch is taken
-    /// from a task that may be the one to change `counter`. Measured in interleaved runs
+    /// most every 10 ms per thread, as for yielding, and looked up every 64th wait): there,
+    /// every round of a watch is taken from a task that may be the one to change `counter`.
+    /// Measured in interleaved runs
     /// against watching by the learned budget alone (medians of 5): quiet, `queue_mpmc` (four
     /// processes on the two cores) 1.10x, the rest level; beside one busy process `pingpong`
     /// 1.48x, `queue_small` 1.03x; beside two, `pingpong` 1.19x and `queue_small` 4x (both

@@ -3,9 +3,9 @@
 //!
 //! Layers, bottom-up: `ring.rs` (the frame format and index arithmetic, pure), `spill.rs` (items
 //! too large for the ring's free space), `core.rs` (the shared control block, blocking, commit
-//! points) with `claim.rs` (big items read outside the lock), `repair.rs` (after a holder's death) and `slots.rs` (leased items waiting for
-//! their ack), `codec.rs` (serde ↔ bytes), and the typed handles in `typed.rs`, `lease.rs` and
-//! `joinable.rs`.
+//! points) with `claim.rs` (big items copied in and out outside the lock), `repair.rs` (after
+//! a holder's death) and `slots.rs` (leased items waiting for their ack), `codec.rs` (serde ↔
+//! bytes), and the typed handles in `typed.rs`, `lease.rs` and `joinable.rs`.
 
 mod batch;
 mod bulk;
