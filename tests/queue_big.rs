@@ -145,6 +145,7 @@ fn a_big_put_waits_behind_a_live_writer_and_follows_it() {
 
 #[test]
 fn a_closure_that_panics_on_a_big_item_leaves_the_queue_as_it_was() {
+    watchdog(Duration::from_secs(120)); // put_with and put_bytes have no timeout form
     let q = Queue::<Vec<u8>>::with_capacity(0, 4 << 20).unwrap();
     q.put_bytes(&big(6, BIG)).unwrap();
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -196,6 +197,7 @@ fn waiting_on_the_queue_inside_a_big_items_closure_is_an_error_not_a_hang() {
 
 #[test]
 fn closing_the_queue_while_a_big_put_writes_fails_that_put() {
+    watchdog(Duration::from_secs(120)); // put_with and put_bytes have no timeout form
     let q = Queue::<Vec<u8>>::with_capacity(0, 4 << 20).unwrap();
     let r = q.put_with(BIG, |buf| {
         buf.fill(3);

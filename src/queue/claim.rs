@@ -47,7 +47,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::core::{Fail, Held, Positions, QueueCore, Wait};
-use super::ring::{self, FrameHeader, HEADER, INLINE, PAD};
+use super::ring::{self, HEADER, INLINE};
 use crate::error::Error;
 use crate::sys;
 
@@ -308,20 +308,7 @@ impl Claim<'_> {
                 if ctl.closed.load(Ordering::Relaxed) != 0 {
                     return Err(Fail::Closed);
                 }
-                if pl.pad >= HEADER {
-                    let pad = FrameHeader {
-                        seq: 0,
-                        len: (pl.pad - HEADER) as u32,
-                        kind: PAD,
-                    };
-                    core.write(&held, tail % core.cap, bytemuck::bytes_of(&pad));
-                }
-                let header = FrameHeader {
-                    seq,
-                    len: len as u32,
-                    kind: INLINE,
-                };
-                core.write(&held, pl.at, bytemuck::bytes_of(&header));
+                core.write_headers(&held, tail, pl, seq, INLINE, len);
                 // SYNC: commit-put. The frame is written.
                 let size = ring::frame_size(len);
                 ctl.tail.store(pl.new_tail(tail, size), Ordering::Relaxed);

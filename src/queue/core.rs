@@ -682,6 +682,25 @@ impl QueueCore {
         kind: u32,
         parts: &[&[u8]],
     ) {
+        let mut at = pl.at + HEADER;
+        for part in parts {
+            self.write(held, at, part);
+            at += part.len() as u64;
+        }
+        self.write_headers(held, tail, pl, seq, kind, at - pl.at - HEADER);
+    }
+
+    /// Writes the headers of a frame of `len` payload bytes placed at `pl` after `tail`: the
+    /// PAD frame before it, if there is room for one, and its own. Under the lock.
+    pub(super) fn write_headers(
+        &self,
+        held: &Held<'_>,
+        tail: u64,
+        pl: ring::Placement,
+        seq: u64,
+        kind: u32,
+        len: u64,
+    ) {
         if pl.pad >= HEADER {
             let pad = FrameHeader {
                 seq: 0,
@@ -689,13 +708,6 @@ impl QueueCore {
                 kind: PAD,
             };
             self.write(held, tail % self.cap, bytemuck::bytes_of(&pad));
-        }
-        let mut at = pl.at + HEADER;
-        let mut len = 0u64;
-        for part in parts {
-            self.write(held, at, part);
-            at += part.len() as u64;
-            len += part.len() as u64;
         }
         let header = FrameHeader {
             seq,
@@ -733,14 +745,10 @@ impl QueueCore {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) {
-        self.write_frame(held, tail, pl, seq, INLINE, &[prefix]);
+        self.write(held, pl.at + HEADER, prefix);
         fill(self.free_space(held, pl.at + HEADER + prefix.len() as u64, len));
-        let header = FrameHeader {
-            seq,
-            len: (prefix.len() + len) as u32,
-            kind: INLINE,
-        };
-        self.write(held, pl.at, bytemuck::bytes_of(&header));
+        let total = prefix.len() as u64 + len as u64;
+        self.write_headers(held, tail, pl, seq, INLINE, total);
     }
 
     /// Takes the oldest item and passes its serialised bytes to `read`, exactly once: under the
