@@ -246,15 +246,22 @@ pub fn queue_ring(data: &[u8]) {
     let Ok(file) = std::fs::OpenOptions::new().write(true).open(&path) else {
         return;
     };
-    // Control block at 256: lock (16 bytes), then head, tail, puts, gets, done (u64 each).
+    // Control block at 256 (see `queue::core::Control`): the put lock (16 bytes) at 0, the
+    // writer's claim at 16, `tail` and `puts` at 64, the get lock at 128, the reader's claim
+    // at 144, `head` and `gets` at 192, `done` at 256 (u64 each; the claims name the threads
+    // copying a big item outside the locks). Then the ring on the next page, and 8 lease slots
+    // of 512 bytes after its 1024 bytes.
     let (control, rest) = data.split_at(data.len().min(56));
     let (lock, counts) = control.split_at(control.len().min(16));
-    let _ = file.write_all_at(counts, 256 + 16);
-    // The claims of a get and a put copying a big item outside the lock (two u64 words at
-    // 376 in the control block), then the ring on the next page, and 8 lease slots of 512
-    // bytes after its 1024 bytes.
+    let (put_side, counts) = counts.split_at(counts.len().min(16));
+    let (get_side, done) = counts.split_at(counts.len().min(16));
+    let _ = file.write_all_at(put_side, 256 + 64);
+    let _ = file.write_all_at(get_side, 256 + 192);
+    let _ = file.write_all_at(done, 256 + 256);
     let (claims, rest) = rest.split_at(rest.len().min(16));
-    let _ = file.write_all_at(claims, 256 + 376);
+    let (writer, reader) = claims.split_at(claims.len().min(8));
+    let _ = file.write_all_at(writer, 256 + 16);
+    let _ = file.write_all_at(reader, 256 + 144);
     let page = sys::page_size() as u64;
     let (ring, slots) = rest.split_at(rest.len().min(1024));
     let _ = file.write_all_at(ring, page);
@@ -269,7 +276,9 @@ pub fn queue_ring(data: &[u8]) {
             lease.release()
         };
     }
+    // The same garbage in both locks.
     let _ = file.write_all_at(lock, 256);
+    let _ = file.write_all_at(lock, 256 + 128);
     for _ in 0..4 {
         let _ = q.try_get();
         let _ = q.try_put(vec![7; 300]);

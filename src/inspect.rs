@@ -71,13 +71,34 @@ fn has_lock(kind: Kind) -> bool {
 fn report(segment: SegmentInfo) -> Report {
     let kind = segment.kind;
     let control = &segment.control;
-    let lock = kind.filter(|k| has_lock(*k)).and_then(|_| {
-        crate::sync::describe_lock(control).map(|(holder, poisoned)| LockReport {
+    let describe = |bytes: &[u8]| {
+        crate::sync::describe_lock(bytes).map(|(holder, poisoned)| LockReport {
             holder_tid: holder.map(|(tid, _)| tid),
             holder_alive: holder.map(|(_, alive)| alive),
             poisoned,
         })
-    });
+    };
+    let lock = kind
+        .filter(|k| has_lock(*k))
+        .and_then(|_| describe(control))
+        .map(|put_lock| {
+            // A queue has a second lock, its get lock: report the one that is held (the put
+            // lock if both are), poisoned if either is.
+            let get_lock = kind
+                .filter(|k| matches!(k, Kind::Queue | Kind::JoinableQueue))
+                .and_then(|_| describe(control.get(crate::queue::GET_LOCK_AT..)?));
+            match get_lock {
+                Some(g) => LockReport {
+                    poisoned: put_lock.poisoned || g.poisoned,
+                    ..if put_lock.holder_tid.is_none() {
+                        g
+                    } else {
+                        put_lock
+                    }
+                },
+                None => put_lock,
+            }
+        });
     let queue = kind
         .filter(|k| matches!(k, Kind::Queue | Kind::JoinableQueue))
         .and_then(|_| crate::queue::counters(control))

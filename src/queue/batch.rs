@@ -30,7 +30,7 @@ impl QueueCore {
         let mut done = 0;
         let mut spun = false;
         while done < items.len() {
-            let held = self.lock(wait).map_err(|f| (done, f))?;
+            let held = self.lock_put(wait).map_err(|f| (done, f))?;
             if ctl.closed.load(Ordering::Relaxed) != 0 {
                 return Err((done, Fail::Closed));
             }
@@ -59,8 +59,8 @@ impl QueueCore {
             }
             if n > 0 {
                 // SYNC: commit-put of the whole batch.
-                ctl.tail.store(at_tail, Ordering::Relaxed);
-                ctl.puts.store(puts + n, Ordering::Relaxed);
+                ctl.tail.store(at_tail, Ordering::Release);
+                ctl.puts.store(puts + n, Ordering::Release);
                 done += n as usize;
                 spun = false;
                 let getters = ctl.not_empty.claim(n.min(u64::from(u32::MAX)) as u32);
@@ -120,8 +120,8 @@ impl QueueCore {
             return self.get(wait, read).map(usize::from);
         }
         // SYNC: commit-get of the whole batch.
-        ctl.head.store(head, Ordering::Relaxed);
-        ctl.gets.store(pos.gets + n, Ordering::Relaxed);
+        ctl.head.store(head, Ordering::Release);
+        ctl.gets.store(pos.gets + n, Ordering::Release);
         let putters = ctl.not_full.claim(u32::MAX);
         drop(held);
         ctl.not_full.wake(putters);
@@ -147,7 +147,7 @@ impl QueueCore {
         let ctl = self.ctl();
         let maxsize = ctl.maxsize.load(Ordering::Relaxed);
         let mut spun = false;
-        let mut held = self.lock(wait)?;
+        let mut held = self.lock_put(wait)?;
         loop {
             if ctl.closed.load(Ordering::Relaxed) != 0 {
                 return Err(Fail::Closed);
@@ -170,8 +170,8 @@ impl QueueCore {
                 }
                 self.write_frame_with(&mut held, tail, pl, puts, prefix, len, fill);
                 // SYNC: commit-put.
-                ctl.tail.store(pl.new_tail(tail, size), Ordering::Relaxed);
-                ctl.puts.store(puts + 1, Ordering::Relaxed);
+                ctl.tail.store(pl.new_tail(tail, size), Ordering::Release);
+                ctl.puts.store(puts + 1, Ordering::Release);
                 break;
             }
             held = self.wait_turn(held, &mut spun, &ctl.gets, &ctl.not_full, wait, None)?;
@@ -197,20 +197,28 @@ impl QueueCore {
         serialize: impl FnOnce(&mut [u8]) -> Option<usize>,
     ) -> Result<bool, Fail> {
         let ctl = self.ctl();
-        let mut held = self.lock(wait)?;
+        let mut held = self.lock_put(wait)?;
         if ctl.closed.load(Ordering::Relaxed) != 0 {
             return Err(Fail::Closed);
         }
-        let (head, tail, puts, gets) = self.state(&held)?;
         let maxsize = ctl.maxsize.load(Ordering::Relaxed);
-        if (maxsize != 0 && puts - gets >= maxsize) || self.tail_claimed(&held)? {
-            return Ok(false);
-        }
         // The frame never wraps here: its space runs from the tail to the end of the ring or
-        // of the free space, whichever comes first (both are multiples of 8).
-        let at = tail % self.cap;
-        let room = (self.cap - at).min(self.cap - (tail - head));
-        if room < HEADER + 8 {
+        // of the free space, whichever comes first (both are multiples of 8). No room by this
+        // handle's reading of the get side may be room by a fresh one: look once more.
+        let mut fresh = false;
+        let (head, tail, puts, at, room) = loop {
+            let (head, tail, puts, gets) = self.state(&held)?;
+            let at = tail % self.cap;
+            let room = (self.cap - at).min(self.cap - (tail - head));
+            if (maxsize == 0 || puts - gets < maxsize) && room >= HEADER + 8 {
+                break (head, tail, puts, at, room);
+            }
+            if fresh || !self.refresh(&held) {
+                return Ok(false);
+            }
+            fresh = true;
+        };
+        if self.tail_claimed(&held)? {
             return Ok(false);
         }
         let window = (room - HEADER).min(IN_PLACE_MAX);
@@ -232,8 +240,8 @@ impl QueueCore {
         };
         self.write(&held, at, bytemuck::bytes_of(&header));
         // SYNC: commit-put.
-        ctl.tail.store(pl.new_tail(tail, size), Ordering::Relaxed);
-        ctl.puts.store(puts + 1, Ordering::Relaxed);
+        ctl.tail.store(pl.new_tail(tail, size), Ordering::Release);
+        ctl.puts.store(puts + 1, Ordering::Release);
         let getters = ctl.not_empty.claim(1);
         drop(held);
         ctl.not_empty.wake(getters);

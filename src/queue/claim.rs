@@ -14,7 +14,10 @@
 //! # Why it is safe
 //! A claim is one word in the control block, `reader` for a get and `writer` for a put: the
 //! claiming thread's identity (see `sys::thread_identity`), 0 when there is none. Each is
-//! stored and cleared under the lock, so at most one get and one put copy outside it at once.
+//! stored and cleared under its side's lock (the get lock for `reader`, the put lock for
+//! `writer`, see "Two locks" in `core.rs`), so at most one get and one put copy outside the
+//! locks at once. (With two locks a put and a get no longer wait for each other's copy; the
+//! claims still keep a big copy from holding a lock that leases, closing and sleepers need.)
 //! - A claimed frame stays between `head` and `tail` until its commit: putters write only
 //!   beyond `tail`, and every get that takes the oldest frame (`wait_for_item`, `next`, and
 //!   the batches and leased gets through them) first asks [`QueueCore::head_claimed`] and
@@ -288,8 +291,8 @@ impl Claim<'_> {
                     )));
                 }
                 // SYNC: commit-get. The item has been read.
-                ctl.head.store(head + found.advance, Ordering::Relaxed);
-                ctl.gets.store(gets + 1, Ordering::Relaxed);
+                ctl.head.store(head + found.advance, Ordering::Release);
+                ctl.gets.store(gets + 1, Ordering::Release);
                 // Room for putters; and a getter that waited behind the claim may take the
                 // next item.
                 (u32::MAX, 1)
@@ -311,8 +314,8 @@ impl Claim<'_> {
                 core.write_headers(&held, tail, pl, seq, INLINE, len);
                 // SYNC: commit-put. The frame is written.
                 let size = ring::frame_size(len);
-                ctl.tail.store(pl.new_tail(tail, size), Ordering::Relaxed);
-                ctl.puts.store(puts + 1, Ordering::Relaxed);
+                ctl.tail.store(pl.new_tail(tail, size), Ordering::Release);
+                ctl.puts.store(puts + 1, Ordering::Release);
                 // A getter; and a putter that waited behind the reservation.
                 (1, 1)
             }

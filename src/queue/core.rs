@@ -1,25 +1,52 @@
-//! `QueueCore`: the byte-level queue in a shared segment: its control block, blocking, the
-//! commit order that makes it crash-safe, and the repair after a holder died. It knows nothing
-//! of serde; `Queue<T>` puts serialised items through it.
+//! `QueueCore`: the byte-level queue in a shared segment: its control block, its two locks,
+//! blocking, the commit order that makes it crash-safe, and the repair after a holder died. It
+//! knows nothing of serde; `Queue<T>` puts serialised items through it.
+//!
+//! # Two locks
+//! Putters and getters take different locks, as in Michael and Scott's two-lock queue: the
+//! *put lock* guards `tail`, `puts` and the free space beyond `tail`; the *get lock* guards
+//! `head`, `gets` and the frames between `head` and `tail`. A put and a get run at once, and
+//! contend only with their own kind. Everything else (leases and their slots, the repair,
+//! closing, `task_done`, spills, registering a sleeper) holds both, taken get lock first.
+//!
+//! Each side reads the other's pair without its lock, so the commits order their stores: a
+//! put stores `tail`, then `puts`; a get `head`, then `gets` (Release), and a reader reads the
+//! count before the position (Acquire). A getter that sees item `n` counted so sees its frame
+//! inside `tail`, and a putter that sees a get counted sees its frame's space free. Both pairs
+//! only grow, so an old reading of the other side is a past state: it can make the queue look
+//! fuller to a putter or emptier to a getter than it is, never the reverse. So each handle
+//! keeps its last reading of the other side and reads it again only when it seems to have to
+//! wait (or when the reading does not fit its own side, which another handle's progress can
+//! cause): in a steady stream neither side touches the other's cache lines but for the items.
+//! Each side's lock and its published pair lie in separate cache lines, so a waiter watching
+//! the other side's count does not pull the lock's line away from it.
+//!
+//! Measured with interleaved runs against the one-lock queue (medians of 5, quiet 2-core
+//! machine): `queue_mpmc` 3.6x (2.2x the C reference's one-mutex queue), `queue_small` 1.5x,
+//! `pingpong` 1.7x. Reading the other side on every operation instead cost `queue_small` a
+//! third, and the pairs in the locks' cache lines a further tenth.
 //!
 //! # Crash safety
-//! Every change happens under the control block's [`RawLock`] (items of 64 KiB and more are
-//! copied in and out outside it, under a claim that the lock hands out: see `claim.rs`), and
-//! each operation has one commit point, a single store: `tail` for a put (the frame is written
-//! before it, so bytes beyond `tail` are never read), `head` for a get (the item is copied out
-//! before it). The counters `puts` and `gets` are stored after the commit; if a holder dies
-//! between the two, the next locker learns it from the lock (owner died) and
-//! [`QueueCore::repair`] recomputes them from the sequence numbers of the frames between `head`
-//! and `tail`. So a killed producer
-//! either put its item or did not, and a killed consumer either took its item (it is gone with
-//! it) or left it for the next consumer: never a torn item, never a duplicate.
+//! Every change happens under a lock (items of 64 KiB and more are copied in and out outside
+//! it, under a claim that the lock hands out: see `claim.rs`), and each operation has one
+//! commit point, a single store: `tail` for a put (the frame is written before it, so bytes
+//! beyond `tail` are never read), `head` for a get (the item is copied out before it). The
+//! counters `puts` and `gets` are stored after the commit; if a holder dies between the two,
+//! the next locker learns it from the lock (owner died), lets it go and takes both locks, and
+//! [`QueueCore::repair`] recomputes them from the sequence numbers of the frames between
+//! `head` and `tail`. So a killed producer either put its item or did not, and a killed
+//! consumer either took its item (it is gone with it) or left it for the next consumer: never
+//! a torn item, never a duplicate. A getter waiting beside a dead putter's lock finds it when
+//! it takes both locks to sleep, and the repair counts the item the putter committed.
 //!
 //! # Waiting
 //! Getters sleep on the futex word of `not_empty`, putters on `not_full`, joiners on `joined`,
-//! each after registering under the lock and reading the word's value. A waker changes the
-//! word after its commit and calls `futex_wake` only for sleepers that no wake-up is already on
-//! its way to (see `Waitlist`): no system call when nobody waits, one per sleeper when some
-//! do. A waiter killed in its sleep stays counted, which costs a spare wake-up now and then.
+//! each after registering holding both locks and reading the word's value. A waker claims
+//! under its own side's lock, after its commit (a putter wakes `not_empty`, a getter
+//! `not_full`), so no claim falls between a sleeper's last check and its registration. It
+//! changes the word and calls `futex_wake` only for sleepers that no wake-up is already on its
+//! way to (see `Waitlist`): no system call when nobody waits, one per sleeper when some do. A
+//! waiter killed in its sleep stays counted, which costs a spare wake-up now and then.
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -46,22 +73,39 @@ const SPIN_MAX: u32 = 2000;
 const SPIN_RETRY: u32 = 16;
 
 shm_shared! {
-/// The queue's state, at the start of the segment's control block.
+/// The queue's state, at the start of the segment's control block: two cache lines for each
+/// side (see "Two locks" in the module docs), one with its lock and what only that side reads,
+/// and one with the position and count it publishes to the other side (which a waiter of the
+/// other side watches); then what both read and seldom write.
 pub(crate) struct Control {
-    pub(super) lock: RawLock,
-    /// Byte position of the oldest frame. Commit point of a get.
-    pub(super) head: AtomicU64,
+    /// The put lock: held to change `tail` and `puts` and to write beyond `tail`. Taken after
+    /// `get_lock` by a holder of both.
+    pub(super) put_lock: RawLock,
+    /// The thread writing an item into the space at `tail` outside the lock, or 0 (see
+    /// `queue/claim.rs`).
+    pub(super) writer: AtomicU64,
+    pub(super) _put_lock_line: [AtomicU64; 5],
     /// Byte position after the newest frame. Commit point of a put.
     pub(super) tail: AtomicU64,
     /// Items ever put (the next item's sequence number).
     pub(super) puts: AtomicU64,
-    /// Items ever taken.
-    pub(super) gets: AtomicU64,
-    /// Slots HELD by a consumer (a hint kept with the slots; repaired from them). In the first
-    /// cache line with the positions, which every get reads anyway.
+    pub(super) _puts_line: [AtomicU64; 6],
+    /// The get lock: held to change `head` and `gets` and to read between `head` and `tail`.
+    /// Every other change is made holding both locks.
+    pub(super) get_lock: RawLock,
+    /// Slots HELD by a consumer (a hint kept with the slots; repaired from them). In the get
+    /// lock's cache line, which every get reads anyway.
     pub(super) held: AtomicU32,
     /// Slots RETURNED, waiting for redelivery (a hint, as `held`).
     pub(super) returned: AtomicU32,
+    /// The thread reading the ring's oldest item outside the lock, or 0 (ditto).
+    pub(super) reader: AtomicU64,
+    pub(super) _get_lock_line: [AtomicU64; 4],
+    /// Byte position of the oldest frame. Commit point of a get.
+    pub(super) head: AtomicU64,
+    /// Items ever taken.
+    pub(super) gets: AtomicU64,
+    pub(super) _gets_line: [AtomicU64; 6],
     /// `task_done` calls (JoinableQueue).
     pub(super) done: AtomicU64,
     /// Ring bytes; fixed at creation.
@@ -92,14 +136,19 @@ pub(crate) struct Control {
     pub(super) dlq_len: AtomicU32,
     pub(super) _reserved: AtomicU32,
     pub(super) dlq_name: [AtomicU8; MAX_NAME_LEN],
-    /// The thread reading the ring's oldest item outside the lock, or 0 (see `queue/claim.rs`).
-    pub(super) reader: AtomicU64,
-    /// The thread writing an item into the space at `tail` outside the lock, or 0 (ditto).
-    pub(super) writer: AtomicU64,
 }
 }
 
-const _: () = assert!(std::mem::size_of::<Control>() == 392);
+/// Where each side's words start in the control block: a cache line apart.
+const _: () = assert!(std::mem::offset_of!(Control, tail) == 64);
+const _: () = assert!(std::mem::offset_of!(Control, get_lock) == 128);
+const _: () = assert!(std::mem::offset_of!(Control, head) == 192);
+const _: () = assert!(std::mem::offset_of!(Control, done) == 256);
+const _: () = assert!(std::mem::size_of::<Control>() == 576);
+
+/// Where the get lock lies in the control block (the put lock is at its start), for
+/// inspection from outside.
+pub(crate) const GET_LOCK_AT: usize = std::mem::offset_of!(Control, get_lock);
 
 /// A queue's counters as read from a copy of its control block's bytes, for inspection from
 /// outside (`shmkit inspect`); untrusted: any bytes give numbers.
@@ -126,17 +175,18 @@ pub(crate) fn counters(bytes: &[u8]) -> Option<Counters> {
     let u32_at = |at: usize| -> Option<u32> {
         Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
     };
+    use std::mem::offset_of;
     Some(Counters {
-        head: u64_at(16)?,
-        tail: u64_at(24)?,
-        puts: u64_at(32)?,
-        gets: u64_at(40)?,
-        leased: u32_at(48)?,
-        returned: u32_at(52)?,
-        done: u64_at(56)?,
-        capacity: u64_at(64)?,
-        maxsize: u64_at(72)?,
-        closed: u32_at(80)? != 0,
+        head: u64_at(offset_of!(Control, head))?,
+        tail: u64_at(offset_of!(Control, tail))?,
+        puts: u64_at(offset_of!(Control, puts))?,
+        gets: u64_at(offset_of!(Control, gets))?,
+        leased: u32_at(offset_of!(Control, held))?,
+        returned: u32_at(offset_of!(Control, returned))?,
+        done: u64_at(offset_of!(Control, done))?,
+        capacity: u64_at(offset_of!(Control, capacity))?,
+        maxsize: u64_at(offset_of!(Control, maxsize))?,
+        closed: u32_at(offset_of!(Control, closed))? != 0,
     })
 }
 
@@ -161,6 +211,13 @@ pub struct QueueCore {
     /// The serialised size of the last item put through this handle's serde path: while it is
     /// at most `IN_PLACE_MAX`, items are serialised straight into the ring (see `typed.rs`).
     last_item_len: AtomicU64,
+    /// The other side's counters as this handle last read them (see [`QueueCore::state`]):
+    /// `gets` and `head`, read and written under the put lock; `puts` and `tail`, under the
+    /// get lock.
+    seen_gets: AtomicU64,
+    seen_head: AtomicU64,
+    seen_puts: AtomicU64,
+    seen_tail: AtomicU64,
     /// Rounds to watch before sleeping, learned, and waits so far (see `spin`).
     spin_budget: AtomicU32,
     spin_calls: AtomicU32,
@@ -176,13 +233,59 @@ unsafe impl Send for QueueCore {}
 // SAFETY: as for Send.
 unsafe impl Sync for QueueCore {}
 
-/// The lock held; released on drop.
-pub(super) struct Held<'a>(&'a QueueCore);
+/// Which of the queue's two locks a [`Held`] holds (see "Two locks" in the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    /// The put lock: a put's fast path.
+    Put,
+    /// The get lock: a get's fast path.
+    Get,
+    /// Both, taken get lock first: everything else.
+    Both,
+}
+
+/// One or both of the queue's locks, held; released on drop.
+pub(super) struct Held<'a> {
+    core: &'a QueueCore,
+    /// The locks held.
+    side: Side,
+    /// The locks the operation takes again after it waited (`side` may be more after an
+    /// upgrade, see [`QueueCore::upgrade`]).
+    fast: Side,
+}
+
+impl Held<'_> {
+    /// Whether the put lock is held: the space beyond `tail` may be written.
+    #[inline]
+    pub(super) fn puts(&self) -> bool {
+        self.side != Side::Get
+    }
+
+    /// Whether the get lock is held: the frames between `head` and `tail` may be read.
+    #[inline]
+    pub(super) fn gets(&self) -> bool {
+        self.side != Side::Put
+    }
+
+    /// Whether both locks are held: anything may be changed.
+    #[inline]
+    pub(super) fn both(&self) -> bool {
+        self.side == Side::Both
+    }
+}
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        // SAFETY: a `Held` exists only while this thread holds the lock.
-        unsafe { self.0.ctl().lock.unlock() }
+        let ctl = self.core.ctl();
+        // SAFETY: a `Held` exists only while this thread holds the locks its `side` names.
+        unsafe {
+            if self.side != Side::Get {
+                ctl.put_lock.unlock();
+            }
+            if self.side != Side::Put {
+                ctl.get_lock.unlock();
+            }
+        }
     }
 }
 
@@ -212,13 +315,20 @@ impl QueueCore {
         let seg = Segment::create(name.clone(), &spec, |seg| {
             let ctl: *const Control = seg.control::<Control>()?;
             let fresh = Control {
-                lock: RawLock::new(),
-                head: AtomicU64::new(0),
+                put_lock: RawLock::new(),
+                writer: AtomicU64::new(0),
+                _put_lock_line: [const { AtomicU64::new(0) }; 5],
                 tail: AtomicU64::new(0),
                 puts: AtomicU64::new(0),
-                gets: AtomicU64::new(0),
+                _puts_line: [const { AtomicU64::new(0) }; 6],
+                get_lock: RawLock::new(),
                 held: AtomicU32::new(0),
                 returned: AtomicU32::new(0),
+                reader: AtomicU64::new(0),
+                _get_lock_line: [const { AtomicU64::new(0) }; 4],
+                head: AtomicU64::new(0),
+                gets: AtomicU64::new(0),
+                _gets_line: [const { AtomicU64::new(0) }; 6],
                 done: AtomicU64::new(0),
                 capacity: AtomicU64::new(cap),
                 maxsize: AtomicU64::new(maxsize as u64),
@@ -236,8 +346,6 @@ impl QueueCore {
                 dlq_len: AtomicU32::new(0),
                 _reserved: AtomicU32::new(0),
                 dlq_name: [const { AtomicU8::new(0) }; MAX_NAME_LEN],
-                reader: AtomicU64::new(0),
-                writer: AtomicU64::new(0),
             };
             // SAFETY: `control` checked that the block fits in the mapping and is aligned; the
             // segment is not published yet, so no one else can see it. (The slots after the
@@ -299,6 +407,10 @@ impl QueueCore {
             spills_checked: AtomicU64::new(0),
             claims_checked: AtomicU64::new(0),
             last_item_len: AtomicU64::new(0),
+            seen_gets: AtomicU64::new(0),
+            seen_head: AtomicU64::new(0),
+            seen_puts: AtomicU64::new(0),
+            seen_tail: AtomicU64::new(0),
             spin_budget: AtomicU32::new(SPIN_MAX),
             spin_calls: AtomicU32::new(0),
             yielding: Yielding::new(),
@@ -348,65 +460,168 @@ impl QueueCore {
         })
     }
 
-    /// Takes the lock; after a holder's death, repairs the state first.
+    /// Takes both locks; after a holder's death, repairs the state first.
     ///
-    /// The operation's own deadline bounds the wait for the lock too: a lock held longer (by a
+    /// The operation's own deadline bounds the wait for the locks too: a lock held longer (by a
     /// stalled process, or one that only looks alive, such as a hostile peer's) fails a timed
     /// operation at its deadline and a `try_` one after [`TRY_LOCK_PATIENCE`], as Python's
     /// `get(block=False)` gives up when its lock is busy.
     pub(super) fn lock(&self, wait: Wait) -> Result<Held<'_>, Fail> {
+        self.lock_side(Side::Both, wait)
+    }
+
+    /// Takes the put lock alone, for a put's fast path (or both, after a holder's death).
+    #[inline]
+    pub(super) fn lock_put(&self, wait: Wait) -> Result<Held<'_>, Fail> {
+        self.lock_side(Side::Put, wait)
+    }
+
+    /// Takes the get lock alone, for a get's fast path (or both, after a holder's death).
+    #[inline]
+    pub(super) fn lock_get(&self, wait: Wait) -> Result<Held<'_>, Fail> {
+        self.lock_side(Side::Get, wait)
+    }
+
+    /// Takes the locks `side` names. A lock whose holder died is let go again (still
+    /// poisoned) and both are taken in order, for the repair, which needs both: the caller
+    /// then holds more than it asked for, which is always allowed.
+    #[inline]
+    pub(super) fn lock_side(&self, side: Side, wait: Wait) -> Result<Held<'_>, Fail> {
         let ctl = self.ctl();
-        let outcome = match wait {
-            Wait::Forever => ctl.lock.lock().map_err(|_| LockFailure::Deadlock),
-            Wait::No => ctl.lock.try_lock_for(TRY_LOCK_PATIENCE),
-            Wait::Until(t) => ctl
-                .lock
-                .try_lock_for(t.saturating_duration_since(Instant::now())),
+        let one = match side {
+            Side::Put => &ctl.put_lock,
+            Side::Get => &ctl.get_lock,
+            Side::Both => return self.lock_both(side, wait),
         };
-        match outcome {
-            Ok(Acquired::Clean) => Ok(Held(self)),
-            Ok(Acquired::Poisoned) => {
-                let held = Held(self);
-                self.repair(&held)?; // on error the lock stays poisoned: every user is told
-                ctl.lock.set_poisoned(false);
-                Ok(held)
+        match lock_one(one, wait)? {
+            Acquired::Clean => Ok(Held {
+                core: self,
+                side,
+                fast: side,
+            }),
+            Acquired::Poisoned => {
+                // SAFETY: just taken by this thread. It stays poisoned for `lock_both`.
+                unsafe { one.unlock() };
+                self.lock_both(side, wait)
             }
-            Err(LockFailure::Busy) if matches!(wait, Wait::No) => Err(Fail::WouldBlock),
-            Err(LockFailure::Busy) => Err(Fail::Timeout),
-            Err(LockFailure::Deadlock) => Err(Fail::Error(Error::Op(Box::new(
-                crate::sync::LockError::<()>::Deadlock,
-            )))),
         }
     }
 
-    /// Reads and checks the positions and counts. Under the lock.
-    #[inline(always)]
-    pub(super) fn state(&self, _held: &Held<'_>) -> Result<(u64, u64, u64, u64), Fail> {
-        let c = self.ctl();
-        let (head, tail) = (
-            c.head.load(Ordering::Relaxed),
-            c.tail.load(Ordering::Relaxed),
-        );
-        let (puts, gets) = (
-            c.puts.load(Ordering::Relaxed),
-            c.gets.load(Ordering::Relaxed),
-        );
-        // Every counter is read from memory another process writes: besides their relations,
-        // check that the largest step a holder may add to each (one item, one ring's worth of
-        // bytes) cannot overflow, so the arithmetic below never wraps or panics.
-        if tail < head
-            || tail - head > self.cap
-            || puts < gets
-            || head % 8 != 0
-            || tail % 8 != 0
-            || puts == u64::MAX
-            || tail > u64::MAX - 2 * self.cap
-        {
-            return Err(self.corrupt(format!(
-                "head {head}, tail {tail}, puts {puts}, gets {gets}"
-            )));
+    /// Takes the get lock, then the put lock; repairs the state if either was poisoned.
+    #[cold]
+    fn lock_both(&self, fast: Side, wait: Wait) -> Result<Held<'_>, Fail> {
+        let ctl = self.ctl();
+        let got = lock_one(&ctl.get_lock, wait)?;
+        let put = match lock_one(&ctl.put_lock, wait) {
+            Ok(put) => put,
+            Err(f) => {
+                // SAFETY: taken above by this thread.
+                unsafe { ctl.get_lock.unlock() };
+                return Err(f);
+            }
+        };
+        let held = Held {
+            core: self,
+            side: Side::Both,
+            fast,
+        };
+        if got == Acquired::Poisoned || put == Acquired::Poisoned {
+            self.repair(&held)?; // on error the locks stay poisoned: every user is told
+            ctl.get_lock.set_poisoned(false);
+            ctl.put_lock.set_poisoned(false);
         }
-        Ok((head, tail, puts, gets))
+        Ok(held)
+    }
+
+    /// Lets go of a one-sided hold and takes both locks (in order), for a step that needs
+    /// both (a spill, a sleep); the caller checks its condition again, since the queue may
+    /// have changed in between. After a later wait, the caller's side is taken again.
+    #[cold]
+    pub(super) fn upgrade<'a>(&'a self, held: Held<'a>, wait: Wait) -> Result<Held<'a>, Fail> {
+        if held.both() {
+            return Ok(held);
+        }
+        let fast = held.fast;
+        drop(held);
+        self.lock_both(fast, wait)
+    }
+
+    /// The positions and counts, checked. Under the lock.
+    ///
+    /// With one lock held, the other side's pair comes from this handle's last reading of it
+    /// (see "Two locks" in the module docs), read again only when it looks wrong here or when
+    /// the caller would wait ([`refresh`](Self::refresh)). An old reading is a past state of
+    /// counts that only grow, so it can only make the queue look fuller to a putter, or
+    /// emptier to a getter, than it is.
+    #[inline(always)]
+    pub(super) fn state(&self, held: &Held<'_>) -> Result<(u64, u64, u64, u64), Fail> {
+        let c = self.ctl();
+        let (puts, tail, gets, head) = match held.side {
+            Side::Put => (
+                c.puts.load(Ordering::Relaxed),
+                c.tail.load(Ordering::Relaxed),
+                self.seen_gets.load(Ordering::Relaxed),
+                self.seen_head.load(Ordering::Relaxed),
+            ),
+            Side::Get => (
+                self.seen_puts.load(Ordering::Relaxed),
+                self.seen_tail.load(Ordering::Relaxed),
+                c.gets.load(Ordering::Relaxed),
+                c.head.load(Ordering::Relaxed),
+            ),
+            Side::Both => {
+                self.refresh(held);
+                (
+                    c.puts.load(Ordering::Relaxed),
+                    c.tail.load(Ordering::Relaxed),
+                    c.gets.load(Ordering::Relaxed),
+                    c.head.load(Ordering::Relaxed),
+                )
+            }
+        };
+        if valid(head, tail, puts, gets, self.cap) {
+            return Ok((head, tail, puts, gets));
+        }
+        if held.side != Side::Both && self.refresh(held) {
+            // The old reading was too old to fit the fresh side (another handle's puts or
+            // gets went further since): judge the fresh one.
+            return self.state_fresh(held);
+        }
+        Err(self.corrupt(format!(
+            "head {head}, tail {tail}, puts {puts}, gets {gets}"
+        )))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn state_fresh(&self, held: &Held<'_>) -> Result<(u64, u64, u64, u64), Fail> {
+        self.state(held)
+    }
+
+    /// Reads the other side's counters again into this handle's reading of them (all four
+    /// when both locks are held); whether they had moved since. Under the lock.
+    pub(super) fn refresh(&self, held: &Held<'_>) -> bool {
+        let c = self.ctl();
+        // SYNC: commit-put, commit-get. Read a side's count before its position (its commit
+        // stores them the other way round), so that a getter that sees item `puts - 1` sees
+        // its frame before `tail`, and a putter that sees a get counted sees its frame's space
+        // free.
+        let mut moved = false;
+        if held.puts() {
+            let (gets, head) = (
+                c.gets.load(Ordering::Acquire),
+                c.head.load(Ordering::Acquire),
+            );
+            moved |= remember(&self.seen_gets, gets) | remember(&self.seen_head, head);
+        }
+        if held.gets() {
+            let (puts, tail) = (
+                c.puts.load(Ordering::Acquire),
+                c.tail.load(Ordering::Acquire),
+            );
+            moved |= remember(&self.seen_puts, puts) | remember(&self.seen_tail, tail);
+        }
+        moved
     }
 
     pub(super) fn read_header(&self, at: u64) -> FrameHeader {
@@ -423,10 +638,11 @@ impl QueueCore {
     }
 
     /// Writes `bytes` at ring offset `at`. Under the lock; `at + bytes.len() <= cap`.
-    pub(super) fn write(&self, _held: &Held<'_>, at: u64, bytes: &[u8]) {
-        assert!(at + bytes.len() as u64 <= self.cap);
-        // SAFETY: in bounds (asserted); we hold the lock, and the region lies beyond `tail`,
-        // where no one reads; `bytes` is private memory, so the two do not overlap.
+    pub(super) fn write(&self, held: &Held<'_>, at: u64, bytes: &[u8]) {
+        assert!(held.puts() && at + bytes.len() as u64 <= self.cap);
+        // SAFETY: in bounds (asserted); we hold the put lock (asserted), so no other put
+        // writes, and the region lies beyond `tail`, where no get reads; `bytes` is private
+        // memory, so the two do not overlap.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 bytes.as_ptr(),
@@ -437,11 +653,12 @@ impl QueueCore {
     }
 
     /// The payload bytes of a frame at `at`. Under the lock; checked by `ring::oldest`.
-    pub(super) fn payload<'h>(&'h self, _held: &'h Held<'_>, at: u64, len: u32) -> &'h [u8] {
-        assert!(at + HEADER + u64::from(len) <= self.cap);
-        // SAFETY: in bounds (asserted). We hold the lock and the frame lies between `head` and
-        // `tail`, which only a lock holder changes, so no shmkit process writes it while this
-        // borrow (tied to the held lock) lives.
+    pub(super) fn payload<'h>(&'h self, held: &'h Held<'_>, at: u64, len: u32) -> &'h [u8] {
+        assert!(held.gets() && at + HEADER + u64::from(len) <= self.cap);
+        // SAFETY: in bounds (asserted). We hold the get lock (asserted) and the frame lies
+        // between `head` and `tail`: only a holder of the get lock moves `head` past it, and
+        // putters write only beyond `tail`, so no shmkit process writes it while this borrow
+        // (tied to the held lock) lives.
         unsafe {
             std::slice::from_raw_parts(self.ring.add((at + HEADER) as usize).as_ptr(), len as usize)
         }
@@ -482,6 +699,7 @@ impl QueueCore {
         wait: Wait,
     ) -> Result<Held<'a>, Fail> {
         let seen = counter.load(Ordering::Relaxed);
+        let fast = held.fast;
         drop(held);
         let budget = self.spin_budget.load(Ordering::Relaxed);
         let calls = self.spin_calls.fetch_add(1, Ordering::Relaxed);
@@ -526,12 +744,16 @@ impl QueueCore {
             self.yielding
                 .wait(deadline, || counter.load(Ordering::Relaxed) != seen);
         }
-        self.lock(wait)
+        self.lock_side(fast, wait)
     }
 
     /// Waits for a change, after which every condition (closed included) is checked again
     /// under the lock: in turn, a brief watch of `counter` (see [`spin`](Self::spin)), then a
     /// sleep on `list` (with `poll`, at most that long). Returns with the lock held again.
+    ///
+    /// A sleeper registers holding both locks (so that no waker, whichever lock it holds,
+    /// claims between its last check and its registration): a one-sided hold is first
+    /// upgraded, and the caller checks its condition once more before the sleep.
     #[inline]
     pub(super) fn wait_turn<'a>(
         &'a self,
@@ -542,9 +764,16 @@ impl QueueCore {
         wait: Wait,
         poll: Option<std::time::Duration>,
     ) -> Result<Held<'a>, Fail> {
+        if self.refresh(&held) {
+            // This handle's reading of the other side was old: check again, without waiting.
+            return Ok(held);
+        }
         if !*spun && !matches!(wait, Wait::No) {
             *spun = true;
             return self.spin(held, counter, wait);
+        }
+        if !held.both() && !matches!(wait, Wait::No) {
+            return self.upgrade(held, wait);
         }
         *spun = false;
         self.sleep(held, list, wait, poll)
@@ -568,6 +797,10 @@ impl QueueCore {
             },
             Wait::Forever => None,
         };
+        if !held.both() {
+            // Registering under one lock could miss a wake-up from the other side.
+            return self.upgrade(held, wait);
+        }
         self.not_claiming()?;
         let timeout = match (timeout, poll) {
             (Some(t), Some(p)) => Some(t.min(p)),
@@ -575,9 +808,12 @@ impl QueueCore {
         };
         list.enter();
         let seq = list.seq();
+        let fast = held.fast;
         drop(held);
         list.sleep(seq, timeout);
-        let held = self.lock(wait)?;
+        // Both locks again to leave, as to enter: a list's counts are changed under a lock its
+        // every waker holds (the put lock for `not_empty`, the get lock for `not_full`).
+        let held = self.lock_both(fast, wait)?;
         list.leave();
         // Take back one wake-up, meant for us or not: either way a sleeper has left.
         list.take_signal();
@@ -595,7 +831,7 @@ impl QueueCore {
         // written outside the lock; the ring then carries a reference to it.
         let mut spilled: Option<(SpillRef, Segment)> = None;
         let mut spun = false;
-        let mut held = self.lock(wait)?;
+        let mut held = self.lock_put(wait)?;
         loop {
             if ctl.closed.load(Ordering::Relaxed) != 0 {
                 return Err(Fail::Closed); // dropping `spilled` removes its segment
@@ -623,11 +859,19 @@ impl QueueCore {
                     }
                     self.write_frame(&held, tail, pl, puts, INLINE, parts);
                     // SYNC: commit-put. The lock's release publishes the frame.
-                    ctl.tail.store(pl.new_tail(tail, size), Ordering::Relaxed);
-                    ctl.puts.store(puts + 1, Ordering::Relaxed);
+                    ctl.tail.store(pl.new_tail(tail, size), Ordering::Release);
+                    ctl.puts.store(puts + 1, Ordering::Release);
                     break;
                 }
+                if spilled.is_none() && inline_ok && self.refresh(&held) {
+                    continue; // gets since this handle last looked may have made room
+                }
                 match &spilled {
+                    None if !held.both() => {
+                        // Looking at the spills the ring names needs both locks.
+                        held = self.upgrade(held, wait)?;
+                        continue;
+                    }
                     None => {
                         let referenced = self.spill_refs_now_and_then(&held);
                         drop(held);
@@ -635,7 +879,7 @@ impl QueueCore {
                             self.reclaim_spills(None, &referenced);
                         }
                         spilled = Some(spill::write(&self.name, parts)?);
-                        held = self.lock(wait)?;
+                        held = self.lock_put(wait)?;
                         continue;
                     }
                     Some((sref, _)) => {
@@ -658,8 +902,8 @@ impl QueueCore {
                             );
                             // SYNC: commit-put.
                             ctl.tail
-                                .store(pl.new_tail(tail, ref_size), Ordering::Relaxed);
-                            ctl.puts.store(puts + 1, Ordering::Relaxed);
+                                .store(pl.new_tail(tail, ref_size), Ordering::Release);
+                            ctl.puts.store(puts + 1, Ordering::Release);
                             break;
                         }
                     }
@@ -721,14 +965,15 @@ impl QueueCore {
     /// written in place before a commit. Under the lock; `at + len <= cap`.
     pub(super) fn free_space<'h>(
         &'h self,
-        _held: &'h mut Held<'_>,
+        held: &'h mut Held<'_>,
         at: u64,
         len: usize,
     ) -> &'h mut [u8] {
-        assert!(at + len as u64 <= self.cap);
-        // SAFETY: in bounds (asserted). We hold the lock and the region lies beyond `tail`,
-        // where no shmkit process reads or writes until a lock holder commits; the borrow is
-        // tied to an exclusive borrow of the held lock, so it is the only reference to it.
+        assert!(held.puts() && at + len as u64 <= self.cap);
+        // SAFETY: in bounds (asserted). We hold the put lock (asserted) and the region lies
+        // beyond `tail`, where no shmkit process reads or writes until a put-lock holder
+        // commits; the borrow is tied to an exclusive borrow of the held lock, so it is the
+        // only reference to it.
         unsafe { std::slice::from_raw_parts_mut(self.ring.add(at as usize).as_ptr(), len) }
     }
 
@@ -782,7 +1027,7 @@ impl QueueCore {
     pub(super) fn wait_for_item(&self, wait: Wait) -> Result<Option<(Held<'_>, Positions)>, Fail> {
         let ctl = self.ctl();
         let mut spun = false;
-        let mut held = self.lock(wait)?;
+        let mut held = self.lock_get(wait)?;
         loop {
             if ctl.held.load(Ordering::Relaxed) != 0 || ctl.returned.load(Ordering::Relaxed) != 0 {
                 return Ok(None);
@@ -804,6 +1049,9 @@ impl QueueCore {
                 // commit, checking now and then that its reader lives (see `claim.rs`).
                 held = self.wait_behind_claim(held, &mut spun, &ctl.gets, &ctl.not_empty, wait)?;
                 continue;
+            }
+            if self.refresh(&held) {
+                continue; // items came since this handle last looked
             }
             if ctl.closed.load(Ordering::Relaxed) != 0 {
                 return Err(Fail::Closed);
@@ -838,8 +1086,8 @@ impl QueueCore {
             )),
         };
         // SYNC: commit-get. The item has been copied out (or its reference has).
-        ctl.head.store(head + found.advance, Ordering::Relaxed);
-        ctl.gets.store(gets + 1, Ordering::Relaxed);
+        ctl.head.store(head + found.advance, Ordering::Release);
+        ctl.gets.store(gets + 1, Ordering::Release);
         outcome
     }
 
@@ -1075,6 +1323,49 @@ impl Drop for QueueCore {
     }
 }
 
+/// Whether positions and counts read from shared memory are consistent. Besides their
+/// relations, checks that the largest step a holder may add to each (one item, one ring's
+/// worth of bytes) cannot overflow, so the arithmetic on them never wraps or panics.
+#[inline(always)]
+fn valid(head: u64, tail: u64, puts: u64, gets: u64, cap: u64) -> bool {
+    tail >= head
+        && tail - head <= cap
+        && puts >= gets
+        && head.is_multiple_of(8)
+        && tail.is_multiple_of(8)
+        && puts != u64::MAX
+        && tail <= u64::MAX - 2 * cap
+}
+
+/// Stores `now` in `seen` (a handle's reading of a counter, under the lock that guards its
+/// reading); whether it differs from what was there.
+#[inline(always)]
+fn remember(seen: &AtomicU64, now: u64) -> bool {
+    let moved = seen.load(Ordering::Relaxed) != now;
+    if moved {
+        seen.store(now, Ordering::Relaxed);
+    }
+    moved
+}
+
+/// Takes one of the queue's locks, waiting as `wait` says (see [`QueueCore::lock`]).
+#[inline]
+fn lock_one(lock: &RawLock, wait: Wait) -> Result<Acquired, Fail> {
+    let outcome = match wait {
+        Wait::Forever => lock.lock().map_err(|_| LockFailure::Deadlock),
+        Wait::No => lock.try_lock_for(TRY_LOCK_PATIENCE),
+        Wait::Until(t) => lock.try_lock_for(t.saturating_duration_since(Instant::now())),
+    };
+    match outcome {
+        Ok(acquired) => Ok(acquired),
+        Err(LockFailure::Busy) if matches!(wait, Wait::No) => Err(Fail::WouldBlock),
+        Err(LockFailure::Busy) => Err(Fail::Timeout),
+        Err(LockFailure::Deadlock) => Err(Fail::Error(Error::Op(Box::new(
+            crate::sync::LockError::<()>::Deadlock,
+        )))),
+    }
+}
+
 /// The ring's positions and counts, as read and checked under the lock.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Positions {
@@ -1098,4 +1389,153 @@ pub(super) enum Next {
     /// Nothing can be taken now; `no_slot`: items wait, but every lease slot is in use;
     /// `claimed`: the oldest item is being read by another get (see `claim.rs`).
     Nothing { no_slot: bool, claimed: bool },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::shm::{Kind, SegmentName, TypeInfo};
+
+    fn queue(maxsize: usize) -> QueueCore {
+        let name = SegmentName::anonymous().unwrap();
+        QueueCore::create(name, Kind::Queue, TypeInfo::of::<u8>(), maxsize, 4096).unwrap()
+    }
+
+    fn other_handle(q: &QueueCore) -> QueueCore {
+        let name = SegmentName::new(q.name()).unwrap();
+        QueueCore::open(name, Kind::Queue, TypeInfo::of::<u8>(), Duration::ZERO).unwrap()
+    }
+
+    fn within(secs: u64) -> Wait {
+        Wait::Until(Instant::now() + Duration::from_secs(secs))
+    }
+
+    fn take(q: &QueueCore, wait: Wait) -> std::result::Result<Vec<u8>, Fail> {
+        q.get(wait, <[u8]>::to_vec)
+    }
+
+    #[test]
+    fn a_handle_whose_reading_of_the_other_side_is_old_reads_it_again() {
+        let a = queue(3);
+        let a2 = other_handle(&a);
+        for i in 0..3 {
+            a.put(&[&[i]], Wait::No).unwrap();
+        }
+        // a2 reads the put side (3 items) and takes one; a takes the other two.
+        assert_eq!(take(&a2, Wait::No).unwrap(), [0]);
+        assert_eq!(take(&a, Wait::No).unwrap(), [1]);
+        assert_eq!(take(&a, Wait::No).unwrap(), [2]);
+        // a2's reading (3 puts) is now behind the gets (3): the queue looks empty, and is.
+        assert!(matches!(take(&a2, Wait::No), Err(Fail::WouldBlock)));
+        a.put(&[&[3]], Wait::No).unwrap();
+        assert_eq!(
+            take(&a2, Wait::No).unwrap(),
+            [3],
+            "an item put since is seen"
+        );
+        // The put side: a2 last read 1 get; the queue is full by a's reading, not by a2's.
+        for i in 4..7 {
+            a.put(&[&[i]], Wait::No).unwrap();
+        }
+        assert!(matches!(a2.put(&[&[9]], Wait::No), Err(Fail::WouldBlock)));
+        assert_eq!(take(&a, Wait::No).unwrap(), [4]);
+        a2.put(&[&[7]], Wait::No).unwrap();
+        let rest: Vec<_> = (0..3).map(|_| take(&a, Wait::No).unwrap()[0]).collect();
+        assert_eq!(rest, [5, 6, 7]);
+    }
+
+    /// A thread that takes one side's lock, runs `work` under it, and exits without unlocking,
+    /// as a killed process would.
+    fn die_holding(q: &'static QueueCore, side: Side, work: impl FnOnce(&Held<'_>) + Send) {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let held = q.lock_side(side, Wait::No).unwrap();
+                assert_eq!(held.side, side);
+                work(&held);
+                std::mem::forget(held);
+            });
+        });
+    }
+
+    #[test]
+    fn a_getter_waiting_beside_a_dead_putters_lock_gets_the_item_it_committed() {
+        let q: &'static QueueCore = Box::leak(Box::new(queue(0)));
+        q.put(&[b"first"], Wait::No).unwrap();
+        // The putter dies after its commit point (`tail`) and before it counts the item.
+        die_holding(q, Side::Put, |held| {
+            let (head, tail, puts, _) = q.state(held).unwrap();
+            let size = ring::frame_size(6);
+            let pl = ring::place(head, tail, q.cap, size).unwrap();
+            q.write_frame(held, tail, pl, puts, INLINE, &[b"second"]);
+            q.ctl()
+                .tail
+                .store(pl.new_tail(tail, size), Ordering::Release);
+        });
+        assert_eq!(take(q, within(5)).unwrap(), b"first");
+        // The get lock alone shows no second item; the getter finds the dead holder when it
+        // takes both locks to sleep, and the repair counts the item.
+        assert_eq!(take(q, within(5)).unwrap(), b"second");
+        assert!(matches!(take(q, Wait::No), Err(Fail::WouldBlock)));
+        q.put(&[b"third"], Wait::No).unwrap();
+        assert_eq!(take(q, Wait::No).unwrap(), b"third");
+    }
+
+    #[test]
+    fn a_getter_that_dies_after_its_commit_took_its_item() {
+        let q: &'static QueueCore = Box::leak(Box::new(queue(2)));
+        for item in [b"one", b"two"] {
+            q.put(&[item], Wait::No).unwrap();
+        }
+        // The getter dies after its commit point (`head`) and before it counts the get.
+        die_holding(q, Side::Get, |held| {
+            q.refresh(held); // this handle has not looked at the put side yet
+            let (head, tail, puts, gets) = q.state(held).unwrap();
+            let found = q.oldest_frame(head, tail, puts, gets).unwrap();
+            q.ctl().head.store(head + found.advance, Ordering::Release);
+        });
+        // The queue looks full to the put lock alone (2 puts, 0 gets counted) until the next
+        // getter repairs it; the get takes the second item, not the first again.
+        assert!(matches!(
+            q.put(&[b"three"], Wait::No),
+            Err(Fail::WouldBlock)
+        ));
+        assert_eq!(take(q, within(5)).unwrap(), b"two");
+        q.put(&[b"three"], Wait::No).unwrap();
+        q.put(&[b"four"], Wait::No).unwrap();
+        assert_eq!(take(q, Wait::No).unwrap(), b"three");
+        assert_eq!(take(q, Wait::No).unwrap(), b"four");
+    }
+
+    #[test]
+    fn putters_and_getters_on_many_threads_lose_and_repeat_nothing() {
+        let q: &'static QueueCore = Box::leak(Box::new(queue(8)));
+        const PER: u32 = 20_000;
+        let sums: Vec<u64> = std::thread::scope(|s| {
+            for t in 0..3u32 {
+                s.spawn(move || {
+                    for i in 0..PER {
+                        q.put(&[&(t * PER + i).to_le_bytes()], within(20)).unwrap();
+                    }
+                });
+            }
+            let getters: Vec<_> = (0..3)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut sum = 0u64;
+                        for _ in 0..PER {
+                            let item = take(q, within(20)).unwrap();
+                            sum += u64::from(u32::from_le_bytes(item.try_into().unwrap()));
+                        }
+                        sum
+                    })
+                })
+                .collect();
+            getters.into_iter().map(|g| g.join().unwrap()).collect()
+        });
+        let n = u64::from(3 * PER);
+        assert_eq!(sums.iter().sum::<u64>(), n * (n - 1) / 2);
+        assert!(matches!(take(q, Wait::No), Err(Fail::WouldBlock)));
+    }
 }

@@ -37,4 +37,4 @@ pub use joinable::JoinableQueue;
 pub use lease::{Lease, LeaseCounts};
 pub use typed::{DEFAULT_CAPACITY, Queue};
 
-pub(crate) use core::{QueueCore, counters};
+pub(crate) use core::{GET_LOCK_AT, QueueCore, counters};

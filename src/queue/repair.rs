@@ -51,8 +51,8 @@ impl QueueCore {
                 (m, m)
             }
         };
-        c.puts.store(puts, Ordering::Relaxed);
-        c.gets.store(gets, Ordering::Relaxed);
+        c.puts.store(puts, Ordering::Release);
+        c.gets.store(gets, Ordering::Release);
         // A consumer may have died between moving an item to a lease slot and taking it from
         // the ring (see `queue/slots.rs`), or between a slot's commit and its counts.
         self.repair_slots(held, first)?;

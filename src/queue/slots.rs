@@ -182,10 +182,10 @@ impl QueueCore {
     }
 
     /// The item bytes of slot `i`. Under the lock; `len <= SLOT_INLINE`.
-    fn slot_bytes<'h>(&'h self, _held: &'h Held<'_>, i: u32, len: u32) -> &'h [u8] {
-        assert!(i < self.slots && u64::from(len) <= SLOT_INLINE);
+    fn slot_bytes<'h>(&'h self, held: &'h Held<'_>, i: u32, len: u32) -> &'h [u8] {
+        assert!(held.both() && i < self.slots && u64::from(len) <= SLOT_INLINE);
         // SAFETY: inside slot `i` (as in `slot`, and `SLOT_HEADER + len <= SLOT_SIZE`). Slot
-        // bytes are written only under the lock, which we hold for as long as the borrow.
+        // bytes are written only under both locks, which we hold for as long as the borrow.
         unsafe {
             std::slice::from_raw_parts(
                 self.ring_ptr()
@@ -197,9 +197,9 @@ impl QueueCore {
     }
 
     /// Writes `bytes` as the item of slot `i`, which is FREE. Under the lock.
-    fn write_slot_bytes(&self, _held: &Held<'_>, i: u32, bytes: &[u8]) {
-        assert!(i < self.slots && bytes.len() as u64 <= SLOT_INLINE);
-        // SAFETY: inside slot `i` (as in `slot_bytes`); we hold the lock and the slot is FREE,
+    fn write_slot_bytes(&self, held: &Held<'_>, i: u32, bytes: &[u8]) {
+        assert!(held.both() && i < self.slots && bytes.len() as u64 <= SLOT_INLINE);
+        // SAFETY: inside slot `i` (as in `slot_bytes`); we hold both locks and the slot is FREE,
         // so no one reads it; `bytes` is private memory or the ring, never this slot.
         unsafe {
             std::ptr::copy_nonoverlapping(
@@ -471,8 +471,8 @@ impl QueueCore {
                 // repair frees the slot if we die before the next store.
                 s.state.store(HELD, Ordering::Relaxed);
                 // SYNC: commit-get.
-                ctl.head.store(head + found.advance, Ordering::Relaxed);
-                ctl.gets.store(gets + 1, Ordering::Relaxed);
+                ctl.head.store(head + found.advance, Ordering::Release);
+                ctl.gets.store(gets + 1, Ordering::Release);
                 let h = ctl.held.load(Ordering::Relaxed);
                 ctl.held.store(h.saturating_add(1), Ordering::Relaxed);
                 (i, 1, outcome, ctl.not_full.claim(u32::MAX))

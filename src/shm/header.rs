@@ -26,7 +26,7 @@ use crate::error::Error;
 /// The first eight bytes of every header: `SHMKIT` and two version-independent marker bytes.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMKIT\x00\x7f");
 /// The layout version this build reads and writes.
-pub(crate) const FORMAT_VERSION: u32 = 4;
+pub(crate) const FORMAT_VERSION: u32 = 5;
 /// Set in a header's `transit` word when the owner's last handle went while hand-overs were in
 /// flight: the name was left for them, and the receiver that claims the last one owns it.
 pub(crate) const ORPHANED: u32 = 1 << 31;

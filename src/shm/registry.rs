@@ -11,8 +11,8 @@ use memmap2::MmapOptions;
 
 use super::header::{HEADER_SIZE, Header, HeaderFields, Kind, MAGIC, ORPHANED, READY};
 
-/// How many bytes of a control block `segments` copies out.
-const CONTROL_PEEK: u64 = 128;
+/// How many bytes of a control block `segments` copies out: a queue's counters end at 284.
+const CONTROL_PEEK: u64 = 320;
 use super::name::{PREFIX, SegmentName};
 use crate::error::{Error, Result};
 use crate::sys;

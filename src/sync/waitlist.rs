@@ -5,7 +5,9 @@
 //! Three words: the futex word sleepers sleep on, changed by every wake-up; how many sleepers
 //! are registered; and how many wake-ups (*signals*) were sent to them and not yet taken back.
 //! Everything but the futex wait itself happens under the lock of the object the list belongs
-//! to, so the counts need no read-modify-write atomics. A burst of notifications wakes a
+//! to, so the counts need no read-modify-write atomics. (A queue has two locks: its sleepers
+//! register and leave holding both, and each list's wakers hold the one lock of their side,
+//! so every change of a list's counts is still made under one lock, see `queue/core.rs`.) A burst of notifications wakes a
 //! sleeper once, not once each, and `claim(n)` hands out at most `n` signals: a Condition's
 //! `notify(n)` lets at most `n` waiters return. A sleeper killed in its sleep stays counted;
 //! that costs a spare wake-up now and then, never a lost one.
