@@ -148,10 +148,15 @@ fn queue_small() -> Res<()> {
 }
 
 /// 1 producer process -> parent, 1 MiB messages, maxsize 8. The ring holds the 8 items (and
-/// the padding a wrap can cost), as the C reference's 8 slots of 1 MiB do.
+/// the padding a wrap can cost), as the C reference's 8 slots of 1 MiB do. As many items as
+/// the C reference and the Rust peers move, so that starting the producer process (and its
+/// first pass over fresh ring pages) weighs as much in each system's time.
 fn queue_large() -> Res<()> {
-    queue_one_to_one("queue_large", n(2_000), 1 << 20, 8, 10 << 20)
+    queue_one_to_one("queue_large", n(LARGE_ITEMS), 1 << 20, 8, 10 << 20)
 }
+
+/// Items of `queue_large` and `queue_large_in_place`: the C reference's count.
+const LARGE_ITEMS: usize = 5_000;
 
 /// The producer side of `queue_large_in_place`: each item copied once, into the ring.
 fn produce_in_place_child() -> Res<()> {
@@ -169,7 +174,7 @@ fn produce_in_place_child() -> Res<()> {
 /// does (`rust_peers`): the producer copies each 1 MiB item into the ring once (`put_with`),
 /// the parent reads its length and last byte in place (`get_with`).
 fn queue_large_in_place() -> Res<()> {
-    let (count, size) = (n(2_000), 1usize << 20);
+    let (count, size) = (n(LARGE_ITEMS), 1usize << 20);
     let q = Queue::<Vec<u8>>::with_capacity(8, 10 << 20)?;
     let (count_s, size_s) = (count.to_string(), size.to_string());
     let t0 = Instant::now();
