@@ -558,46 +558,68 @@ impl QueueCore {
     #[inline(always)]
     pub(super) fn state(&self, held: &Held<'_>) -> Result<(u64, u64, u64, u64), Fail> {
         let c = self.ctl();
-        let (puts, tail, gets, head) = match held.side {
-            Side::Put => (
-                c.puts.load(Ordering::Relaxed),
-                c.tail.load(Ordering::Relaxed),
-                self.seen_gets.load(Ordering::Relaxed),
-                self.seen_head.load(Ordering::Relaxed),
-            ),
-            Side::Get => (
-                self.seen_puts.load(Ordering::Relaxed),
-                self.seen_tail.load(Ordering::Relaxed),
-                c.gets.load(Ordering::Relaxed),
-                c.head.load(Ordering::Relaxed),
-            ),
+        let (head, tail, puts, gets) = match held.side {
             Side::Both => {
                 self.refresh(held);
                 (
-                    c.puts.load(Ordering::Relaxed),
-                    c.tail.load(Ordering::Relaxed),
-                    c.gets.load(Ordering::Relaxed),
                     c.head.load(Ordering::Relaxed),
+                    c.tail.load(Ordering::Relaxed),
+                    c.puts.load(Ordering::Relaxed),
+                    c.gets.load(Ordering::Relaxed),
                 )
             }
+            side => self.positions(side),
         };
         if valid(head, tail, puts, gets, self.cap) {
             return Ok((head, tail, puts, gets));
         }
         if held.side != Side::Both && self.refresh(held) {
-            // The old reading was too old to fit the fresh side (another handle's puts or
-            // gets went further since): judge the fresh one.
-            return self.state_fresh(held);
+            return self.state_again(held);
         }
         Err(self.corrupt(format!(
             "head {head}, tail {tail}, puts {puts}, gets {gets}"
         )))
     }
 
+    /// After a reading that did not fit and a refresh that found the other side moved
+    /// (another handle's puts or gets went further): judges the fresh reading, once.
     #[cold]
     #[inline(never)]
-    fn state_fresh(&self, held: &Held<'_>) -> Result<(u64, u64, u64, u64), Fail> {
-        self.state(held)
+    fn state_again(&self, held: &Held<'_>) -> Result<(u64, u64, u64, u64), Fail> {
+        let (head, tail, puts, gets) = self.positions(held.side);
+        if valid(head, tail, puts, gets, self.cap) {
+            return Ok((head, tail, puts, gets));
+        }
+        Err(self.corrupt(format!(
+            "head {head}, tail {tail}, puts {puts}, gets {gets}"
+        )))
+    }
+
+    /// `head`, `tail`, `puts` and `gets`: this side's from memory, the other's from this
+    /// handle's reading (both from memory when both locks are held).
+    #[inline(always)]
+    fn positions(&self, side: Side) -> (u64, u64, u64, u64) {
+        let c = self.ctl();
+        match side {
+            Side::Put => (
+                self.seen_head.load(Ordering::Relaxed),
+                c.tail.load(Ordering::Relaxed),
+                c.puts.load(Ordering::Relaxed),
+                self.seen_gets.load(Ordering::Relaxed),
+            ),
+            Side::Get => (
+                c.head.load(Ordering::Relaxed),
+                self.seen_tail.load(Ordering::Relaxed),
+                self.seen_puts.load(Ordering::Relaxed),
+                c.gets.load(Ordering::Relaxed),
+            ),
+            Side::Both => (
+                c.head.load(Ordering::Relaxed),
+                c.tail.load(Ordering::Relaxed),
+                c.puts.load(Ordering::Relaxed),
+                c.gets.load(Ordering::Relaxed),
+            ),
+        }
     }
 
     /// Reads the other side's counters again into this handle's reading of them (all four
