@@ -68,6 +68,20 @@ fn has_lock(kind: Kind) -> bool {
     )
 }
 
+/// One report for a queue's two locks: the one that is held (the put lock if both are),
+/// poisoned if either is.
+fn held_of(put_lock: LockReport, get_lock: LockReport) -> LockReport {
+    let held = if put_lock.holder_tid.is_some() {
+        put_lock
+    } else {
+        get_lock
+    };
+    LockReport {
+        poisoned: put_lock.poisoned || get_lock.poisoned,
+        ..held
+    }
+}
+
 fn report(segment: SegmentInfo) -> Report {
     let kind = segment.kind;
     let control = &segment.control;
@@ -78,29 +92,18 @@ fn report(segment: SegmentInfo) -> Report {
             poisoned,
         })
     };
+    let is_queue = kind.is_some_and(|k| matches!(k, Kind::Queue | Kind::JoinableQueue));
+    // A queue has a second lock, its get lock.
+    let get_lock = is_queue
+        .then(|| control.get(crate::queue::GET_LOCK_AT..))
+        .flatten()
+        .and_then(describe);
     let lock = kind
         .filter(|k| has_lock(*k))
         .and_then(|_| describe(control))
-        .map(|put_lock| {
-            // A queue has a second lock, its get lock: report the one that is held (the put
-            // lock if both are), poisoned if either is.
-            let get_lock = kind
-                .filter(|k| matches!(k, Kind::Queue | Kind::JoinableQueue))
-                .and_then(|_| describe(control.get(crate::queue::GET_LOCK_AT..)?));
-            match get_lock {
-                Some(g) => LockReport {
-                    poisoned: put_lock.poisoned || g.poisoned,
-                    ..if put_lock.holder_tid.is_none() {
-                        g
-                    } else {
-                        put_lock
-                    }
-                },
-                None => put_lock,
-            }
-        });
-    let queue = kind
-        .filter(|k| matches!(k, Kind::Queue | Kind::JoinableQueue))
+        .map(|first| get_lock.map_or(first, |g| held_of(first, g)));
+    let queue = is_queue
+        .then_some(())
         .and_then(|_| crate::queue::counters(control))
         .map(|c| QueueReport {
             items: c

@@ -147,6 +147,11 @@ const _: () = assert!(std::mem::offset_of!(Control, get_lock) == 128);
 const _: () = assert!(std::mem::offset_of!(Control, head) == 192);
 const _: () = assert!(std::mem::offset_of!(Control, done) == 256);
 const _: () = assert!(std::mem::size_of::<Control>() == 576);
+/// `shmkit ls` and `inspect` see a queue's counters (`counters`) in the control bytes they copy.
+const _: () = assert!(
+    std::mem::offset_of!(Control, closed) + 4 <= crate::shm::CONTROL_PEEK as usize
+        && GET_LOCK_AT + 16 <= crate::shm::CONTROL_PEEK as usize
+);
 
 /// Where the get lock lies in the control block (the put lock is at its start), for
 /// inspection from outside.
@@ -557,16 +562,10 @@ impl QueueCore {
     /// emptier to a getter, than it is.
     #[inline(always)]
     pub(super) fn state(&self, held: &Held<'_>) -> Result<(u64, u64, u64, u64), Fail> {
-        let c = self.ctl();
         let (head, tail, puts, gets) = match held.side {
             Side::Both => {
-                self.refresh(held);
-                (
-                    c.head.load(Ordering::Relaxed),
-                    c.tail.load(Ordering::Relaxed),
-                    c.puts.load(Ordering::Relaxed),
-                    c.gets.load(Ordering::Relaxed),
-                )
+                self.refresh(held); // keep both readings current while both are at hand
+                self.positions(Side::Both)
             }
             side => self.positions(side),
         };
@@ -576,9 +575,7 @@ impl QueueCore {
         if held.side != Side::Both && self.refresh(held) {
             return self.state_again(held);
         }
-        Err(self.corrupt(format!(
-            "head {head}, tail {tail}, puts {puts}, gets {gets}"
-        )))
+        Err(self.corrupt_positions((head, tail, puts, gets)))
     }
 
     /// After a reading that did not fit and a refresh that found the other side moved
@@ -590,9 +587,14 @@ impl QueueCore {
         if valid(head, tail, puts, gets, self.cap) {
             return Ok((head, tail, puts, gets));
         }
-        Err(self.corrupt(format!(
+        Err(self.corrupt_positions((head, tail, puts, gets)))
+    }
+
+    #[cold]
+    fn corrupt_positions(&self, (head, tail, puts, gets): (u64, u64, u64, u64)) -> Fail {
+        self.corrupt(format!(
             "head {head}, tail {tail}, puts {puts}, gets {gets}"
-        )))
+        ))
     }
 
     /// `head`, `tail`, `puts` and `gets`: this side's from memory, the other's from this

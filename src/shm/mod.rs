@@ -40,7 +40,7 @@ mod tracker;
 pub use header::Kind;
 pub use name::MAX_NAME_LEN;
 pub use owned::{cleanup_on_signals, unlink_owned};
-pub(crate) use registry::writer_alive;
+pub(crate) use registry::{CONTROL_PEEK, writer_alive};
 pub use registry::{SegmentInfo, remove, remove_stale, remove_stale_if, segments};
 #[cfg(feature = "process")]
 pub(crate) use tracker::reclaim_in_background;

@@ -11,8 +11,9 @@ use memmap2::MmapOptions;
 
 use super::header::{HEADER_SIZE, Header, HeaderFields, Kind, MAGIC, ORPHANED, READY};
 
-/// How many bytes of a control block `segments` copies out: a queue's counters end at 284.
-const CONTROL_PEEK: u64 = 320;
+/// How many bytes of a control block `segments` copies out: enough for a queue's counters and
+/// both its locks (asserted in `queue/core.rs`).
+pub(crate) const CONTROL_PEEK: u64 = 320;
 use super::name::{PREFIX, SegmentName};
 use crate::error::{Error, Result};
 use crate::sys;
