@@ -172,25 +172,50 @@ pub fn redis_url() -> String {
 
 /// A free TCP port on 127.0.0.1 (for a server a test starts itself).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    use std::hash::{BuildHasher, RandomState};
+    // Below the kernel's ephemeral range (32768 up on Linux): an outgoing connection from a
+    // parallel test cannot take the port while a server is down, and a probe cannot connect
+    // to itself (a socket whose source port is the port probed connects to itself).
+    let random = RandomState::new();
+    for attempt in 0u32..1000 {
+        let port = 20_000 + (random.hash_one(attempt) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000")
 }
 
-/// Starts `redis-server` on `port` (persistence off) and waits until it listens; the caller
-/// kills it. For the tests that restart a server under a live handle.
+/// Starts `redis-server` on `port` (persistence off) and waits until it answers `PING`; the
+/// caller kills it. For the tests that restart a server under a live handle.
 pub fn start_redis(port: u16) -> Child {
-    let child = Command::new("redis-server")
+    let mut child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("redis-server (installed by .ci/run)");
-    wait_until("redis-server listens", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    wait_until("redis-server answers PING", Duration::from_secs(20), || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("redis-server on port {port} exited before it answered: {status}");
+        }
+        redis_answers(port)
     });
     child
+}
+
+/// Whether a Redis server on `port` answers `PING` with `+PONG`. A bare connect is not
+/// enough: it may reach another listener, or the probe itself.
+fn redis_answers(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let mut reply = [0u8; 7];
+    s.set_read_timeout(Some(Duration::from_millis(500))).is_ok()
+        && s.write_all(b"PING\r\n").is_ok()
+        && s.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
 }
 
 /// Declares tests that run only with the `redis` feature and a server (`SHMKIT_REDIS_URL`);
