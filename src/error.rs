@@ -138,6 +138,17 @@ pub enum Error {
         /// Its permission bits.
         mode: u32,
     },
+    /// Shared memory (`/dev/shm`) has no room for a new segment of `size` bytes. Every page of
+    /// a segment is reserved when it is made, so a full `/dev/shm` is this error and never a
+    /// SIGBUS at a later write (Python's `shared_memory` crashes that way in a container whose
+    /// `/dev/shm` is small).
+    #[error("no room in shared memory for segment {name:?} ({size} bytes)")]
+    NoSpace {
+        /// The segment's name.
+        name: String,
+        /// The bytes it needed.
+        size: u64,
+    },
     /// A system call failed.
     #[error("{op} failed: {source}")]
     Io {

@@ -246,3 +246,36 @@ fn replayed_fuzz_inputs_return_without_panicking() {
         }
     }
 }
+
+/// Free bytes in `/dev/shm` for this user.
+fn shm_free_bytes() -> u64 {
+    let path = std::ffi::CString::new("/dev/shm").unwrap();
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `st` is writable for one statvfs.
+    assert_eq!(unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) }, 0);
+    // SAFETY: statvfs returned 0, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    st.f_bavail * st.f_frsize
+}
+
+/// Python's `shared_memory` maps a sparse file, and a write into a page a full `/dev/shm`
+/// cannot back kills the process with SIGBUS (a container's 64 MiB `/dev/shm` is the usual
+/// case). shmkit reserves every page when it makes the segment: a segment larger than the free
+/// space is `NoSpace` at creation, nothing is left behind, and a segment that fits is usable.
+#[test]
+fn a_segment_larger_than_free_shared_memory_is_an_error_not_a_sigbus() {
+    let len = usize::try_from(shm_free_bytes() + (1 << 30)).unwrap();
+    let name = unique("nospace");
+    match Array::<u8>::create(&name, len) {
+        Err(Error::NoSpace { name: n, size }) => {
+            assert_eq!(n, name);
+            assert!(size >= len as u64, "{size} < {len}");
+        }
+        Err(e) => panic!("expected NoSpace, got {e}"),
+        Ok(_) => panic!("a {len}-byte array was made in a /dev/shm with less room"),
+    }
+    assert_gone(&name);
+    let fits = Array::<u8>::create(&name, 1 << 20).unwrap();
+    fits.set((1 << 20) - 1, 7).unwrap();
+    assert_eq!(fits.get((1 << 20) - 1).unwrap(), 7);
+}

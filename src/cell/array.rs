@@ -38,7 +38,7 @@ impl<T: Pod> Array<T> {
     /// Creates an anonymous array of `len` zeroed elements.
     ///
     /// # Errors
-    /// [`Error::TooLarge`](crate::Error::TooLarge) or [`Error::Io`](crate::Error::Io).
+    /// [`Error::TooLarge`](crate::Error::TooLarge), [`Error::NoSpace`](crate::Error::NoSpace) or [`Error::Io`](crate::Error::Io).
     pub fn new(len: usize) -> Result<Self> {
         Self::wrap(CellCore::create(
             SegmentName::anonymous()?,
@@ -66,7 +66,7 @@ impl<T: Pod> Array<T> {
     ///
     /// # Errors
     /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::AlreadyExists`](crate::Error::AlreadyExists),
-    /// [`Error::TooLarge`](crate::Error::TooLarge) or [`Error::Io`](crate::Error::Io).
+    /// [`Error::TooLarge`](crate::Error::TooLarge), [`Error::NoSpace`](crate::Error::NoSpace) or [`Error::Io`](crate::Error::Io).
     pub fn create(name: &str, len: usize) -> Result<Self> {
         Self::wrap(CellCore::create(
             SegmentName::new(name)?,

@@ -128,7 +128,7 @@ impl<T: Pod> RawArray<T> {
     /// Creates an anonymous raw array of `len` zeroed elements.
     ///
     /// # Errors
-    /// [`Error::TooLarge`](crate::Error::TooLarge) or [`Error::Io`](crate::Error::Io).
+    /// [`Error::TooLarge`](crate::Error::TooLarge), [`Error::NoSpace`](crate::Error::NoSpace) or [`Error::Io`](crate::Error::Io).
     pub fn new(len: usize) -> Result<Self> {
         Self::wrap(CellCore::create(
             SegmentName::anonymous()?,
@@ -154,7 +154,7 @@ impl<T: Pod> RawArray<T> {
     /// Creates the raw array `name` with `len` zeroed elements; fails if it exists.
     ///
     /// # Errors
-    /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::AlreadyExists`](crate::Error::AlreadyExists), [`Error::TooLarge`](crate::Error::TooLarge) or [`Error::Io`](crate::Error::Io).
+    /// [`Error::InvalidName`](crate::Error::InvalidName), [`Error::AlreadyExists`](crate::Error::AlreadyExists), [`Error::TooLarge`](crate::Error::TooLarge), [`Error::NoSpace`](crate::Error::NoSpace) or [`Error::Io`](crate::Error::Io).
     pub fn create(name: &str, len: usize) -> Result<Self> {
         Self::wrap(CellCore::create(
             SegmentName::new(name)?,

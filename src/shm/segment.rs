@@ -108,8 +108,13 @@ impl Segment {
             owned: owned::register(&os_name, &file, spec.kind.has_spills()),
         };
         drop(creating);
-        file.set_len(spec.layout.total_size)
-            .map_err(|e| Error::io("ftruncate", e))?;
+        sys::shm_reserve(&file, spec.layout.total_size).map_err(|e| match e.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::FileTooLarge => Error::NoSpace {
+                name: name.as_str().to_owned(),
+                size: spec.layout.total_size,
+            },
+            _ => Error::io("fallocate", e),
+        })?;
         let map = map(&file, spec.layout.total_size).map_err(|e| Error::io("mmap", e))?;
         let mut seg = Segment {
             name,

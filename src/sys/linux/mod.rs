@@ -12,7 +12,7 @@ pub(crate) use process::parent_pid;
 pub(crate) use process::{SIGKILL, SIGTERM, die_with_parent, exe_identity, signal};
 pub(crate) use shm::{
     SHM_DIR, current_uid, file_identity, file_owner, file_size, page_size, same_file, shm_age,
-    shm_create_exclusive, shm_list, shm_mapped, shm_open_existing, shm_unlink,
+    shm_create_exclusive, shm_list, shm_mapped, shm_open_existing, shm_reserve, shm_unlink,
 };
 pub(crate) use signal::{
     CleanupHook, SignalsBlocked, install_cleanup, unlink_if_same, unlink_prefixed, yield_now,

@@ -53,6 +53,28 @@ pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
     }
 }
 
+/// Gives a new shared memory object its size with every page reserved (`fallocate`), so that a
+/// full `/dev/shm` is an error here rather than a SIGBUS at some later write into a page that
+/// was never backed. A file system without `fallocate` gets a plain (sparse) `ftruncate`.
+pub(crate) fn shm_reserve(file: &File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let Ok(size) = libc::off_t::try_from(len) else {
+        return Err(io::Error::from_raw_os_error(libc::EFBIG));
+    };
+    if size > 0 {
+        // SAFETY: `file` is an open descriptor for the duration of the call; fallocate only
+        // reads its integer arguments.
+        if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if !matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) {
+            return Err(e);
+        }
+    }
+    file.set_len(len)
+}
+
 /// Whether two open files are the same object (same device and inode).
 pub(crate) fn same_file(a: &File, b: &File) -> io::Result<bool> {
     Ok(file_identity(a)? == file_identity(b)?)
