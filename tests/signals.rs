@@ -48,20 +48,32 @@ fn signal(pid: u32, name: &str) {
     assert!(ok, "kill -s {name} {pid}");
 }
 
+/// The names in `/dev/shm` now.
+fn shm_names() -> std::collections::HashSet<String> {
+    std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect()
+}
+
 /// Segments `pid` left: those whose header names it as creator, and, for segments killed
 /// before their header was written, those whose names say so (an anonymous name carries its
-/// creator's pid, the named ones start with `base`).
-fn left_by(pid: u32, base: &str) -> Vec<String> {
+/// creator's pid, the named ones start with `base`). Names in `before` (taken before the child
+/// started) are not its own: pids are reused (pid_max is 32768 here), and a process SIGKILLed
+/// by an earlier test under the same pid may have left a segment that no one has reclaimed yet.
+fn left_by(pid: u32, base: &str, before: &std::collections::HashSet<String>) -> Vec<String> {
     let mut left: Vec<String> = shmkit::shm::segments()
         .unwrap()
         .into_iter()
         .filter(|s| s.creator_pid == Some(pid))
         .map(|s| s.name)
+        .filter(|n| !before.contains(&format!("shmkit-{n}")))
         .collect();
     for entry in std::fs::read_dir("/dev/shm").unwrap() {
         let file = entry.unwrap().file_name().into_string().unwrap();
-        if file.starts_with(&format!("shmkit-anon-{pid}-"))
-            || file.starts_with(&format!("shmkit-{base}"))
+        if (file.starts_with(&format!("shmkit-anon-{pid}-"))
+            || file.starts_with(&format!("shmkit-{base}")))
+            && !before.contains(&file)
         {
             left.push(file);
         }
@@ -80,6 +92,7 @@ fn each_signal_at_random_moments_leaves_nothing_and_the_names_are_free_again() {
     for (sig, num) in [("INT", 2), ("TERM", 15), ("HUP", 1)] {
         let base = unique("signals");
         for round in 0..30u64 {
+            let before = shm_names();
             let mut child = spawn(test, "churn", &[("BASE", &base)]);
             let [value, queue] = named(&base);
             wait_until("the child's named segments", LIMIT, || {
@@ -100,7 +113,7 @@ fn each_signal_at_random_moments_leaves_nothing_and_the_names_are_free_again() {
             );
             assert!(!shm_path(&value).exists(), "SIG{sig} left {value}");
             assert!(!shm_path(&queue).exists(), "SIG{sig} left {queue}");
-            let left = left_by(child.id(), &base);
+            let left = left_by(child.id(), &base, &before);
             assert!(left.is_empty(), "SIG{sig} round {round} left {left:?}");
             // The same names are free for the next round.
         }
