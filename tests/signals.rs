@@ -28,14 +28,26 @@ fn churn(base: &str) -> ! {
     let mut i = 0u64;
     loop {
         i += 1;
-        let a = Array::<u32>::new(64).unwrap();
-        a.set(0, i as u32).unwrap();
-        let q2: Queue<Vec<u8>> = Queue::with_capacity(0, 4096).unwrap();
-        q2.put(vec![1; 10_000]).unwrap();
-        if i.is_multiple_of(2) {
-            assert_eq!(q2.get().unwrap().len(), 10_000);
+        let round = || -> Result<(), String> {
+            let a = Array::<u32>::new(64).map_err(|e| e.to_string())?;
+            a.set(0, i as u32).map_err(|e| e.to_string())?;
+            let q2: Queue<Vec<u8>> = Queue::with_capacity(0, 4096).map_err(|e| e.to_string())?;
+            q2.put(vec![1; 10_000]).map_err(|e| e.to_string())?;
+            if i.is_multiple_of(2) {
+                assert_eq!(q2.get().map_err(|e| e.to_string())?.len(), 10_000);
+            }
+            *v.lock().map_err(|e| e.to_string())? += 1;
+            Ok(())
+        };
+        if let Err(e) = round() {
+            // The signal may reach another thread of this process, whose handler unlinks the
+            // names while this one goes on: then opening a spill by name fails until the
+            // process ends a moment later. Any other error is a failure.
+            assert!(!shm_path(&value).exists(), "churn failed: {e}");
+            loop {
+                std::thread::park();
+            }
         }
-        *v.lock().unwrap() += 1;
     }
 }
 

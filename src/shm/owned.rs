@@ -67,8 +67,18 @@ static CREATING: AtomicU32 = AtomicU32::new(0);
 /// segment (it would be left behind by the dying process).
 static ENDING: AtomicBool = AtomicBool::new(false);
 
-/// How many times the handler lets a creating thread run before it gives up waiting for it.
-const CREATING_PATIENCE: u32 = 10_000;
+/// How long the handler lets creating threads run before it gives up waiting for them, in
+/// microseconds. A creation holds the count for a few system calls, but a thread preempted in
+/// between may wait for a core for some milliseconds on a busy machine: a budget of 10,000
+/// `sched_yield`s (2 ms when each returns at once) ran out beside three busy processes, and
+/// a spill created then was left in `/dev/shm` (2 of 30 runs of `tests/signals.rs`).
+const CREATING_PATIENCE_US: u64 = 1_000_000;
+
+thread_local! {
+    /// Creations this thread has under way: a handler running on this very thread (one the
+    /// program installed for a signal `Creating` does not block) cannot wait for them.
+    static CREATING_HERE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
 
 /// A segment being created: until it is dropped (once its name is registered), this thread
 /// blocks the cleanup signals, and a handler on another thread waits for it.
@@ -80,9 +90,11 @@ impl Creating {
         let blocked = sys::SignalsBlocked::new();
         // SeqCst with the handler's store to ENDING and load of CREATING: either this thread
         // sees ENDING, or the handler sees this creation and waits for its name.
+        CREATING_HERE.with(|n| n.set(n.get() + 1));
         CREATING.fetch_add(1, Ordering::SeqCst);
         if ENDING.load(Ordering::SeqCst) {
             CREATING.fetch_sub(1, Ordering::SeqCst);
+            CREATING_HERE.with(|n| n.set(n.get() - 1));
             // The process is ending by a signal, in another thread's handler, within moments.
             loop {
                 std::thread::park();
@@ -97,6 +109,7 @@ impl Drop for Creating {
         // Before the mask is restored (the field drops after this), so a signal pending on
         // this thread finds the name registered.
         CREATING.fetch_sub(1, Ordering::SeqCst);
+        CREATING_HERE.with(|n| n.set(n.get() - 1));
     }
 }
 
@@ -181,12 +194,19 @@ impl Drop for OwnedName {
 /// names are gone from `/dev/shm`, so new `open`s by name fail.
 pub fn unlink_owned() {
     unlink_table();
-    // Another thread may be between creating a name and registering it (it blocks these
-    // signals meanwhile, so it is not the thread running this): let it finish, and look again.
-    let mut patience = CREATING_PATIENCE;
-    while CREATING.load(Ordering::SeqCst) > 0 && patience > 0 {
-        sys::yield_now();
-        patience -= 1;
+    // Another thread may be between creating a name and registering it (it blocks the
+    // cleanup signals meanwhile, so it is not the thread running this one's handler): let it
+    // finish, and look again. A creation under way on this thread itself (a handler of the
+    // program's own, for another signal) cannot finish while this runs: not waited for.
+    // The thread-local is safe to read in a handler: it is const-initialised and has no destructor,
+    // so reading it neither allocates nor registers anything.
+    if CREATING_HERE.with(std::cell::Cell::get) == 0 {
+        let start = sys::monotonic_micros();
+        while CREATING.load(Ordering::SeqCst) > 0
+            && sys::monotonic_micros().saturating_sub(start) < CREATING_PATIENCE_US
+        {
+            sys::yield_now();
+        }
     }
     unlink_table();
 }

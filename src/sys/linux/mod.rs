@@ -15,7 +15,8 @@ pub(crate) use shm::{
     shm_create_exclusive, shm_list, shm_mapped, shm_open_existing, shm_reserve, shm_unlink,
 };
 pub(crate) use signal::{
-    CleanupHook, SignalsBlocked, install_cleanup, unlink_if_same, unlink_prefixed, yield_now,
+    CleanupHook, SignalsBlocked, install_cleanup, monotonic_micros, unlink_if_same,
+    unlink_prefixed, yield_now,
 };
 #[cfg(feature = "redis")]
 pub(crate) use task::hostname;

@@ -180,6 +180,19 @@ impl std::fmt::Debug for SignalsBlocked {
     }
 }
 
+/// Microseconds on the monotonic clock (async-signal-safe: `clock_gettime` is).
+pub(crate) fn monotonic_micros() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec for clock_gettime to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    (now.tv_sec as u64)
+        .saturating_mul(1_000_000)
+        .saturating_add(now.tv_nsec as u64 / 1_000)
+}
+
 /// Lets another thread run (async-signal-safe).
 pub(crate) fn yield_now() {
     // SAFETY: sched_yield has no preconditions.
