@@ -198,8 +198,8 @@ pub fn unlink_owned() {
     // cleanup signals meanwhile, so it is not the thread running this one's handler): let it
     // finish, and look again. A creation under way on this thread itself (a handler of the
     // program's own, for another signal) cannot finish while this runs: not waited for.
-    // The thread-local is safe to read in a handler: it is const-initialised and has no destructor,
-    // so reading it neither allocates nor registers anything.
+    // The thread-local is safe to read in a handler: it is const-initialised and has no
+    // destructor, so reading it neither allocates nor registers anything.
     if CREATING_HERE.with(std::cell::Cell::get) == 0 {
         let start = sys::monotonic_micros();
         while CREATING.load(Ordering::SeqCst) > 0

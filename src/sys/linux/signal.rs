@@ -182,12 +182,7 @@ impl std::fmt::Debug for SignalsBlocked {
 
 /// Microseconds on the monotonic clock (async-signal-safe: `clock_gettime` is).
 pub(crate) fn monotonic_micros() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid timespec for clock_gettime to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let now = super::futex::monotonic_now();
     (now.tv_sec as u64)
         .saturating_mul(1_000_000)
         .saturating_add(now.tv_nsec as u64 / 1_000)
