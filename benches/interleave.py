@@ -19,6 +19,13 @@ import subprocess
 import sys
 
 
+def run_scenarios(cmd, scenarios, env=None):
+    """Runs `cmd SCENARIO...` and returns each scenario's ops_per_s from its JSON lines."""
+    out = subprocess.run(cmd + scenarios, capture_output=True, text=True, env=env)
+    rows = (json.loads(line) for line in out.stdout.splitlines() if line.startswith("{"))
+    return {row["scenario"]: row["ops_per_s"] for row in rows}
+
+
 def main():
     if len(sys.argv) < 4:
         sys.exit(__doc__)
@@ -29,12 +36,9 @@ def main():
             path, *pairs = b.split(":")
             env = dict(os.environ)
             env.update(p.split("=", 1) for p in pairs)
-            out = subprocess.run([path] + scenarios, capture_output=True, text=True, env=env)
-            for line in out.stdout.splitlines():
-                if line.startswith("{"):
-                    row = json.loads(line)
-                    if row["scenario"] in results[b]:
-                        results[b][row["scenario"]].append(row["ops_per_s"])
+            for scenario, ops in run_scenarios([path], scenarios, env).items():
+                if scenario in results[b]:
+                    results[b][scenario].append(ops)
     for s in scenarios:
         base = None
         for b in binaries:

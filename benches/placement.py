@@ -20,11 +20,12 @@ SHMKIT_BENCH is the bench binary (`ls -t target/release/deps/scenarios-*` after 
 --no-run`), C_REF the C reference that side_by_side.py builds (/tmp/shmkit_c_ref). Runs
 alternate between the two systems. Needs a machine with at least 2 cpus and `taskset`.
 """
-import json
 import os
 import statistics
 import subprocess
 import sys
+
+from interleave import run_scenarios  # this script's folder is on sys.path
 
 PLACEMENTS = {
     # name: (cpu of each busy process, cpus of the benchmark or None for all)
@@ -35,13 +36,10 @@ PLACEMENTS = {
 
 
 def ops(cmd, scenario):
-    out = subprocess.run(cmd + [scenario], capture_output=True, text=True)
-    for line in out.stdout.splitlines():
-        if line.startswith("{"):
-            row = json.loads(line)
-            if row["scenario"] == scenario:
-                return row["ops_per_s"]
-    raise SystemExit(f"{cmd[-1]} {scenario} printed no result: {out.stderr.strip()}")
+    got = run_scenarios(cmd, [scenario])
+    if scenario not in got:
+        raise SystemExit(f"{cmd[-1]} {scenario} printed no result")
+    return got[scenario]
 
 
 def main():

@@ -94,29 +94,32 @@ fn report(segment: SegmentInfo) -> Report {
     };
     let is_queue = kind.is_some_and(|k| matches!(k, Kind::Queue | Kind::JoinableQueue));
     // A queue has a second lock, its get lock.
-    let get_lock = is_queue
-        .then(|| control.get(crate::queue::GET_LOCK_AT..))
-        .flatten()
-        .and_then(describe);
+    let get_lock = if is_queue {
+        control.get(crate::queue::GET_LOCK_AT..).and_then(describe)
+    } else {
+        None
+    };
     let lock = kind
         .filter(|k| has_lock(*k))
         .and_then(|_| describe(control))
         .map(|first| get_lock.map_or(first, |g| held_of(first, g)));
-    let queue = is_queue
-        .then_some(())
-        .and_then(|_| crate::queue::counters(control))
-        .map(|c| QueueReport {
-            items: c
-                .puts
-                .saturating_sub(c.gets)
-                .saturating_add(u64::from(c.returned)),
-            leased: u64::from(c.leased),
-            unfinished: c.puts.saturating_sub(c.done),
-            used_bytes: c.tail.saturating_sub(c.head),
-            capacity: c.capacity,
-            maxsize: c.maxsize,
-            closed: c.closed,
-        });
+    let counters = if is_queue {
+        crate::queue::counters(control)
+    } else {
+        None
+    };
+    let queue = counters.map(|c| QueueReport {
+        items: c
+            .puts
+            .saturating_sub(c.gets)
+            .saturating_add(u64::from(c.returned)),
+        leased: u64::from(c.leased),
+        unfinished: c.puts.saturating_sub(c.done),
+        used_bytes: c.tail.saturating_sub(c.head),
+        capacity: c.capacity,
+        maxsize: c.maxsize,
+        closed: c.closed,
+    });
     Report {
         segment,
         lock,

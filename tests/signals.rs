@@ -28,15 +28,15 @@ fn churn(base: &str) -> ! {
     let mut i = 0u64;
     loop {
         i += 1;
-        let round = || -> Result<(), String> {
-            let a = Array::<u32>::new(64).map_err(|e| e.to_string())?;
-            a.set(0, i as u32).map_err(|e| e.to_string())?;
-            let q2: Queue<Vec<u8>> = Queue::with_capacity(0, 4096).map_err(|e| e.to_string())?;
-            q2.put(vec![1; 10_000]).map_err(|e| e.to_string())?;
+        let round = || -> Result<(), Box<dyn std::error::Error>> {
+            let a = Array::<u32>::new(64)?;
+            a.set(0, i as u32)?;
+            let q2: Queue<Vec<u8>> = Queue::with_capacity(0, 4096)?;
+            q2.put(vec![1; 10_000])?;
             if i.is_multiple_of(2) {
-                assert_eq!(q2.get().map_err(|e| e.to_string())?.len(), 10_000);
+                assert_eq!(q2.get()?.len(), 10_000);
             }
-            *v.lock().map_err(|e| e.to_string())? += 1;
+            *v.lock()? += 1;
             Ok(())
         };
         if let Err(e) = round() {

@@ -72,7 +72,7 @@ pub(crate) fn futex_wait_any(words: &[(&AtomicU32, u32)], timeout: Duration) -> 
         })
         .collect();
     // futex_waitv takes an absolute deadline on a clock it is told.
-    let now = monotonic_now();
+    let now = super::clock::monotonic_now();
     let total = u128::from(now.tv_nsec as u64)
         + timeout.as_nanos().min(u128::from(u32::MAX) * 1_000_000_000);
     let deadline = libc::timespec {
@@ -99,15 +99,4 @@ pub(crate) fn futex_wait_any(words: &[(&AtomicU32, u32)], timeout: Duration) -> 
         return false;
     }
     true
-}
-
-/// The monotonic clock's time now (async-signal-safe: `clock_gettime` is).
-pub(crate) fn monotonic_now() -> libc::timespec {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid timespec for clock_gettime to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now
 }

@@ -1,11 +1,13 @@
 //! Linux implementation of the `sys` layer.
 
+mod clock;
 mod futex;
 mod process;
 mod shm;
 mod signal;
 mod task;
 
+pub(crate) use clock::monotonic_micros;
 pub(crate) use futex::{futex_wait, futex_wait_any, futex_wake};
 pub(crate) use process::parent_pid;
 #[cfg(feature = "process")]
@@ -15,8 +17,7 @@ pub(crate) use shm::{
     shm_create_exclusive, shm_list, shm_mapped, shm_open_existing, shm_reserve, shm_unlink,
 };
 pub(crate) use signal::{
-    CleanupHook, SignalsBlocked, install_cleanup, monotonic_micros, unlink_if_same,
-    unlink_prefixed, yield_now,
+    CleanupHook, SignalsBlocked, install_cleanup, unlink_if_same, unlink_prefixed, yield_now,
 };
 #[cfg(feature = "redis")]
 pub(crate) use task::hostname;

@@ -180,14 +180,6 @@ impl std::fmt::Debug for SignalsBlocked {
     }
 }
 
-/// Microseconds on the monotonic clock (async-signal-safe: `clock_gettime` is).
-pub(crate) fn monotonic_micros() -> u64 {
-    let now = super::futex::monotonic_now();
-    (now.tv_sec as u64)
-        .saturating_mul(1_000_000)
-        .saturating_add(now.tv_nsec as u64 / 1_000)
-}
-
 /// Lets another thread run (async-signal-safe).
 pub(crate) fn yield_now() {
     // SAFETY: sched_yield has no preconditions.
